@@ -1,0 +1,49 @@
+"""`grelab` command line: one subcommand per module, each with add_arguments(parser) and run(args) -> exit code."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from grelab.errors import GrelabError
+
+# subcommand -> (module, one-line help). Modules are imported only when their subcommand runs.
+SUBCOMMANDS = {
+    "craft": ("grelab.craft.cli", "build GRE / ESP packets into a pcapng"),
+    "bench": ("grelab.bench", "measure grelab beside scapy's own way"),
+    "doctor": ("grelab.dut.doctor", "what this machine can do, and which DUT --dut auto picks"),
+    "dut": ("grelab.dut.cli", "prepare, boot and inspect the device under test"),
+    "run": ("grelab.run", "run scenarios through pytest and print a results table"),
+    "sweep": ("grelab.lab.sweep_cli", "remove namespaces and guests that dead grelab runs left behind"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="grelab", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue  # not built yet
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(p)
+        p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args._module.run(args) or 0
+    except GrelabError as exc:
+        print(f"grelab {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

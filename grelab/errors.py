@@ -1,0 +1,34 @@
+"""The errors grelab raises on purpose: each names what is wrong, so nobody reads a traceback from inside scapy."""
+
+
+class GrelabError(Exception):
+    """Something grelab could not do, said in words a network engineer can act on."""
+
+
+class InputError(GrelabError, ValueError):
+    """A value the user gave is outside what is allowed: names the field, the value and the allowed range."""
+
+    def __init__(self, field: str, value, allowed: str):
+        self.field, self.value, self.allowed = field, value, allowed
+        super().__init__(f"{field}: {value!r} is not allowed; allowed: {allowed}")
+
+
+def check_range(field: str, value, low: int, high: int) -> int:
+    """Return value as an int if low <= value <= high, else raise InputError naming the field."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        try:
+            if isinstance(value, bool):
+                raise TypeError
+            value = int(value, 0) if isinstance(value, str) else int(value)
+        except (TypeError, ValueError):
+            raise InputError(field, value, f"an integer from {low} to {high}") from None
+    if not low <= value <= high:
+        raise InputError(field, value, f"an integer from {low} to {high}")
+    return value
+
+
+def check_choice(field: str, value, choices) -> str:
+    """Return value if it is one of choices, else raise InputError listing them."""
+    if value not in choices:
+        raise InputError(field, value, "one of " + ", ".join(map(str, choices)))
+    return value

@@ -1,0 +1,238 @@
+"""Who owns what: every namespace, link and process grelab makes belongs to a run, and a dead run is swept.
+
+A run is one Python process (a pytest worker, a `grelab` command). It holds an flock on
+/run/grelab/<run-id>/lock for as long as it lives; the kernel drops that lock when the process dies,
+even by SIGKILL, so a later run knows for certain which runs are dead and removes what they left:
+their namespaces (`grelab-<run-id>-<node>`) and every process still inside them or recorded by pid.
+
+Resources are paired with their cleanup the moment they are made (`run.defer(...)`), in the style of
+the kernel selftests' defer.sh; cleanups run last-in first-out at `run.close()`, at interpreter exit,
+and on SIGTERM.
+"""
+from __future__ import annotations
+
+import atexit
+import fcntl
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+RUN_ROOT = Path(os.environ.get("GRELAB_RUN_ROOT", "/run/grelab"))
+NETNS_DIR = Path("/run/netns")
+PREFIX = "grelab-"
+# grelab-<6 hex run id>-<node>; the run id is what ties a namespace to its owner.
+NAMESPACE_RE = re.compile(r"^grelab-([0-9a-f]{6})-([A-Za-z0-9_.-]+)$")
+
+
+def _proc_start_time(pid: int) -> str | None:
+    """The process start time from /proc (field 22): with the pid it names one process, even after reuse."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _kill(pid: int, start_time: str | None) -> None:
+    if start_time is not None and _proc_start_time(pid) != start_time:
+        return  # gone, or the pid now belongs to someone else
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def pids_in_namespace(name: str) -> list[int]:
+    """Every process whose network namespace is /run/netns/NAME (what `ip netns pids` reports)."""
+    try:
+        target = os.stat(NETNS_DIR / name)
+    except OSError:
+        return []
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            st = os.stat(f"/proc/{entry.name}/ns/net")
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) == (target.st_dev, target.st_ino):
+            found.append(int(entry.name))
+    return found
+
+
+def remove_namespace(name: str) -> None:
+    """Kill whatever still runs inside the namespace, then delete it. Missing is fine."""
+    for pid in pids_in_namespace(name):
+        if pid != os.getpid():
+            _kill(pid, None)
+    subprocess.run(["ip", "netns", "delete", name], capture_output=True)
+
+
+def grelab_namespaces() -> list[str]:
+    try:
+        return sorted(n for n in os.listdir(NETNS_DIR) if n.startswith(PREFIX))
+    except FileNotFoundError:
+        return []
+
+
+@dataclass
+class Run:
+    """This process's claim on the resources it makes."""
+
+    id: str
+    path: Path
+    _lock_fd: int
+    _cleanups: list[tuple[str, Callable[[], None]]] = field(default_factory=list)
+    _mutex: threading.Lock = field(default_factory=threading.Lock)
+
+    def namespace_name(self, node: str) -> str:
+        """`grelab-<run-id>-<node>`: unique across concurrent runs, and findable after a dead one."""
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,40}", node):
+            raise ValueError(f"node name {node!r}: use 1-40 of letters, digits, '_', '.', '-'")
+        return f"{PREFIX}{self.id}-{node}"
+
+    def record_pid(self, pid: int, what: str) -> None:
+        """Remember a process this run started (a DUT guest, tcpdump) so a sweep can kill it if we die."""
+        with self._mutex, open(self.path / "pids", "a") as f:
+            f.write(f"{pid} {_proc_start_time(pid)} {what}\n")
+
+    def defer(self, cleanup: Callable[[], None], what: str = "") -> Callable[[], None]:
+        """Pair a resource with its cleanup now; cleanups run last-in first-out at close().
+
+        Returns a function that runs this one cleanup early (and only once)."""
+        entry = (what, cleanup)
+        with self._mutex:
+            self._cleanups.append(entry)
+
+        def run_now() -> None:
+            with self._mutex:
+                if entry not in self._cleanups:
+                    return
+                self._cleanups.remove(entry)
+            cleanup()
+
+        return run_now
+
+    def close(self) -> None:
+        """Run every deferred cleanup, newest first; one failing does not stop the rest."""
+        errors = []
+        while True:
+            with self._mutex:
+                if not self._cleanups:
+                    break
+                what, cleanup = self._cleanups.pop()
+            try:
+                cleanup()
+            except Exception as exc:  # noqa: BLE001 - cleanup must go on
+                errors.append(f"{what or cleanup}: {exc}")
+        for name in grelab_namespaces():
+            m = NAMESPACE_RE.match(name)
+            if m and m.group(1) == self.id:
+                remove_namespace(name)
+        if errors:
+            raise RuntimeError("cleanup failed: " + "; ".join(errors))
+
+
+_run: Run | None = None
+_run_guard = threading.Lock()
+
+
+def sweep_dead_runs() -> list[str]:
+    """Remove what runs that are no longer alive left behind. Returns the namespaces removed."""
+    RUN_ROOT.mkdir(parents=True, exist_ok=True)
+    live = set()
+    for run_dir in RUN_ROOT.iterdir():
+        if run_dir.name.startswith("."):
+            continue  # a run being born: it locks before it gets its name
+        lock = run_dir / "lock"
+        try:
+            fd = os.open(lock, os.O_RDWR)
+        except OSError:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            live.add(run_dir.name)  # its owner still holds the lock
+            continue
+        try:  # dead: we hold its lock now; kill its recorded processes and forget it
+            pids = run_dir / "pids"
+            if pids.exists():
+                for line in pids.read_text().splitlines():
+                    pid, start, *_ = line.split() + ["", ""]
+                    if pid.isdigit():
+                        _kill(int(pid), None if start in ("None", "") else start)
+            shutil.rmtree(run_dir, ignore_errors=True)
+        finally:
+            os.close(fd)
+    removed = []
+    for name in grelab_namespaces():
+        m = NAMESPACE_RE.match(name)
+        if m is None or m.group(1) not in live:
+            remove_namespace(name)
+            removed.append(name)
+    return removed
+
+
+def current_run() -> Run:
+    """The run of this process, created on first use: sweeps dead runs, takes a lock, arms cleanup at exit."""
+    global _run
+    with _run_guard:
+        if _run is not None and _run.path.exists() and os.getpid() == _run_pid:
+            return _run
+        sweep_dead_runs()
+        run_id = secrets.token_hex(3)
+        # Lock first, under a hidden name, then rename: a concurrent sweep never sees an unlocked run.
+        nursery = RUN_ROOT / f".{run_id}"
+        nursery.mkdir(parents=True)
+        fd = os.open(nursery / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        (nursery / "owner").write_text(f"{os.getpid()}\n")
+        path = RUN_ROOT / run_id
+        nursery.rename(path)
+        _set_run(Run(run_id, path, fd))
+        atexit.register(close_current_run)
+        _arm_sigterm()
+        return _run
+
+
+_run_pid = -1
+
+
+def _set_run(run: Run | None) -> None:
+    global _run, _run_pid
+    _run, _run_pid = run, os.getpid()
+
+
+def close_current_run() -> None:
+    """Clean up everything this process made and release its run (idempotent)."""
+    global _run
+    with _run_guard:
+        run, ok = _run, _run is not None and _run_pid == os.getpid()
+        _set_run(None)
+    if not ok:
+        return
+    try:
+        run.close()
+    finally:
+        shutil.rmtree(run.path, ignore_errors=True)
+        os.close(run._lock_fd)
+
+
+def _arm_sigterm() -> None:
+    """SIGTERM ends the process through normal exit so atexit and finalizers clean up (SIGKILL: the next run sweeps)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        def on_term(signum, frame):
+            raise SystemExit(128 + signum)
+        signal.signal(signal.SIGTERM, on_term)

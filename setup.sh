@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Set up everything grelab needs on a Debian 12 machine, as root. Idempotent: a second run only checks.
+#   Debian packages -> .venv with grelab -> the user-mode-linux guest's files (built once, cached).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+cd "$here"
+
+debs=(iproute2 nftables tshark tcpdump user-mode-linux busybox-static)
+missing=()
+for p in "${debs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+py=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv"
+  "$py" -m venv .venv
+fi
+stamp=.venv/.grelab-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  echo "setup: installing grelab and its Python dependencies into .venv"
+  .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+  touch "$stamp"
+fi
+
+# The UML DUT's initramfs is built from the Debian packages above, once, into grelab's cache.
+if .venv/bin/grelab dut --help >/dev/null 2>&1; then
+  .venv/bin/grelab dut prepare
+fi
+echo "setup: ready"
