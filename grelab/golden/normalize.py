@@ -1,0 +1,101 @@
+"""Take out of captured frames what the kernel makes random, so a rerun can equal its golden byte for byte.
+
+What varies run to run, and what is done about it:
+- IPv4 identification (outer and inner): set to 0, checksums recomputed;
+- TCP initial sequence numbers: made relative per flow (like Wireshark's "relative sequence numbers"), and TCP
+  timestamp option values zeroed;
+- ESP the kernel sends: random IVs make random ciphertext. With the SA known, the packet is decrypted, its
+  inside normalized too, and encrypted again with an IV derived from its sequence number, so the golden still
+  decrypts in Wireshark with pcaps/esp_sa.
+Checksums over changed bytes (IPv4, TCP, UDP, GRE) are recomputed. Everything else must match exactly.
+"""
+from __future__ import annotations
+
+from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet6 import IPv6
+from scapy.layers.ipsec import ESP, SecurityAssociation
+from scapy.layers.l2 import GRE, Ether
+from scapy.packet import Packet
+
+
+class Normalizer:
+    """Normalizes the frames of one case; keeps per-flow state (TCP initial sequence numbers) across frames.
+
+    keyring maps an ESP SPI to the scapy SecurityAssociation that decrypts it."""
+
+    def __init__(self, keyring: dict[int, SecurityAssociation] | None = None):
+        self.keyring = dict(keyring or {})
+        self._isn: dict[tuple, int] = {}
+
+    def frame(self, data: bytes) -> bytes:
+        pkt = Ether(data)
+        changed = self._walk(pkt)
+        return bytes(pkt) if changed else data
+
+    def _walk(self, pkt: Packet) -> bool:
+        """Normalize every layer in place; True if anything changed."""
+        changed = False
+        layer = pkt
+        while layer is not None and layer.name != "NoPayload":
+            if isinstance(layer, IP):
+                changed |= self._ip(layer)
+                if isinstance(layer.payload, ESP) and layer.payload.spi in self.keyring:
+                    self._reencrypt(layer)
+                    return True
+            elif isinstance(layer, IPv6) and isinstance(layer.payload, ESP) and layer.payload.spi in self.keyring:
+                self._reencrypt(layer)
+                return True
+            elif isinstance(layer, TCP):
+                changed |= self._tcp(layer)
+            layer = layer.payload
+        if changed:
+            _forget_checksums(pkt)
+        return changed
+
+    @staticmethod
+    def _ip(ip: IP) -> bool:
+        if ip.id == 0:
+            return False
+        ip.id = 0
+        return True
+
+    def _tcp(self, tcp: TCP) -> bool:
+        under = tcp.underlayer
+        flow = (under.src, under.dst, tcp.sport, tcp.dport)
+        back = (under.dst, under.src, tcp.dport, tcp.sport)
+        isn = self._isn.setdefault(flow, tcp.seq - (1 if not tcp.flags.S and tcp.seq else 0))
+        tcp.seq = (tcp.seq - isn) & 0xFFFFFFFF
+        if tcp.flags.A and back in self._isn:
+            tcp.ack = (tcp.ack - self._isn[back]) & 0xFFFFFFFF
+        tcp.options = [(k, (0, 0)) if k == "Timestamp" else (k, v) for k, v in tcp.options]
+        return True
+
+    def _reencrypt(self, outer) -> None:
+        """Decrypt, normalize the inside, encrypt again with an IV made from the sequence number."""
+        sa = self.keyring[outer.payload.spi]
+        seq = outer.payload.seq
+        plain = sa.decrypt(outer.copy())
+        self._walk(plain)
+        _forget_checksums(plain)
+        iv_size = sa.crypt_algo.iv_size if sa.crypt_algo else 0
+        iv = seq.to_bytes(iv_size, "big") if iv_size else None
+        again = sa.encrypt(plain.__class__(bytes(plain)), seq_num=seq, iv=iv)
+        outer.remove_payload()
+        outer.add_payload(again.payload)
+        if isinstance(outer, IP):
+            outer.len = None
+            outer.chksum = None
+            outer.id = 0
+        else:
+            outer.plen = None
+
+
+def _forget_checksums(pkt: Packet) -> None:
+    """Make scapy recompute lengths' checksums on the next build."""
+    layer = pkt
+    while layer is not None and layer.name != "NoPayload":
+        if isinstance(layer, (IP, TCP, UDP)):
+            layer.chksum = None
+        if isinstance(layer, GRE) and layer.chksum_present:
+            layer.chksum = None
+        layer = layer.payload

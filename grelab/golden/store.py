@@ -1,0 +1,124 @@
+"""Golden pcaps on disk: pcaps/<scenario>/<case>.pcapng, compared after normalization, rewritten only on request.
+
+A rewrite goes to a temporary file beside the golden and is renamed over it, so a crash or a concurrent
+pytest-xdist worker never leaves a truncated golden; a golden whose packets did not change is not touched
+(its timestamps alone do not count as a change). pcaps/esp_sa, Wireshark's ESP key table, is merged under
+a lock on the pcaps folder, since every worker may add rows to it.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+from contextlib import contextmanager
+from pathlib import Path
+
+from scapy.layers.l2 import Ether
+
+from grelab.golden.case import Frame, read_pcapng, write_pcapng
+from grelab.golden.packet_diff import field_diff
+
+ESP_SA_FILE = "esp_sa"
+
+
+def case_file_name(test_name: str) -> str:
+    """`test_echo[gcm128]` -> `echo-gcm128`: a file name that says which case it is."""
+    name = re.sub(r"^test_", "", test_name)
+    name = re.sub(r"[\[\]]", "-", name).strip("-")
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+class GoldenStore:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def path(self, scenario: str, case: str) -> Path:
+        return self.root / scenario / f"{case}.pcapng"
+
+    def compare(self, scenario: str, case: str, frames: list[Frame], update_hint: str) -> str | None:
+        """None when the frames equal the golden; otherwise the failure message to show."""
+        path = self.path(scenario, case)
+        if not path.exists():
+            return (f"no golden pcap {path} yet; look at the capture, and if it is right create the golden with:\n"
+                    f"    {update_hint}")
+        golden = read_pcapng(path)
+        if [f.key() for f in golden] == [f.key() for f in frames]:
+            return None
+        return f"capture differs from golden {path}\n" + describe_difference(golden, frames) + \
+            f"\nif the new packets are right, update the golden with:\n    {update_hint}"
+
+    def update(self, scenario: str, case: str, frames: list[Frame]) -> str:
+        """Write the golden if it is new or its packets changed. Returns 'created', 'changed' or 'unchanged'."""
+        path = self.path(scenario, case)
+        if path.exists():
+            if [f.key() for f in read_pcapng(path)] == [f.key() for f in frames]:
+                return "unchanged"
+            status = "changed"
+        else:
+            status = "created"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            write_pcapng(frames, tmp)
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return status
+
+    def merge_esp_sa(self, rows: list[str]) -> bool:
+        """Add Wireshark esp_sa rows not yet in pcaps/esp_sa; True if the file changed."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / ESP_SA_FILE
+        with _locked(self.root):
+            old = path.read_text().splitlines() if path.exists() else []
+            merged = sorted(set(old) | set(rows))
+            if merged == sorted(set(old)):
+                return False
+            tmp = path.with_name(f".{ESP_SA_FILE}.{os.getpid()}.tmp")
+            tmp.write_text("".join(line + "\n" for line in merged))
+            os.replace(tmp, path)
+            return True
+
+
+@contextmanager
+def _locked(folder: Path):
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def describe_difference(golden: list[Frame], got: list[Frame]) -> str:
+    """Per link: the frame counts, then the first differing frame pair, field by field."""
+    lines = []
+    for link in sorted({f.link for f in golden} | {f.link for f in got}):
+        want = [f for f in golden if f.link == link]
+        have = [f for f in got if f.link == link]
+        if [f.key() for f in want] == [f.key() for f in have]:
+            continue
+        lines.append(f"link {link}: golden has {len(want)} frames, capture has {len(have)}")
+        for i in range(max(len(want), len(have))):
+            w = want[i] if i < len(want) else None
+            h = have[i] if i < len(have) else None
+            if w is not None and h is not None and w.key() == h.key():
+                continue
+            lines.append(f"  first difference at frame {i + 1} on {link}:")
+            lines.append(f"    golden : {_summary(w)}")
+            lines.append(f"    capture: {_summary(h)}")
+            if w is not None and h is not None:
+                if w.comment != h.comment:
+                    lines.append(f"    comment: {w.comment!r} != {h.comment!r}")
+                lines.extend("    " + d for d in field_diff(Ether(w.data), Ether(h.data)))
+            break
+    return "\n".join(lines)
+
+
+def _summary(frame: Frame | None) -> str:
+    if frame is None:
+        return "(none)"
+    text = Ether(frame.data).summary()
+    return f"{text}  [{frame.comment}]" if frame.comment else text

@@ -1,0 +1,76 @@
+"""`grelab run [SCENARIO ...]`: run scenarios through pytest, then print a table of scenario, case, result, time."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from grelab.errors import InputError
+
+
+def scenarios_dir() -> Path:
+    """scenarios/ of the checkout grelab runs from (the working directory's, else the package's)."""
+    for base in (Path.cwd(), Path(__file__).resolve().parent.parent):
+        if (base / "scenarios").is_dir():
+            return base / "scenarios"
+    raise InputError("scenarios", str(Path.cwd() / "scenarios"), "a folder of scenario modules; run from the grelab checkout")
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("scenarios", nargs="*", metavar="SCENARIO",
+                        help="scenario module names (e.g. two_offices); default: all")
+    parser.add_argument("--dut", default="auto", help="device under test: auto, host, uml or module:Class")
+    parser.add_argument("-n", dest="workers", default="0", help="pytest-xdist workers (a number or auto)")
+    parser.add_argument("--update-golden", action="store_true", help="rewrite these cases' golden pcaps")
+    parser.add_argument("--keep-pcaps", metavar="DIR", help="keep every case's captures in DIR")
+    parser.add_argument("-k", dest="keyword", help="only cases matching this pytest -k expression")
+
+
+class ResultTable:
+    """A pytest plugin that keeps one row per case, from the reports pytest (or xdist's controller) sees."""
+
+    def __init__(self):
+        self.rows: dict[str, list] = {}
+
+    def pytest_runtest_logreport(self, report):
+        row = self.rows.setdefault(report.nodeid, [report.nodeid, "passed", 0.0])
+        row[2] += report.duration
+        if report.when == "call" or report.outcome != "passed":
+            if report.outcome != "passed" or row[1] == "passed":
+                row[1] = report.outcome if not (report.when != "call" and report.failed) else "error"
+
+    def lines(self) -> list[str]:
+        table = [("scenario", "case", "result", "time")]
+        for nodeid, result, seconds in self.rows.values():
+            path, _, case = nodeid.partition("::")
+            table.append((Path(path).stem, case, result, f"{seconds:.2f}s"))
+        widths = [max(len(r[i]) for r in table) for i in range(4)]
+        return ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in table]
+
+
+def run(args) -> int:
+    folder = scenarios_dir()
+    targets = []
+    for name in args.scenarios:
+        module = folder / f"{name.removesuffix('.py')}.py"
+        if not module.exists():
+            known = sorted(p.stem for p in folder.glob("[a-z]*.py"))
+            raise InputError("SCENARIO", name, "one of " + ", ".join(known))
+        targets.append(str(module))
+    pytest_args = (targets or [str(folder)]) + ["--dut", args.dut, "-q", "-p", "no:cacheprovider",
+                                                "--rootdir", str(folder.parent)]
+    if args.workers not in ("0", 0):
+        pytest_args += ["-n", str(args.workers)]
+    if args.update_golden:
+        pytest_args.append("--update-golden")
+    if args.keep_pcaps:
+        pytest_args += ["--keep-pcaps", args.keep_pcaps]
+    if args.keyword:
+        pytest_args += ["-k", args.keyword]
+    table = ResultTable()
+    code = pytest.main(pytest_args, plugins=[table])
+    print()
+    print("\n".join(table.lines()))
+    print(f"\ngolden pcaps: {folder.parent / 'pcaps'}" +
+          (f"\ncaptures kept in: {Path(args.keep_pcaps).resolve()}" if args.keep_pcaps else ""))
+    return int(code)

@@ -1,0 +1,94 @@
+"""Golden pcaps: normalization, comparison with a readable diff, safe rewrite, esp_sa merge."""
+import multiprocessing
+
+import pytest
+from scapy.layers.inet import IP, TCP
+from scapy.layers.inet6 import IPv6, ICMPv6EchoRequest
+from scapy.layers.ipsec import ESP, SecurityAssociation
+from scapy.layers.l2 import GRE, Ether
+
+from grelab.golden.case import Frame, read_pcapng
+from grelab.golden.normalize import Normalizer
+from grelab.golden.store import GoldenStore, case_file_name
+
+MACS = dict(src="02:00:00:00:01:01", dst="02:00:00:00:01:02")
+
+
+def gre_echo(seq=1, hlim=64, ip_id=1):
+    return bytes(Ether(**MACS) / IP(src="198.51.100.1", dst="198.51.100.2", id=ip_id) / GRE()
+                 / IPv6(src="2001:db8:1::1", dst="2001:db8:2::1", hlim=hlim) / ICMPv6EchoRequest(id=7, seq=seq))
+
+
+def frames(**kw):
+    return [Frame("transit", 0.0, gre_echo(**kw), "h1 -> h2 echo request in GRE"),
+            Frame("lan2", 0.001, gre_echo(**kw)[38:], "")]
+
+
+def test_case_file_names():
+    assert case_file_name("test_echo") == "echo"
+    assert case_file_name("test_echo[gcm128-tunnel]") == "echo-gcm128-tunnel"
+
+
+def test_missing_golden_names_the_command(tmp_path):
+    message = GoldenStore(tmp_path).compare("two_offices", "echo", frames(), "pytest X --update-golden")
+    assert "no golden pcap" in message and "pytest X --update-golden" in message
+
+
+def test_roundtrip_equal_then_changed_field_is_named(tmp_path):
+    store = GoldenStore(tmp_path)
+    assert store.update("s", "c", frames()) == "created"
+    assert store.compare("s", "c", frames(), "hint") is None
+    assert store.update("s", "c", frames()) == "unchanged"
+    message = store.compare("s", "c", frames(hlim=63), "hint")
+    assert "first difference at frame 1 on transit" in message
+    assert "IPv6.hlim: 64 != 63" in message
+    assert store.update("s", "c", frames(hlim=63)) == "changed"
+    kept = read_pcapng(store.path("s", "c"))
+    assert [f.link for f in kept] == ["transit", "lan2"] and kept[0].comment == "h1 -> h2 echo request in GRE"
+
+
+def test_timestamps_alone_are_no_change(tmp_path):
+    store = GoldenStore(tmp_path)
+    store.update("s", "c", frames())
+    later = [Frame(f.link, f.time + 5, f.data, f.comment) for f in frames()]
+    before = store.path("s", "c").stat().st_mtime_ns
+    assert store.update("s", "c", later) == "unchanged"
+    assert store.path("s", "c").stat().st_mtime_ns == before
+
+
+def _merge(args):
+    root, rows = args
+    GoldenStore(root).merge_esp_sa(rows)
+
+
+def test_esp_sa_merge_under_concurrency(tmp_path):
+    jobs = [(tmp_path, [f'"IPv4","198.51.100.{i}","*","0x{i:08x}","NULL","","NULL",""']) for i in range(1, 21)]
+    with multiprocessing.get_context("fork").Pool(4) as pool:
+        pool.map(_merge, jobs)
+    lines = (tmp_path / "esp_sa").read_text().splitlines()
+    assert len(lines) == 20 and len(set(lines)) == 20
+
+
+def test_normalizer_takes_out_ip_id_and_tcp_isn():
+    n = Normalizer()
+    a = bytes(Ether(**MACS) / IP(src="198.51.100.1", dst="198.51.100.2", id=1) / TCP(sport=40000, dport=40001, seq=1000, flags="S"))
+    b = bytes(Ether(**MACS) / IP(src="198.51.100.1", dst="198.51.100.2", id=99) / TCP(sport=40000, dport=40001, seq=5555, flags="S"))
+    assert n.frame(a) == Normalizer().frame(b)
+    assert Ether(n.frame(a))[TCP].seq == 0
+
+
+@pytest.mark.parametrize("algo,key,auth,akey", [
+    ("AES-GCM", b"k" * 16 + b"salt", "NULL", None),
+    ("AES-CBC", b"k" * 16, "SHA2-256-128", b"a" * 32),
+])
+def test_normalizer_reencrypts_esp_deterministically(algo, key, auth, akey):
+    sa = SecurityAssociation(ESP, spi=0x1000, crypt_algo=algo, crypt_key=key, auth_algo=auth, auth_key=akey)
+    inner = IP(src="198.51.100.1", dst="198.51.100.2") / GRE() / IPv6(src="2001:db8:1::1", dst="2001:db8:2::1") \
+        / TCP(sport=40000, dport=40001, seq=123456, flags="S")
+    size = sa.crypt_algo.iv_size
+    one = bytes(Ether(**MACS) / sa.encrypt(inner, seq_num=5, iv=b"\x01" * size))
+    two = bytes(Ether(**MACS) / sa.encrypt(inner, seq_num=5, iv=b"\x02" * size))
+    assert one != two
+    normal = Normalizer({0x1000: sa}).frame(one)
+    assert normal == Normalizer({0x1000: sa}).frame(two)
+    assert sa.decrypt(Ether(normal)[IP])[TCP].seq == 0
