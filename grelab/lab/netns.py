@@ -1,0 +1,111 @@
+"""Network namespaces without forking: made, entered and removed from Python threads.
+
+A network namespace belongs to a thread, not to the process: a thread that calls setns() (or
+unshare()) lives in the new namespace while the others stay put, and any socket it creates stays in
+that namespace for good, whichever thread later uses it. So `run_in(namespace, fn)` runs fn on a
+short-lived thread that has entered the namespace and hands back the result (sockets included).
+`ip netns add` costs a process (~10 ms here); doing its two system calls ourselves costs ~1 ms.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+from pathlib import Path
+from typing import Callable, TypeVar
+
+from grelab.errors import GrelabError
+from grelab.lab.ownership import NETNS_DIR
+
+libc = ctypes.CDLL(None, use_errno=True)
+CLONE_NEWNET = 0x40000000
+MS_BIND = 4096
+MNT_DETACH = 2
+
+T = TypeVar("T")
+
+
+def check(result: int, what: str) -> int:
+    """Turn a libc -1 into OSError naming the call."""
+    if result < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+    return result
+
+
+def _enter(namespace: str) -> None:
+    fd = os.open(NETNS_DIR / namespace, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        check(libc.setns(fd, CLONE_NEWNET), f"setns {namespace}")
+    finally:
+        os.close(fd)
+
+
+def _on_thread(body: Callable[[], T]) -> T:
+    result: list = []
+    error: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            result.append(body())
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            error.append(exc)
+
+    thread = threading.Thread(target=target, name="grelab-netns")
+    thread.start()
+    thread.join()
+    if error:
+        raise error[0]
+    return result[0]
+
+
+def run_in(namespace: str, fn: Callable[..., T], *args, **kwargs) -> T:
+    """Call fn(*args, **kwargs) on a thread inside /run/netns/NAMESPACE; return its result or raise its error."""
+    if not (NETNS_DIR / namespace).exists():
+        raise GrelabError(f"network namespace {namespace!r} does not exist")
+
+    def body() -> T:
+        _enter(namespace)
+        return fn(*args, **kwargs)
+
+    return _on_thread(body)
+
+
+def create_namespace(namespace: str, setup: Callable[[], None] | None = None) -> None:
+    """Create /run/netns/NAMESPACE (what `ip netns add` does) and call setup() inside it.
+
+    setup runs before any link exists, which is when IPv6 sysctls such as accept_dad must be set
+    for new links to inherit them."""
+    path = NETNS_DIR / namespace
+
+    def body() -> None:
+        check(libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0)
+        os.close(fd)
+        try:  # the bind mount keeps the namespace alive after this thread ends
+            check(libc.mount(b"/proc/thread-self/ns/net", bytes(path), b"none", MS_BIND, None),
+                  f"bind mount {path}")
+        except OSError:
+            path.unlink()
+            raise
+        if setup is not None:
+            setup()
+
+    NETNS_DIR.mkdir(exist_ok=True)
+    _on_thread(body)
+
+
+def delete_namespace(namespace: str) -> None:
+    """Remove /run/netns/NAMESPACE (what `ip netns delete` does). The kernel frees the namespace and
+    its links once nothing uses it any more. Missing is fine."""
+    path = NETNS_DIR / namespace
+    libc.umount2(bytes(path), MNT_DETACH)
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def write_sysctl(key: str, value) -> None:
+    """Set a sysctl (dotted name) in the calling thread's namespace: /proc/sys/net follows the thread."""
+    Path("/proc/sys", *key.split(".")).write_text(f"{value}\n")

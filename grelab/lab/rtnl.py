@@ -1,0 +1,103 @@
+"""Just enough rtnetlink to build a topology: veth pairs, link up, addresses, routes, link delete.
+
+Why not pyroute2: its IPRoute costs ~1.3 ms to open per namespace and built the A-R-B topology in
+22-33 ms here; these few messages, written directly, build it in a few milliseconds (the goal is 15).
+Each request asks for an acknowledgement and a kernel error becomes an OSError naming the request.
+The socket belongs to the namespace of the thread that opened it (see grelab.lab.netns).
+"""
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import struct
+
+RTM_NEWLINK, RTM_DELLINK, RTM_NEWADDR, RTM_NEWROUTE = 16, 17, 20, 24
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
+NLMSG_ERROR = 2
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINKINFO, IFLA_NET_NS_FD = 1, 3, 4, 18, 28
+IFLA_INFO_KIND, IFLA_INFO_DATA, VETH_INFO_PEER = 1, 2, 1
+IFA_ADDRESS, IFA_LOCAL, IFA_F_NODAD = 1, 2, 0x02
+RTA_DST, RTA_OIF, RTA_GATEWAY = 1, 4, 5
+IFF_UP = 0x1
+RT_TABLE_MAIN, RTPROT_STATIC, RT_SCOPE_UNIVERSE, RT_SCOPE_LINK, RTN_UNICAST = 254, 4, 0, 253, 1
+
+
+def attr(kind: int, payload: bytes) -> bytes:
+    """One rtattr: length, type, payload, padded to 4 bytes."""
+    raw = struct.pack("HH", 4 + len(payload), kind) + payload
+    return raw + b"\0" * (-len(raw) % 4)
+
+
+def ifinfo(index: int = 0, up: bool = False) -> bytes:
+    """struct ifinfomsg: family, type, index, flags, change (only IFF_UP is ever changed)."""
+    return struct.pack("BxHiII", socket.AF_UNSPEC, 0, index, IFF_UP if up else 0, IFF_UP if up else 0)
+
+
+def link_attrs(name: str, namespace_fd: int, mtu: int, mac: str) -> bytes:
+    return (attr(IFLA_IFNAME, name.encode() + b"\0") + attr(IFLA_NET_NS_FD, struct.pack("I", namespace_fd))
+            + attr(IFLA_MTU, struct.pack("I", mtu)) + attr(IFLA_ADDRESS, bytes.fromhex(mac.replace(":", ""))))
+
+
+class Rtnl:
+    """A route netlink socket in the calling thread's namespace."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE)
+        self.sock.bind((0, 0))
+        self.seq = 0
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def request(self, kind: int, body: bytes, what: str, flags: int = 0) -> None:
+        self.seq += 1
+        header = struct.pack("IHHII", 16 + len(body), kind, NLM_F_REQUEST | NLM_F_ACK | flags, self.seq, 0)
+        self.sock.send(header + body)
+        while True:
+            reply = self.sock.recv(65536)
+            offset = 0
+            while offset < len(reply):
+                length, rtype, _, seq, _ = struct.unpack_from("IHHII", reply, offset)
+                if rtype == NLMSG_ERROR and seq == self.seq:
+                    (error,) = struct.unpack_from("i", reply, offset + 16)
+                    if error:
+                        raise OSError(-error, f"{what}: {os.strerror(-error)}")
+                    return
+                offset += (length + 3) & ~3
+
+    def add_veth(self, a: tuple, b: tuple) -> None:
+        """a, b: (ifindex or 0, name, namespace fd, mtu, mac). Each end is created directly in its
+        namespace, down (the kernel refuses to bring the peer up before the pair is joined)."""
+        peer = ifinfo(b[0]) + link_attrs(*b[1:])
+        info = attr(IFLA_INFO_KIND, b"veth") + attr(IFLA_INFO_DATA, attr(VETH_INFO_PEER, peer))
+        body = ifinfo(a[0]) + link_attrs(*a[1:]) + attr(IFLA_LINKINFO, info)
+        self.request(RTM_NEWLINK, body, f"add veth {a[0]} -- {b[0]}", NLM_F_CREATE | NLM_F_EXCL)
+
+    def set_up(self, index: int) -> None:
+        self.request(RTM_NEWLINK, ifinfo(index, up=True), f"set link {index} up")
+
+    def delete_link(self, index: int) -> None:
+        self.request(RTM_DELLINK, ifinfo(index), f"delete link {index}")
+
+    def add_address(self, index: int, address: str) -> None:
+        iface = ipaddress.ip_interface(address)
+        family = socket.AF_INET if iface.version == 4 else socket.AF_INET6
+        raw = iface.ip.packed
+        body = (struct.pack("BBBBI", family, iface.network.prefixlen, IFA_F_NODAD, RT_SCOPE_UNIVERSE, index)
+                + attr(IFA_LOCAL, raw) + attr(IFA_ADDRESS, raw))
+        self.request(RTM_NEWADDR, body, f"add address {address} on link {index}", NLM_F_CREATE | NLM_F_EXCL)
+
+    def add_route(self, dst: str, via: str | None, oif: int | None) -> None:
+        network = ipaddress.ip_network(dst)
+        family = socket.AF_INET if network.version == 4 else socket.AF_INET6
+        scope = RT_SCOPE_UNIVERSE if via else RT_SCOPE_LINK
+        body = struct.pack("BBBBBBBBI", family, network.prefixlen, 0, 0, RT_TABLE_MAIN, RTPROT_STATIC,
+                           scope, RTN_UNICAST, 0)
+        if network.prefixlen:
+            body += attr(RTA_DST, network.network_address.packed)
+        if via:
+            body += attr(RTA_GATEWAY, ipaddress.ip_address(via).packed)
+        if oif is not None:
+            body += attr(RTA_OIF, struct.pack("I", oif))
+        self.request(RTM_NEWROUTE, body, f"add route {dst} via {via} oif {oif}", NLM_F_CREATE | NLM_F_EXCL)

@@ -1,0 +1,123 @@
+"""Send frames out of a link end of a lab: a kept-open raw socket and batched sendmmsg.
+
+`scapy.sendp` opens and closes a socket per call (~41 packets/s here); a kept-open AF_PACKET socket
+with sendmmsg (up to 1024 frames per system call, through ctypes: Python has no sendmmsg) sends
+~500k 86-byte frames/s. Frames go out exactly as given: set `Ether(dst=...)` yourself, scapy's
+routing table is the root namespace's.
+"""
+from __future__ import annotations
+
+import ctypes
+import errno
+import itertools
+import os
+import socket
+from array import array
+
+from grelab.errors import GrelabError
+from grelab.lab import netns
+from grelab.lab.ownership import NAMESPACE_RE, current_run
+
+BATCH = 1024  # the kernel's UIO_MAXIOV: the most messages one sendmmsg takes
+MMSGHDR_WORDS = 8  # struct mmsghdr as 64-bit words: name, namelen, iov, iovlen, control, controllen, flags, len
+
+
+class NotOurInterface(GrelabError):
+    """grelab sends and captures only on interfaces in namespaces this run created."""
+
+
+def check_ours(namespace: str, ifname: str) -> None:
+    """Refuse an interface outside the namespaces of this run: never touch the host's own links."""
+    match = NAMESPACE_RE.match(namespace or "")
+    if match is None or match.group(1) != current_run().id:
+        raise NotOurInterface(
+            f"refusing to use interface {ifname!r} in namespace {namespace!r}: grelab only sends and "
+            f"captures inside namespaces this run created (grelab-{current_run().id}-<node>)")
+    if not (netns.NETNS_DIR / namespace).exists():
+        raise NotOurInterface(f"namespace {namespace!r} does not exist (the lab was torn down?)")
+
+
+def open_packet_socket(namespace: str, ifname: str, protocol: int, before_bind=None) -> tuple[socket.socket, int]:
+    """An AF_PACKET socket bound to ifname inside namespace, and the interface index. before_bind(sock)
+    runs first, while the socket cannot receive anything yet (it is created with protocol 0)."""
+    check_ours(namespace, ifname)
+
+    def make() -> tuple[socket.socket, int]:
+        try:
+            index = socket.if_nametoindex(ifname)
+        except OSError:
+            raise GrelabError(f"no interface {ifname!r} in namespace {namespace}") from None
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
+        try:
+            if before_bind is not None:
+                before_bind(sock)
+            sock.bind((ifname, protocol))
+        except BaseException:
+            sock.close()
+            raise
+        return sock, index
+
+    return netns.run_in(namespace, make)
+
+
+def frames_of(packets) -> list[bytes]:
+    """A scapy packet, bytes, or a list of either -> a list of bytes."""
+    if isinstance(packets, (bytes, bytearray)) or hasattr(packets, "build"):
+        packets = [packets]
+    return [p if isinstance(p, bytes) else bytes(p) for p in packets]
+
+
+class Sender:
+    """Sends on one link end. `with lab.sender("a", "eth0") as tx: tx.send(frames, repeat=1000)`."""
+
+    def __init__(self, end):
+        self.end = end
+        self.sock, self.ifindex = open_packet_socket(end.namespace, end.ifname, 0)  # 0: receive nothing
+        self._cancel = current_run().defer(self.sock.close, f"sender on {end.namespace}:{end.ifname}")
+
+    def send(self, packets, repeat: int = 1) -> int:
+        """Send the frames in order, the whole list `repeat` times. Returns the number of frames sent."""
+        frames = frames_of(packets)
+        if not frames or repeat < 1:
+            return 0
+        total = len(frames) * repeat
+        # One table of messages, the list tiled up to a batch, all pointing into one joined buffer.
+        tiles = min(repeat, max(1, BATCH // len(frames)))
+        buffer = b"".join(frames)
+        base = ctypes.cast(ctypes.c_char_p(buffer), ctypes.c_void_p).value
+        lengths = array("Q", map(len, frames))
+        offsets = array("Q", itertools.accumulate(lengths, initial=0))[:-1]
+        count = len(frames) * tiles
+        iov = array("Q", bytes(16 * count))
+        iov[0::2] = array("Q", map(base.__add__, offsets)) * tiles
+        iov[1::2] = lengths * tiles
+        table = array("Q", bytes(8 * MMSGHDR_WORDS * count))
+        iov_base = iov.buffer_info()[0]
+        table[2::MMSGHDR_WORDS] = array("Q", range(iov_base, iov_base + 16 * count, 16))
+        table[3::MMSGHDR_WORDS] = array("Q", [1]) * count
+        table_base = table.buffer_info()[0]
+        fd = self.sock.fileno()
+        sent = position = 0
+        while sent < total:
+            want = min(count - position, total - sent)
+            done = netns.libc.sendmmsg(fd, ctypes.c_void_p(table_base + 64 * position), want, 0)
+            if done < 0:
+                self._raise(ctypes.get_errno(), frames)
+            sent += done
+            position = (position + done) % count
+        return sent
+
+    def _raise(self, err: int, frames: list[bytes]):
+        if err == errno.EMSGSIZE:
+            raise GrelabError(f"{self.end.ifname}: a frame of {max(map(len, frames))} bytes is larger than "
+                              f"the link's MTU allows (AF_PACKET refuses it; raise the link MTU)")
+        raise OSError(err, f"sendmmsg on {self.end.namespace}:{self.end.ifname}: {os.strerror(err)}")
+
+    def close(self) -> None:
+        self._cancel()
+
+    def __enter__(self) -> "Sender":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
