@@ -1,0 +1,17 @@
+"""Crafting GRE and GRE-over-IPsec packets: pure code, no sockets.
+
+    from grelab.craft import gre, passenger, keepalive, SA, encrypt, decrypt, peel, Stream, FastESP, Stack
+
+gre.py builds (scapy), esp.py protects (scapy's SecurityAssociation), fast.py builds streams without scapy per
+packet, peel.py takes captured bytes apart, overhead.py does MTU/MSS arithmetic, esp_sa.py writes Wireshark's keys.
+"""
+from grelab.craft.esp import ALGORITHMS, SA, IntegrityError, decrypt, encrypt
+from grelab.craft.esp_sa import esp_sa_row, esp_sa_text, tshark_options
+from grelab.craft.fast import FastESP, Stream
+from grelab.craft.gre import gre, gre_header, keepalive, passenger
+from grelab.craft.overhead import Stack, fragments, packets_for
+from grelab.craft.peel import Peeled, peel
+
+__all__ = ["ALGORITHMS", "SA", "IntegrityError", "decrypt", "encrypt", "esp_sa_row", "esp_sa_text",
+           "tshark_options", "FastESP", "Stream", "gre", "gre_header", "keepalive", "passenger", "Stack",
+           "fragments", "packets_for", "Peeled", "peel"]

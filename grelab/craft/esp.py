@@ -1,0 +1,156 @@
+"""ESP (RFC 4303) around GRE, through scapy's SecurityAssociation: the reference path the fast path must match.
+
+An SA here is one direction of one IPsec SA: who sends (src) to whom (dst), the SPI, the algorithm and its keys,
+transport or tunnel mode, and optionally NAT traversal in UDP (RFC 3948). The same SA feeds scapy, the fast path
+(grelab.craft.fast) and Wireshark's esp_sa table (grelab.craft.esp_sa).
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from scapy.layers.inet import IP, UDP
+from scapy.layers.inet6 import IPv6
+from scapy.layers.ipsec import ESP, IPSecIntegrityError, SecurityAssociation
+from scapy.packet import Packet
+
+from grelab.errors import GrelabError, InputError, check_choice, check_range
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    """One ESP transform: a cipher (maybe NULL) plus integrity (an AEAD's own tag, or an HMAC)."""
+    name: str  # grelab's name, as on the command line
+    scapy_crypt: str
+    scapy_auth: str | None
+    key_len: int  # cipher key bytes, including GCM's 4-byte salt (RFC 4106 section 8.1)
+    auth_key_len: int  # 0 when the cipher authenticates itself
+    iv_len: int
+    block: int  # the cipher's block: padding aligns the encrypted part to max(block, 4) (RFC 4303 2.4)
+    icv_len: int
+    wireshark_crypt: str  # exact names from Wireshark's esp_sa table
+    wireshark_auth: str
+
+
+ALGORITHMS = {a.name: a for a in (
+    Algorithm("gcm128", "AES-GCM", None, 16 + 4, 0, 8, 1, 16, "AES-GCM with 16 octet ICV [RFC4106]", "NULL"),
+    Algorithm("gcm256", "AES-GCM", None, 32 + 4, 0, 8, 1, 16, "AES-GCM with 16 octet ICV [RFC4106]", "NULL"),
+    Algorithm("cbc128-sha256", "AES-CBC", "SHA2-256-128", 16, 32, 16, 16, 16, "AES-CBC [RFC3602]",
+              "HMAC-SHA-256-128 [RFC4868]"),
+    Algorithm("cbc256-sha256", "AES-CBC", "SHA2-256-128", 32, 32, 16, 16, 16, "AES-CBC [RFC3602]",
+              "HMAC-SHA-256-128 [RFC4868]"),
+    Algorithm("null-sha256", "NULL", "SHA2-256-128", 0, 32, 0, 1, 16, "NULL", "HMAC-SHA-256-128 [RFC4868]"),
+)}
+MODES = ("transport", "tunnel")
+NAT_T_PORT = 4500  # RFC 3948
+
+
+class IntegrityError(GrelabError):
+    """An ESP packet whose ICV does not verify: wrong key, wrong SA, or bytes changed on the way."""
+
+
+@dataclass(frozen=True)
+class SA:
+    """One direction of an IPsec SA. src/dst are the ESP packet's outer addresses (in transport mode, the GRE
+    endpoints themselves). key: the cipher key (GCM: key || 4-byte salt); auth_key: the HMAC key.
+    nat_t: (source port, destination port) of the UDP encapsulation, or None."""
+    spi: int
+    algorithm: str
+    key: bytes
+    auth_key: bytes = b""
+    src: str = "192.0.2.1"
+    dst: str = "192.0.2.2"
+    mode: str = "transport"
+    nat_t: tuple[int, int] | None = None
+
+    def __post_init__(self):
+        check_range("SPI", self.spi, 1, 0xFFFFFFFF)  # 0 is reserved (RFC 4303 2.1)
+        algo = ALGORITHMS[check_choice("ESP algorithm", self.algorithm, list(ALGORITHMS))]
+        _check_key(f"{self.algorithm} key", self.key, algo.key_len)
+        _check_key(f"{self.algorithm} auth_key", self.auth_key, algo.auth_key_len)
+        check_choice("ESP mode", self.mode, MODES)
+        if ip_version(self.src, "SA src") != ip_version(self.dst, "SA dst"):
+            raise InputError("SA dst", self.dst, f"an address of the same family as src {self.src}")
+        if self.nat_t is not None:
+            if len(self.nat_t) != 2:
+                raise InputError("nat_t", self.nat_t, "(source port, destination port)")
+            for port in self.nat_t:
+                check_range("NAT-T port", port, 1, 0xFFFF)
+
+    @property
+    def algo(self) -> Algorithm:
+        return ALGORITHMS[self.algorithm]
+
+    @property
+    def version(self) -> int:
+        return ip_version(self.src, "SA src")
+
+    def scapy(self, seq: int) -> SecurityAssociation:
+        """scapy's SecurityAssociation for this SA, its next sequence number set to seq."""
+        algo = self.algo
+        outer = IP if self.version == 4 else IPv6
+        return SecurityAssociation(
+            ESP, spi=self.spi, seq_num=seq, crypt_algo=algo.scapy_crypt, crypt_key=self.key or None,
+            auth_algo=algo.scapy_auth, auth_key=self.auth_key or None,
+            tunnel_header=outer(src=self.src, dst=self.dst) if self.mode == "tunnel" else None,
+            nat_t_header=UDP(sport=self.nat_t[0], dport=self.nat_t[1]) if self.nat_t else None)
+
+
+def nat_t_ports(enabled: bool) -> tuple[int, int] | None:
+    """The usual NAT-T encapsulation: UDP 4500 to 4500."""
+    return (NAT_T_PORT, NAT_T_PORT) if enabled else None
+
+
+def default_iv(algorithm: str, seq: int) -> bytes:
+    """A reproducible IV derived from the sequence number. A counter is what RFC 4106 asks for GCM; for CBC
+    (which wants unpredictable IVs) it is fine for a test harness, never for real traffic."""
+    return seq.to_bytes(16, "big")[16 - ALGORITHMS[algorithm].iv_len:]
+
+
+def encrypt(sa: SA, packet: Packet, seq: int = 1, iv: bytes | None = None) -> Packet:
+    """ESP-protect an IP/IPv6 packet (typically IP/GRE/...) with scapy: transport mode keeps the packet's IP
+    header (which must carry the SA's addresses), tunnel mode wraps the whole packet in a new one."""
+    seq = check_range("ESP sequence number", seq, 1, 0xFFFFFFFF)
+    iv = default_iv(sa.algorithm, seq) if iv is None else iv
+    _check_key("ESP IV", iv, sa.algo.iv_len)
+    if not isinstance(packet, (IP, IPv6)):
+        raise InputError("packet", type(packet).__name__, "an IP or IPv6 packet")
+    if sa.mode == "transport" and (packet.src, packet.dst) != (sa.src, sa.dst):
+        raise InputError("packet addresses", f"{packet.src} -> {packet.dst}",
+                         f"the transport-mode SA's {sa.src} -> {sa.dst}")
+    protected = sa.scapy(seq).encrypt(packet, seq_num=seq, iv=iv)
+    if sa.nat_t and sa.version == 6:
+        # scapy zeroes the UDP checksum as RFC 3948 allows for IPv4; IPv6 forbids a zero UDP checksum (RFC 8200).
+        protected[UDP].chksum = None
+        protected = IPv6(bytes(protected))
+    return protected
+
+
+def decrypt(sa: SA, packet: Packet | bytes) -> Packet:
+    """The packet inside an ESP packet: with the outer header (transport mode) or without it (tunnel mode).
+    Raises IntegrityError when the ICV does not verify."""
+    if isinstance(packet, (bytes, bytearray)):
+        packet = (IP if packet[:1] and packet[0] >> 4 == 4 else IPv6)(bytes(packet))
+    esp = packet.getlayer(ESP)
+    if esp is None:
+        raise InputError("packet", packet.summary(), "an IP or IPv6 packet carrying ESP")
+    if esp.spi != sa.spi:
+        raise InputError("ESP SPI", f"0x{esp.spi:08x}", f"the SA's SPI 0x{sa.spi:08x}")
+    try:
+        return sa.scapy(esp.seq).decrypt(packet)
+    except IPSecIntegrityError:
+        raise IntegrityError(f"ESP SPI 0x{sa.spi:08x} seq {esp.seq}: integrity check failed ({sa.algorithm}): "
+                             "wrong key, wrong SA, or the packet was changed") from None
+
+
+def ip_version(address: str, field: str) -> int:
+    try:
+        return ipaddress.ip_address(address).version
+    except ValueError:
+        raise InputError(field, address, "an IPv4 or IPv6 address") from None
+
+
+def _check_key(field: str, value: bytes, length: int) -> None:
+    if not isinstance(value, bytes) or len(value) != length:
+        shown = f"{len(value)} bytes" if isinstance(value, bytes) else value
+        raise InputError(field, shown, f"exactly {length} bytes" if length else "no key (empty)")
