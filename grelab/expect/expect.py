@@ -1,0 +1,92 @@
+"""Expectations on a capture: packets matching templates, in number and order, or nothing at all.
+
+    expect(cap, frame, ignore=["IP.id", "IP.chksum", "GRE.sequence_number", "IPv6:2.hlim"], count=10)
+    expect(cap, [first, second, third])  # each once, in this order
+    expect_none(cap, within=0.2)         # nothing but ARP/ND/MLD chatter
+
+A failure raises AssertionError with the report of grelab.expect.report, so pytest shows it as the
+assertion message. Frames the capture dropped fail every expectation: an incomplete capture proves
+nothing.
+"""
+from __future__ import annotations
+
+from grelab.capture.capture import Capture, CaptureResult
+from grelab.expect.match import Template, is_noise
+from grelab.expect.report import failure_report, silence_report
+
+
+def _templates(packets, ignore) -> list[Template]:
+    if isinstance(packets, (bytes, Template)) or hasattr(packets, "build"):
+        packets = [packets]
+    return [p if isinstance(p, Template) else Template(p, ignore) for p in packets]
+
+
+class _Progress:
+    """Which frames matched which template, decided incrementally as frames arrive."""
+
+    def __init__(self, templates: list[Template], count: int, ordered: bool, noise: bool):
+        self.templates, self.ordered, self.noise = templates, ordered, noise
+        self.wanted = [t for t in templates for _ in range(count)]
+        self.matched: list = []  # (timestamp, bytes)
+        self.extra = 0  # frames matching a template beyond what was wanted
+        self.others: list[bytes] = []  # every frame that is neither noise nor a match
+        self.seen = 0
+
+    def feed(self, frames) -> bool:
+        for frame in frames[self.seen:]:
+            self._one(frame)
+        self.seen = len(frames)
+        return len(self.matched) == len(self.wanted)
+
+    def _one(self, frame) -> None:
+        raw = frame[1]
+        if self.noise and is_noise(raw):
+            return
+        done = len(self.matched)
+        pending = self.wanted[done:done + 1] if self.ordered else self.wanted[done:]
+        for i, template in enumerate(pending, start=done):
+            if template.matches(raw):
+                self.matched.append(frame)
+                self.wanted[done], self.wanted[i] = self.wanted[i], self.wanted[done]  # matched ones first
+                return
+        if any(t.matches(raw) for t in self.templates):
+            self.extra += 1  # wanted already, or (in order) not yet
+        self.others.append(raw)
+
+
+def expect(capture: Capture, packets, ignore=(), count: int = 1, ordered: bool = True, timeout: float = 1.0,
+           noise: bool = True, exact: bool = True) -> list:
+    """Wait for `count` frames matching each template (a packet, bytes, or a list of them; with a list
+    and ordered=True, in list order). Returns the matched frames dissected. Fails on a timeout, on
+    drops, and (exact=True) on more matching frames than wanted among those arrived by then."""
+    templates = _templates(packets, ignore)
+    progress = _Progress(templates, count, ordered, noise)
+    result = capture.wait(until=progress.feed, timeout=timeout)
+    progress.feed(result.frames)
+    wanted = len(progress.wanted)
+    problem = None
+    if result.dropped:
+        problem = f"the capture dropped {result.dropped} frames: cannot tell what arrived"
+    elif len(progress.matched) < wanted:
+        template = progress.wanted[len(progress.matched)]
+        order = " in order" if ordered and len(templates) > 1 else ""
+        problem = (f"expected {wanted} matching frames{order} within {timeout} s, matched {len(progress.matched)}; "
+                   f"waiting for template #{templates.index(template) + 1}")
+    elif exact and progress.extra:
+        problem = f"expected {wanted} matching frames, got {wanted + progress.extra}"
+    if problem:
+        template = progress.wanted[min(len(progress.matched), wanted - 1)]
+        raise AssertionError(failure_report(problem, template, result, progress.others))
+    return CaptureResult(progress.matched, True, result.passed, result.dropped, result.ifname).packets()
+
+
+def expect_none(capture: Capture, packets=None, ignore=(), within: float = 0.2, noise: bool = True) -> None:
+    """Nothing (matching the templates, if given) arrives within `within` seconds; ARP/ND/MLD do not count."""
+    templates = _templates(packets, ignore) if packets is not None else []
+    result = capture.wait(timeout=within)
+    offending = [raw for _, raw in result.frames
+                 if not (noise and is_noise(raw)) and (not templates or any(t.matches(raw) for t in templates))]
+    if result.dropped or offending:
+        what = f"{len(offending)} frames arrived where none should" if offending else \
+            f"the capture dropped {result.dropped} frames: cannot tell that nothing arrived"
+        raise AssertionError(silence_report(what, result, offending))
