@@ -1,0 +1,144 @@
+"""ESP around GRE: interop with scapy's SecurityAssociation both ways, integrity failures, esp_sa rows, peel."""
+import itertools
+
+import pytest
+from scapy.layers.inet import IP, UDP
+from scapy.layers.inet6 import IPv6
+from scapy.layers.ipsec import ESP, SecurityAssociation
+from scapy.layers.l2 import GRE, Ether
+
+from grelab.craft import esp
+from grelab.craft.esp_sa import esp_sa_row, esp_sa_text, tshark_options
+from grelab.craft.gre import OUTER, gre, passenger
+from grelab.craft.overhead import Stack
+from grelab.craft.peel import peel
+from grelab.errors import InputError
+
+# (algorithm, scapy's crypt name, scapy's auth name): written out here so the test does not trust esp.ALGORITHMS.
+SCAPY_NAMES = {"gcm128": ("AES-GCM", None), "gcm256": ("AES-GCM", None), "cbc128-sha256": ("AES-CBC", "SHA2-256-128"),
+               "cbc256-sha256": ("AES-CBC", "SHA2-256-128"), "null-sha256": ("NULL", "SHA2-256-128")}
+KEY_LENGTHS = {"gcm128": (20, 0), "gcm256": (36, 0), "cbc128-sha256": (16, 32), "cbc256-sha256": (32, 32),
+               "null-sha256": (0, 32)}
+CASES = list(itertools.product(SCAPY_NAMES, esp.MODES, (False, True), ("ipv4", "ipv6")))
+
+
+def make_sa(algorithm, mode="transport", nat_t=False, transport="ipv4", spi=0x1234):
+    key_len, auth_len = KEY_LENGTHS[algorithm]
+    src, dst = OUTER[transport]
+    return esp.SA(spi, algorithm, bytes(range(7, 7 + key_len)), bytes(range(90, 90 + auth_len)), src, dst, mode,
+                  (4500, 4500) if nat_t else None)
+
+
+def scapy_sa(sa: esp.SA, seq: int) -> SecurityAssociation:
+    """scapy's own SA built from the test's names, independent of grelab's table."""
+    crypt, auth = SCAPY_NAMES[sa.algorithm]
+    outer = IP if sa.version == 4 else IPv6
+    return SecurityAssociation(ESP, spi=sa.spi, seq_num=seq, crypt_algo=crypt, crypt_key=sa.key or None,
+                               auth_algo=auth, auth_key=sa.auth_key or None,
+                               tunnel_header=outer(src=sa.src, dst=sa.dst) if sa.mode == "tunnel" else None,
+                               nat_t_header=UDP(sport=4500, dport=4500) if sa.nat_t else None)
+
+
+def inner(transport):
+    return gre(passenger("ipv6", seq=3), transport=transport, key=11, seq=12, csum=True)
+
+
+def as_ip(raw: bytes):
+    return (IP if raw[0] >> 4 == 4 else IPv6)(raw)
+
+
+@pytest.mark.parametrize("algorithm, mode, nat_t, transport", CASES)
+def test_grelab_encrypts_scapy_decrypts(algorithm, mode, nat_t, transport):
+    sa = make_sa(algorithm, mode, nat_t, transport)
+    protected = bytes(esp.encrypt(sa, inner(transport), seq=77))
+    parsed = as_ip(protected)
+    assert parsed[ESP].spi == sa.spi and parsed[ESP].seq == 77 and parsed.haslayer(UDP) == nat_t
+    assert bytes(scapy_sa(sa, 77).decrypt(parsed)) == bytes(inner(transport))
+    assert len(protected) == Stack(transport=transport, csum=True, key=True, seq=True, esp=algorithm, esp_mode=mode,
+                                   nat_t=nat_t).wire_size(len(bytes(passenger("ipv6"))))
+
+
+@pytest.mark.parametrize("algorithm, mode, nat_t, transport", CASES)
+def test_scapy_encrypts_grelab_decrypts(algorithm, mode, nat_t, transport):
+    sa = make_sa(algorithm, mode, nat_t, transport)
+    protected = scapy_sa(sa, 5).encrypt(inner(transport))  # scapy's random IV
+    assert bytes(esp.decrypt(sa, bytes(protected))) == bytes(inner(transport))
+
+
+def test_same_inputs_same_bytes_and_iv_is_explicit():
+    sa = make_sa("cbc128-sha256")
+    assert bytes(esp.encrypt(sa, inner("ipv4"), seq=9)) == bytes(esp.encrypt(sa, inner("ipv4"), seq=9))
+    one, two = (bytes(esp.encrypt(sa, inner("ipv4"), seq=9, iv=bytes([b]) * 16)) for b in (1, 2))
+    assert one[28:44] == b"\x01" * 16 and one != two
+
+
+@pytest.mark.parametrize("algorithm", SCAPY_NAMES)
+def test_integrity_failure_is_a_clear_error(algorithm):
+    sa = make_sa(algorithm)
+    protected = bytearray(bytes(esp.encrypt(sa, inner("ipv4"), seq=4)))
+    protected[-20] ^= 0x01  # inside the ciphertext (or, for NULL, the data the HMAC covers)
+    with pytest.raises(esp.IntegrityError, match="SPI 0x00001234 seq 4: integrity check failed"):
+        esp.decrypt(sa, bytes(protected))
+    wrong_keys = esp.SA(sa.spi, algorithm, bytes(len(sa.key)), bytes(len(sa.auth_key)))
+    with pytest.raises(esp.IntegrityError):
+        esp.decrypt(wrong_keys, bytes(esp.encrypt(sa, inner("ipv4"))))
+
+
+@pytest.mark.parametrize("call, field, allowed", [
+    (lambda: esp.SA(1, "gcm128", bytes(16)), "gcm128 key", "exactly 20 bytes"),
+    (lambda: esp.SA(1, "cbc256-sha256", bytes(32), bytes(20)), "cbc256-sha256 auth_key", "exactly 32 bytes"),
+    (lambda: esp.SA(1, "null-sha256", bytes(16), bytes(32)), "null-sha256 key", "no key"),
+    (lambda: esp.SA(1, "des", b""), "ESP algorithm", "gcm128"),
+    (lambda: esp.SA(0, "null-sha256", b"", bytes(32)), "SPI", "1 to 4294967295"),
+    (lambda: esp.SA(1, "null-sha256", b"", bytes(32), "192.0.2.1", "2001:db8::2"), "SA dst", "same family"),
+    (lambda: esp.SA(1, "null-sha256", b"", bytes(32), nat_t=(4500, 70000)), "NAT-T port", "65535"),
+    (lambda: esp.encrypt(make_sa("gcm128"), inner("ipv4"), iv=bytes(16)), "ESP IV", "exactly 8 bytes"),
+    (lambda: esp.encrypt(make_sa("gcm128"), inner("ipv6")), "packet addresses", "192.0.2.1 -> 192.0.2.2"),
+    (lambda: esp.decrypt(make_sa("gcm128", spi=9), bytes(esp.encrypt(make_sa("gcm128"), inner("ipv4")))),
+     "ESP SPI", "0x00000009"),
+])
+def test_bad_input_names_field_value_and_allowed(call, field, allowed):
+    with pytest.raises(InputError) as caught:
+        call()
+    assert caught.value.field == field and allowed in caught.value.allowed
+
+
+def test_esp_sa_rows_use_wiresharks_names():
+    gcm, cbc = make_sa("gcm128"), make_sa("cbc256-sha256", transport="ipv6", spi=0xABCDEF01)
+    assert esp_sa_row(gcm) == ('"IPv4","192.0.2.1","192.0.2.2","0x00001234","AES-GCM with 16 octet ICV [RFC4106]",'
+                               '"0x' + bytes(range(7, 27)).hex() + '","NULL",""')
+    assert esp_sa_row(cbc).startswith('"IPv6","2001:db8::1","2001:db8::2","0xabcdef01","AES-CBC [RFC3602]","0x')
+    assert esp_sa_row(cbc).endswith('"HMAC-SHA-256-128 [RFC4868]","0x' + bytes(range(90, 122)).hex() + '"')
+    text = esp_sa_text([gcm, cbc])
+    assert text.startswith("#") and text.splitlines()[1:] == [esp_sa_row(gcm), esp_sa_row(cbc)]
+    assert tshark_options([gcm]) == ["-o", "esp.enable_encryption_decode:TRUE", "-o", "uat:esp_sa:" + esp_sa_row(gcm)]
+
+
+@pytest.mark.parametrize("mode, nat_t", list(itertools.product(esp.MODES, (False, True))))
+def test_peel_through_esp_to_the_passenger(mode, nat_t):
+    sa = make_sa("gcm256", mode, nat_t)
+    frame = bytes(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / esp.encrypt(sa, inner("ipv4"), seq=8))
+    report = peel(frame, [sa])
+    assert report.esp_spi == sa.spi and report.esp_seq == 8 and report.checksum_ok is True
+    assert report.gre.key == 11 and report.gre.sequence_number == 12
+    assert bytes(report.passenger) == bytes(passenger("ipv6", seq=3))
+    assert ("UDP 4500 > 4500 (NAT-T)" in report.layers) == nat_t
+    assert str(report).endswith("-> " + passenger("ipv6", seq=3).summary())
+
+
+def test_peel_without_the_sa_stops_at_esp_and_reports_a_bad_gre_checksum():
+    sa = make_sa("gcm128")
+    report = peel(bytes(esp.encrypt(sa, inner("ipv4"))), link="ip")
+    assert report.passenger is None and "no SA given" in report.layers[-1]
+    damaged = bytearray(bytes(gre(passenger("ipv4"), csum=True)))
+    damaged[-1] ^= 0xFF
+    report = peel(bytes(damaged), link="ip")
+    assert report.checksum_ok is False and "checksum=BAD" in str(report) and isinstance(report.gre, GRE)
+
+
+def test_peel_refuses_an_integrity_failure():
+    sa = make_sa("null-sha256")
+    damaged = bytearray(bytes(esp.encrypt(sa, inner("ipv4"))))
+    damaged[-1] ^= 1
+    with pytest.raises(esp.IntegrityError):
+        peel(bytes(damaged), [sa], link="ip")
