@@ -43,15 +43,11 @@ def inner(transport):
     return gre(passenger("ipv6", seq=3), transport=transport, key=11, seq=12, csum=True)
 
 
-def as_ip(raw: bytes):
-    return (IP if raw[0] >> 4 == 4 else IPv6)(raw)
-
-
 @pytest.mark.parametrize("algorithm, mode, nat_t, transport", CASES)
 def test_grelab_encrypts_scapy_decrypts(algorithm, mode, nat_t, transport):
     sa = make_sa(algorithm, mode, nat_t, transport)
     protected = bytes(esp.encrypt(sa, inner(transport), seq=77))
-    parsed = as_ip(protected)
+    parsed = esp.dissect_ip(protected)
     assert parsed[ESP].spi == sa.spi and parsed[ESP].seq == 77 and parsed.haslayer(UDP) == nat_t
     assert bytes(scapy_sa(sa, 77).decrypt(parsed)) == bytes(inner(transport))
     assert len(protected) == Stack(transport=transport, csum=True, key=True, seq=True, esp=algorithm, esp_mode=mode,

@@ -130,7 +130,7 @@ def decrypt(sa: SA, packet: Packet | bytes) -> Packet:
     """The packet inside an ESP packet: with the outer header (transport mode) or without it (tunnel mode).
     Raises IntegrityError when the ICV does not verify."""
     if isinstance(packet, (bytes, bytearray)):
-        packet = (IP if packet[:1] and packet[0] >> 4 == 4 else IPv6)(bytes(packet))
+        packet = dissect_ip(bytes(packet))
     esp = packet.getlayer(ESP)
     if esp is None:
         raise InputError("packet", packet.summary(), "an IP or IPv6 packet carrying ESP")
@@ -141,6 +141,11 @@ def decrypt(sa: SA, packet: Packet | bytes) -> Packet:
     except IPSecIntegrityError:
         raise IntegrityError(f"ESP SPI 0x{sa.spi:08x} seq {esp.seq}: integrity check failed ({sa.algorithm}): "
                              "wrong key, wrong SA, or the packet was changed") from None
+
+
+def dissect_ip(raw: bytes) -> Packet:
+    """An IPv4 or IPv6 packet, by its version nibble."""
+    return (IP if raw[:1] and raw[0] >> 4 == 4 else IPv6)(raw)
 
 
 def ip_version(address: str, field: str) -> int:

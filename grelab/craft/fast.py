@@ -21,7 +21,7 @@ from math import lcm
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from scapy.layers.inet import ICMP, IP, TCP, UDP
-from scapy.layers.inet6 import IPv6, _ICMPv6
+from scapy.layers.inet6 import _ICMPv6
 from scapy.layers.l2 import GRE
 from scapy.packet import Packet
 
@@ -29,7 +29,6 @@ from grelab.craft import esp
 from grelab.errors import InputError, check_range
 
 _ARRAY_CODES = {1: "B", 2: "H", 4: "I"}
-_PSEUDO_HEADER = (UDP, TCP, _ICMPv6)  # checksums from their start to the end of the IP payload
 
 
 class Stream:
@@ -41,12 +40,13 @@ class Stream:
         self._checksums = []  # (checksum offset, covered from, covered to, zero is sent as 0xffff), innermost first
         for layer, start, end in self._layers():
             if isinstance(layer, IP):
-                self._checksums.append((start + 10, start, start + layer.ihl * 4, False))
-            elif isinstance(layer, GRE) and layer.chksum_present:
-                self._checksums.append((start + 4, start, end, False))
-            elif isinstance(layer, (ICMP, *_PSEUDO_HEADER)):
-                self._checksums.append((start + _field(layer, "chksum" if not isinstance(layer, _ICMPv6)
-                                                       else "cksum")[0], start, end, isinstance(layer, UDP)))
+                covered = start + layer.ihl * 4  # the header only
+            elif isinstance(layer, (ICMP, UDP, TCP, _ICMPv6)) or isinstance(layer, GRE) and layer.chksum_present:
+                covered = end  # to the end of the packet (UDP, TCP and ICMPv6 add a constant pseudo-header)
+            else:
+                continue
+            offset = _field(layer, "cksum" if isinstance(layer, _ICMPv6) else "chksum")[0]
+            self._checksums.append((start + offset, start, covered, isinstance(layer, UDP)))
         self._checksums.reverse()
 
     def field(self, layer_class: type, name: str) -> tuple[int, int]:
@@ -140,9 +140,12 @@ class FastESP:
             keep = (sample[0] & 0xF) * 4 if version == 4 else 40
             if version == 6 and sample[6] in (0, 43, 44, 60):
                 raise InputError("packet", "IPv6 with extension headers", "a transport-mode packet without them")
-        next_header = sample[9] if version == 4 and keep else sample[6] if keep else (4 if version == 4 else 41)
+        if keep:
+            next_header = sample[9] if version == 4 else sample[6]
+        else:
+            next_header = 4 if version == 4 else 41  # tunnel mode: IPv4 or IPv6 in ESP
         # scapy encrypts the first packet; its bytes up to the SPI are every packet's (same length, same header).
-        first = bytes(esp.encrypt(sa, (IP if version == 4 else IPv6)(sample), seq=first_seq))
+        first = bytes(esp.encrypt(sa, esp.dissect_ip(sample), seq=first_seq))
         prefix = first[:len(first) - (len(sample) - keep) - self._overhead(len(sample) - keep)]
         padlen = -(len(sample) - keep + 2) % self.align
         trailer = bytes(range(1, padlen + 1)) + bytes((padlen, next_header))
@@ -157,7 +160,7 @@ class FastESP:
             aead, salt, spi = self.aead.encrypt, self.salt, self.spi
             for seq, packet in zip(seqs, packets):
                 seq_b = struct.pack("!I", seq)
-                iv = b"\0\0\0\0" + seq_b
+                iv = b"\0\0\0\0" + seq_b  # esp.default_iv, inlined: this loop is the hot path
                 out.append(prefix + spi + seq_b + iv + aead(salt + iv, packet[keep:] + trailer, spi + seq_b))
         else:
             cbc = algo.scapy_crypt == "AES-CBC"

@@ -24,7 +24,6 @@ INNER_MACS = ("02:00:5e:10:00:01", "02:00:5e:10:00:02")
 ECHO_ID = 0x6772  # "gr": recognisable in a capture
 ECHO_DATA = b"grelab echo 0123"  # 16 bytes: no padding question, and visible in a hex dump
 
-TRANSPARENT_ETHERNET = 0x6558  # RFC 1701's protocol type for Ethernet frames in GRE (bridging)
 
 
 def passenger(kind: str = "ipv6", seq: int = 1) -> Packet:
@@ -43,8 +42,6 @@ def passenger(kind: str = "ipv6", seq: int = 1) -> Packet:
 
 def protocol_type(payload: Packet | bytes) -> int:
     """The GRE protocol type (an EtherType) for a passenger: from scapy's GRE bindings, so any bound layer works."""
-    if isinstance(payload, Ether):
-        return TRANSPARENT_ETHERNET  # scapy also binds Ether, but Dot3 etc. dissect as Ether: be explicit
     if isinstance(payload, Packet) and not isinstance(payload, Raw):
         for fields, cls in GRE.payload_guess:
             if cls is type(payload) and "proto" in fields:

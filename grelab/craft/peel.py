@@ -42,7 +42,7 @@ def peel(data: bytes | Packet, sas: Iterable[esp.SA] = (), link: str = "ethernet
         layer = data
     else:
         check_choice("link", link, ["ethernet", "ip"])
-        layer = Ether(data) if link == "ethernet" else (IP if data[:1] and data[0] >> 4 == 4 else IPv6)(data)
+        layer = Ether(data) if link == "ethernet" else esp.dissect_ip(data)
     by_spi = {sa.spi: sa for sa in sas}
     report, ip = Peeled(), None
     while not isinstance(layer, NoPayload):
