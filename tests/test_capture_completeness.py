@@ -58,8 +58,8 @@ def test_drops_are_reported_and_fail_loudly(pair):
     with pair.capture("b", "eth0", "udp", buffer_bytes=4096) as cap, pair.sender("a", "eth0") as tx:
         tx.send(udp(dst="02:00:00:00:00:99"), repeat=20_000)
         result = cap.wait(count=20_000, timeout=0.5)
-    assert result.dropped > 0 and len(result.frames) + result.dropped == result.passed == 20_000
-    with pytest.raises(AssertionError, match=r"dropped \d+ of 20000 frames"):
+    assert result.dropped > 0 and len(result.frames) + result.dropped <= result.passed <= 20_000
+    with pytest.raises(AssertionError, match=r"dropped \d+ of \d+ frames"):
         result.check_no_drops()
 
 

@@ -27,7 +27,7 @@ from typing import Callable
 from grelab.errors import GrelabError
 from grelab.lab.netns import libc
 from grelab.lab.ownership import current_run
-from grelab.lab.send import MMSGHDR_WORDS, open_packet_socket
+from grelab.lab.send import MMSGHDR_WORDS, message_table, open_packet_socket
 
 Frame = tuple[float, bytes]  # (kernel receive time, seconds since the epoch; the whole frame)
 
@@ -128,18 +128,15 @@ class Capture:
         data = ctypes.create_string_buffer(BATCH * self.slot)
         names = ctypes.create_string_buffer(BATCH * NAME_SIZE)
         controls = ctypes.create_string_buffer(BATCH * CONTROL_SIZE)
-        iov = array("Q", bytes(16 * BATCH))
-        iov[0::2] = array("Q", range(ctypes.addressof(data), ctypes.addressof(data) + BATCH * self.slot, self.slot))
-        iov[1::2] = array("Q", [self.slot]) * BATCH
-        table = array("Q", bytes(8 * MMSGHDR_WORDS * BATCH))
+        start = ctypes.addressof(data)
+        iov, table = message_table(array("Q", range(start, start + BATCH * self.slot, self.slot)),  # noqa: F841
+                                   array("Q", [self.slot]) * BATCH)
         table[0::MMSGHDR_WORDS] = array("Q", range(ctypes.addressof(names),
                                                    ctypes.addressof(names) + BATCH * NAME_SIZE, NAME_SIZE))
-        iov_base = iov.buffer_info()[0]
-        table[2::MMSGHDR_WORDS] = array("Q", range(iov_base, iov_base + 16 * BATCH, 16))
-        table[3::MMSGHDR_WORDS] = array("Q", [1]) * BATCH
         table[4::MMSGHDR_WORDS] = array("Q", range(ctypes.addressof(controls),
                                                    ctypes.addressof(controls) + BATCH * CONTROL_SIZE, CONTROL_SIZE))
-        sizes = array("Q", [NAME_SIZE, 0, 0, 0, 0, CONTROL_SIZE, 0, 0]) * BATCH  # reset before each call
+        # The kernel writes the actual sizes back: reset them before each call.
+        name_sizes, control_sizes = array("Q", [NAME_SIZE]) * BATCH, array("Q", [CONTROL_SIZE]) * BATCH
         view = memoryview(data)
         stamp_words = memoryview(controls).cast("B").cast("q")  # per frame: cmsg length, level+type, seconds, ns
         fd = self.sock.fileno()
@@ -148,8 +145,8 @@ class Capture:
         poller.register(self._wake_r, select.POLLIN)
         keep = {"both": None, "in": False, "out": True}[self.direction]  # is the frame outgoing?
         while True:
-            table[1::MMSGHDR_WORDS] = sizes[0::MMSGHDR_WORDS]
-            table[5::MMSGHDR_WORDS] = sizes[5::MMSGHDR_WORDS]
+            table[1::MMSGHDR_WORDS] = name_sizes
+            table[5::MMSGHDR_WORDS] = control_sizes
             count = libc.recvmmsg(fd, ctypes.c_void_p(table.buffer_info()[0]), BATCH, MSG_DONTWAIT, None)
             if count < 0:
                 err = ctypes.get_errno()

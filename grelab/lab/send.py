@@ -67,6 +67,19 @@ def frames_of(packets) -> list[bytes]:
     return [p if isinstance(p, bytes) else bytes(p) for p in packets]
 
 
+def message_table(bases: array, lengths: array) -> tuple[array, array]:
+    """struct mmsghdr[] for sendmmsg/recvmmsg, as 64-bit words, message i being one buffer of
+    lengths[i] bytes at address bases[i]. Keep both arrays alive while the kernel uses them."""
+    count = len(bases)
+    iov = array("Q", bytes(16 * count))  # struct iovec: base, length
+    iov[0::2], iov[1::2] = bases, lengths
+    table = array("Q", bytes(8 * MMSGHDR_WORDS * count))
+    iov_base = iov.buffer_info()[0]
+    table[2::MMSGHDR_WORDS] = array("Q", range(iov_base, iov_base + 16 * count, 16))
+    table[3::MMSGHDR_WORDS] = array("Q", [1]) * count
+    return iov, table
+
+
 class Sender:
     """Sends on one link end. `with lab.sender("a", "eth0") as tx: tx.send(frames, repeat=1000)`."""
 
@@ -88,19 +101,13 @@ class Sender:
         lengths = array("Q", map(len, frames))
         offsets = array("Q", itertools.accumulate(lengths, initial=0))[:-1]
         count = len(frames) * tiles
-        iov = array("Q", bytes(16 * count))
-        iov[0::2] = array("Q", map(base.__add__, offsets)) * tiles
-        iov[1::2] = lengths * tiles
-        table = array("Q", bytes(8 * MMSGHDR_WORDS * count))
-        iov_base = iov.buffer_info()[0]
-        table[2::MMSGHDR_WORDS] = array("Q", range(iov_base, iov_base + 16 * count, 16))
-        table[3::MMSGHDR_WORDS] = array("Q", [1]) * count
+        iov, table = message_table(array("Q", map(base.__add__, offsets)) * tiles, lengths * tiles)  # noqa: F841 - iov: the kernel reads it
         table_base = table.buffer_info()[0]
         fd = self.sock.fileno()
         sent = position = 0
         while sent < total:
             want = min(count - position, total - sent)
-            done = netns.libc.sendmmsg(fd, ctypes.c_void_p(table_base + 64 * position), want, 0)
+            done = netns.libc.sendmmsg(fd, ctypes.c_void_p(table_base + 8 * MMSGHDR_WORDS * position), want, 0)
             if done < 0:
                 self._raise(ctypes.get_errno(), frames)
             sent += done
