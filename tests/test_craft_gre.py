@@ -107,6 +107,8 @@ def test_raw_payload_any_length_checksum_verifies(payload, proto, csum):
     (lambda: gre(42), "passenger", "scapy packet or bytes"),
     (lambda: passenger("ppp"), "passenger", "ipv6, ipv4, ethernet"),
     (lambda: gre(transport="ipv5"), "transport", "ipv4, ipv6"),
+    (lambda: gre(src="router1"), "source", "an IPv4 address"),
+    (lambda: gre(transport="ipv6", dst="192.0.2.9"), "destination", "an IPv6 address"),
     (lambda: gre_header(proto=0x86DD, key="0x1ffffffff"), "GRE key", "4294967295"),
 ])
 def test_bad_input_names_field_value_and_allowed(call, field, allowed):

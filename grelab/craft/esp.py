@@ -14,6 +14,7 @@ from scapy.layers.inet6 import IPv6
 from scapy.layers.ipsec import ESP, IPSecIntegrityError, SecurityAssociation
 from scapy.packet import Packet
 
+from grelab.craft.gre import address
 from grelab.errors import GrelabError, InputError, check_choice, check_range
 
 
@@ -69,10 +70,11 @@ class SA:
         _check_key(f"{self.algorithm} key", self.key, algo.key_len)
         _check_key(f"{self.algorithm} auth_key", self.auth_key, algo.auth_key_len)
         check_choice("ESP mode", self.mode, MODES)
-        if ip_version(self.src, "SA src") != ip_version(self.dst, "SA dst"):
-            raise InputError("SA dst", self.dst, f"an address of the same family as src {self.src}")
+        src = address("SA src", self.src)
+        object.__setattr__(self, "src", src)  # one spelling, for comparisons and Wireshark's table
+        object.__setattr__(self, "dst", address("SA dst", self.dst, f"ipv{self.version}"))
         if self.nat_t is not None:
-            if len(self.nat_t) != 2:
+            if not isinstance(self.nat_t, (tuple, list)) or len(self.nat_t) != 2:
                 raise InputError("nat_t", self.nat_t, "(source port, destination port)")
             for port in self.nat_t:
                 check_range("NAT-T port", port, 1, 0xFFFF)
@@ -83,7 +85,7 @@ class SA:
 
     @property
     def version(self) -> int:
-        return ip_version(self.src, "SA src")
+        return ipaddress.ip_address(self.src).version
 
     def scapy(self, seq: int) -> SecurityAssociation:
         """scapy's SecurityAssociation for this SA, its next sequence number set to seq."""
@@ -115,7 +117,8 @@ def encrypt(sa: SA, packet: Packet, seq: int = 1, iv: bytes | None = None) -> Pa
     _check_key("ESP IV", iv, sa.algo.iv_len)
     if not isinstance(packet, (IP, IPv6)):
         raise InputError("packet", type(packet).__name__, "an IP or IPv6 packet")
-    if sa.mode == "transport" and (packet.src, packet.dst) != (sa.src, sa.dst):
+    if sa.mode == "transport" and (address("packet src", packet.src), address("packet dst", packet.dst)) != \
+            (sa.src, sa.dst):
         raise InputError("packet addresses", f"{packet.src} -> {packet.dst}",
                          f"the transport-mode SA's {sa.src} -> {sa.dst}")
     protected = sa.scapy(seq).encrypt(packet, seq_num=seq, iv=iv)
@@ -146,13 +149,6 @@ def decrypt(sa: SA, packet: Packet | bytes) -> Packet:
 def dissect_ip(raw: bytes) -> Packet:
     """An IPv4 or IPv6 packet, by its version nibble."""
     return (IP if raw[:1] and raw[0] >> 4 == 4 else IPv6)(raw)
-
-
-def ip_version(address: str, field: str) -> int:
-    try:
-        return ipaddress.ip_address(address).version
-    except ValueError:
-        raise InputError(field, address, "an IPv4 or IPv6 address") from None
 
 
 def _check_key(field: str, value: bytes, length: int) -> None:

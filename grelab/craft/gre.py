@@ -7,6 +7,8 @@ the checksum's reserved1 half) and turns bad input into InputError instead of a 
 """
 from __future__ import annotations
 
+import ipaddress
+
 from scapy.layers.inet import ICMP, IP
 from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6
 from scapy.layers.l2 import GRE, Ether
@@ -72,7 +74,8 @@ def gre(payload: Packet | bytes | None = None, *, transport: str = "ipv4", src: 
                         reserved0=reserved0, reserved1=reserved1)
     default_src, default_dst = OUTER[transport]
     outer = IP if transport == "ipv4" else IPv6
-    return outer(src=src or default_src, dst=dst or default_dst) / header / payload
+    return outer(src=address("source", src or default_src, transport),
+                 dst=address("destination", dst or default_dst, transport)) / header / payload
 
 
 def gre_header(*, proto: int, key: int | None = None, seq: int | None = None, csum: bool = False,
@@ -103,6 +106,18 @@ def keepalive(*, transport: str = "ipv4", local: str | None = None, remote: str 
     inner_ip = IP if transport == "ipv4" else IPv6
     reply = inner_ip(src=remote, dst=local) / gre_header(proto=0, key=key)
     return gre(reply, transport=transport, src=local, dst=remote, key=key)
+
+
+def address(field: str, value: str, family: str | None = None) -> str:
+    """value as a normalised IP address (of family "ipv4"/"ipv6" if given): scapy would try DNS on a typo."""
+    wanted = family.replace("ipv", "IPv") if family else "IPv4 or IPv6"
+    try:
+        parsed = ipaddress.ip_address(value)
+    except ValueError:
+        raise InputError(field, value, f"an {wanted} address") from None
+    if family and f"ipv{parsed.version}" != family:
+        raise InputError(field, value, f"an {wanted} address")
+    return str(parsed)
 
 
 def _describe(payload) -> str:
