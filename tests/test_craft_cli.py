@@ -76,6 +76,7 @@ def test_readme_command_shows_decrypted_packets_and_keys_work_from_wiresharks_co
     assert main(["craft", "--esp", "gcm128", "--count", "3", "--keys", str(keys), "-o", str(out), "--show"]) == 0
     shown = [line for line in capsys.readouterr().out.splitlines() if "Echo (ping) request" in line]
     assert len(shown) == 3 and all(f"seq={n}," in line for n, line in zip((1, 2, 3), shown))
+    assert all("eth:ethertype:ip:esp:gre:ipv6:icmpv6" in line for line in shown)  # decrypted, whole stack
     # The keys file itself, dropped in a Wireshark configuration folder, decrypts the capture.
     config = tmp_path / "wireshark"
     config.mkdir()

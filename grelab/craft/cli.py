@@ -26,6 +26,9 @@ SPI = 0x00001000
 OUTER_MACS = b"\x02\x00\x5e\x00\x00\x02", b"\x02\x00\x5e\x00\x00\x01"  # destination, source
 ETHERTYPE = {4: b"\x08\x00", 6: b"\x86\xdd"}
 DLT_EN10MB = 1
+# tshark's usual columns, with the whole protocol stack where the source and destination addresses were.
+SUMMARY_COLUMNS = ('gui.column.format:"No.","%m","Time","%t","Length","%L","Protocols","%Cus:frame.protocols",'
+                   '"Info","%i"')
 
 
 def add_arguments(parser) -> None:
@@ -88,11 +91,12 @@ def write_pcapng(path: str, packets: list[bytes]) -> None:
 
 
 def tshark_summary(path: str, sas: list[esp.SA]) -> str:
-    """tshark's one line per packet, ESP decrypted with these SAs."""
+    """tshark's one line per packet (number, time, length, protocol stack, info), ESP decrypted with these SAs."""
     tshark = shutil.which("tshark")
     if tshark is None:
         raise GrelabError("tshark is not installed: apt-get install tshark (setup.sh does)")
-    result = subprocess.run([tshark, "-r", path, *tshark_options(sas)], capture_output=True, text=True)
+    result = subprocess.run([tshark, "-r", path, *tshark_options(sas), "-o", SUMMARY_COLUMNS],
+                            capture_output=True, text=True)
     if result.returncode != 0:
         raise GrelabError(f"tshark failed on {path}: {result.stderr.strip()}")
     return result.stdout
