@@ -61,6 +61,7 @@ def test_wire_size_agrees_with_crafted_esp_for_every_padding(algorithm, mode, na
     (lambda: Stack().mss(64), "link MTU"),
     (lambda: Stack(esp="aes-ctr"), "ESP algorithm"),
     (lambda: Stack(transport="ipx"), "transport"),
+    (lambda: Stack(nat_t=True), "nat_t"),
     (lambda: Stack().mss(1500, "ipx"), "passenger IP"),
     (lambda: fragments(1524, 20), "MTU"),
 ])

@@ -67,10 +67,7 @@ def gre(payload: Packet | bytes | None = None, *, transport: str = "ipv4", src: 
         payload = passenger()
     if not isinstance(payload, (Packet, bytes)):
         raise InputError("passenger", _describe(payload), "a scapy packet or bytes")
-    if proto is None:
-        proto = protocol_type(payload)
-    proto = check_range("GRE protocol type", proto, 0, 0xFFFF)
-    header = gre_header(proto=proto, key=key, seq=seq, csum=csum, version=version,
+    header = gre_header(proto=protocol_type(payload) if proto is None else proto, key=key, seq=seq, csum=csum, version=version,
                         reserved0=reserved0, reserved1=reserved1)
     default_src, default_dst = OUTER[transport]
     outer = IP if transport == "ipv4" else IPv6
@@ -81,6 +78,7 @@ def gre(payload: Packet | bytes | None = None, *, transport: str = "ipv4", src: 
 def gre_header(*, proto: int, key: int | None = None, seq: int | None = None, csum: bool = False,
                version: int = 0, reserved0: int = 0, reserved1: int = 0) -> GRE:
     """The GRE layer alone, every field checked (scapy would silently truncate a 33-bit key)."""
+    proto = check_range("GRE protocol type", proto, 0, 0xFFFF)
     version = check_range("GRE version", version, 0, 7)
     reserved0 = check_range("GRE reserved0", reserved0, 0, 0x1FF)
     reserved1 = check_range("GRE reserved1", reserved1, 0, 0xFFFF)
@@ -102,7 +100,8 @@ def keepalive(*, transport: str = "ipv4", local: str | None = None, remote: str 
     that is itself an empty GRE packet; the peer decapsulates it and routes the inner packet back to us."""
     check_choice("transport", transport, TRANSPORTS)
     default_local, default_remote = OUTER[transport]
-    local, remote = local or default_local, remote or default_remote
+    local = address("local", local or default_local, transport)
+    remote = address("remote", remote or default_remote, transport)
     inner_ip = IP if transport == "ipv4" else IPv6
     reply = inner_ip(src=remote, dst=local) / gre_header(proto=0, key=key)
     return gre(reply, transport=transport, src=local, dst=remote, key=key)

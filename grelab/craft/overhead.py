@@ -42,6 +42,8 @@ class Stack:
         check_choice("ESP mode", self.esp_mode, MODES)
         if self.esp is not None:
             check_choice("ESP algorithm", self.esp, list(ALGORITHMS))
+        elif self.nat_t:
+            raise InputError("nat_t", True, "only with esp (NAT traversal encapsulates ESP)")
 
     def wire_size(self, inner: int) -> int:
         """Bytes of IP on the link for an inner IP packet of `inner` bytes."""
