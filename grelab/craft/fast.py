@@ -15,7 +15,7 @@ import hmac
 import struct
 import sys
 from array import array
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from math import lcm
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -57,18 +57,18 @@ class Stream:
                 return start + offset, width
         raise InputError("layer", layer_class.__name__, "a layer of the template: " + self.packet.summary())
 
-    def build(self, vary: Mapping[tuple[type, str], Sequence[int]]) -> list[bytes]:
+    def build(self, vary: Mapping[tuple[type, str], Iterable[int]]) -> list[bytes]:
         """One packet per value: vary maps (layer class, field name) to that field's values, all the same length."""
-        columns = []
+        columns, counts = [], {}
         for (layer_class, name), values in vary.items():
+            values = values if isinstance(values, Sequence) else list(values)
             offset, width = self.field(layer_class, name)
             _check_values(f"{layer_class.__name__}.{name}", values, width)
             columns.append((offset, width, values))
-        counts = {len(values) for _, _, values in columns}
-        if len(counts) != 1:
-            raise InputError("vary", {f"{c.__name__}.{n}": len(v) for (c, n), v in vary.items()},
-                             "one or more fields, each with the same number of values")
-        count = counts.pop()
+            counts[f"{layer_class.__name__}.{name}"] = len(values)
+        if len(set(counts.values())) != 1:
+            raise InputError("vary", counts, "one or more fields, each with the same number of values")
+        count = len(columns[0][2])
         # A region whose checksum is right sums to a constant (its pseudo-header is fixed: addresses are not
         # integer fields), so a checksum around it ignores what varies inside it.
         sealed = []
