@@ -41,7 +41,7 @@ def test_roundtrip_equal_then_changed_field_is_named(tmp_path):
     assert store.update("s", "c", frames()) == "unchanged"
     message = store.compare("s", "c", frames(hlim=63), "hint")
     assert "first difference at frame 1 on transit" in message
-    assert "IPv6.hlim: 64 != 63" in message
+    assert "IPv6.hlim: expected 64, got 63" in message
     assert store.update("s", "c", frames(hlim=63)) == "changed"
     kept = read_pcapng(store.path("s", "c"))
     assert [f.link for f in kept] == ["transit", "lan2"] and kept[0].comment == "h1 -> h2 echo request in GRE"

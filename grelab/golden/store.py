@@ -16,7 +16,7 @@ from pathlib import Path
 from scapy.layers.l2 import Ether
 
 from grelab.golden.case import Frame, read_pcapng, write_pcapng
-from grelab.golden.packet_diff import field_diff
+from grelab.expect.match import Template
 
 ESP_SA_FILE = "esp_sa"
 
@@ -112,7 +112,7 @@ def describe_difference(golden: list[Frame], got: list[Frame]) -> str:
             if w is not None and h is not None:
                 if w.comment != h.comment:
                     lines.append(f"    comment: {w.comment!r} != {h.comment!r}")
-                lines.extend("    " + d for d in field_diff(Ether(w.data), Ether(h.data)))
+                lines.extend(f"    {d}" for d in Template(w.data).differences(Ether(h.data)))
             break
     return "\n".join(lines)
 
