@@ -88,3 +88,13 @@ def test_bad_stream_input(vary, field, allowed):
     with pytest.raises(InputError) as caught:
         Stream(gre(passenger("ipv6"), key=1, transport="ipv4", dst=OUTER["ipv4"][1])).build(vary)
     assert caught.value.field == field and allowed in caught.value.allowed
+
+
+@settings(max_examples=40, deadline=None)
+@given(algorithm=st.sampled_from(list(esp.ALGORITHMS)), mode=st.sampled_from(esp.MODES), nat_t=st.booleans(),
+       transport=st.sampled_from(TRANSPORTS), size=st.integers(0, 64), first_seq=st.integers(1, 0xFFFFFFFF - 2))
+def test_fast_esp_matches_scapy_for_every_padding(algorithm, mode, nat_t, transport, size, first_seq):
+    sa = make_sa(algorithm, mode, nat_t, transport)
+    packets = [bytes(gre(bytes([n]) * size, proto=0x88B5, transport=transport, key=n)) for n in range(2)]
+    for i, fast in enumerate(FastESP(sa).encrypt(packets, first_seq=first_seq)):
+        assert fast == bytes(esp.encrypt(sa, esp.dissect_ip(packets[i]), seq=first_seq + i))
