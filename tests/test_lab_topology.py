@@ -81,6 +81,19 @@ def test_ipv6_across_smaller_mtu_draws_packet_too_big(lab):
     assert error[ICMPv6PacketTooBig].mtu == 1400
 
 
+def test_nftables_rules_and_sysctls_of_a_node():
+    router = Node("r", forwarding=True, sysctls={"net/ipv4/conf/eth1/rp_filter": "0"},
+                  nft="table inet t { chain f { type filter hook forward priority 0; udp dport 40001 drop; }; }")
+    with build(a_r_b(r=router)) as lab:
+        rp_filter = lab.run_in("r", lambda: open("/proc/sys/net/ipv4/conf/eth1/rp_filter").read())
+        assert rp_filter == "0\n"
+        with lab.capture("b", "eth0", "udp", direction="in") as cap, lab.sender("a", "eth0") as tx:
+            tx.send([to_r(IP(src="192.0.2.1", dst="198.51.100.1") / UDP(sport=40000, dport=port))
+                     for port in (40001, 40002)])
+            result = cap.wait(count=2, timeout=0.3)
+    assert [p[UDP].dport for p in result.packets()] == [40002]
+
+
 def test_names_carry_the_run_id(lab):
     for node in "arb":
         match = NAMESPACE_RE.match(lab.namespace(node))

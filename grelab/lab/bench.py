@@ -73,7 +73,7 @@ def sniff_burst(lab, frame: bytes, count: int, deadline: float) -> float:
     armed, got = threading.Event(), []
 
     def sniffer() -> None:
-        netns._enter(lab.namespace("b"))
+        netns.enter(lab.namespace("b"))
         got.extend(sniff(iface="eth0", filter="udp port 40001", count=count, timeout=deadline,
                          started_callback=armed.set, store=True, promisc=False))
 

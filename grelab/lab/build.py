@@ -27,6 +27,7 @@ from grelab.errors import GrelabError
 from grelab.lab import netns
 from grelab.lab.ownership import NETNS_DIR, Run, current_run
 from grelab.lab.rtnl import Rtnl
+from grelab.lab.send import Sender
 from grelab.lab.topology import End, Link, Node, Route, Topology
 
 _lab_numbers = itertools.count(1)
@@ -72,12 +73,12 @@ class Lab:
         """Call fn inside node's namespace (on a thread there) and return its result."""
         return netns.run_in(self.namespace(node), fn, *args, **kwargs)
 
-    def sender(self, node: str, ifname: str):
-        from grelab.lab.send import Sender
+    def sender(self, node: str, ifname: str) -> Sender:
         return Sender(self.link_end(node, ifname))
 
     def capture(self, node: str, ifname: str, expression: str = "", **options):
-        from grelab.capture.capture import Capture
+        """A Capture armed on node:ifname (options: buffer_bytes, direction)."""
+        from grelab.capture.capture import Capture  # here: grelab.capture imports grelab.lab
         return Capture(self.link_end(node, ifname), expression, **options)
 
     def close(self) -> None:
@@ -135,7 +136,7 @@ def _build(lab: Lab) -> None:
         netns.create_namespace(name, lambda node=node: _namespace_sysctls(node))
         lab.namespaces[node.name] = name
         lab._defer(lambda name=name: netns.delete_namespace(name), f"namespace {name}")
-    for node, ifname, temp, index in netns._on_thread(lambda: _links_and_addresses(lab)):
+    for node, ifname, temp, index in netns.on_thread(lambda: _links_and_addresses(lab)):
         _plug(lab, node, ifname, temp, index)
     for node in topology.nodes:
         if node.dut is not None:
@@ -162,7 +163,7 @@ def _links_and_addresses(lab: Lab) -> list[tuple[Node, str, str, int]]:
         rtnl.close()
     to_plug = []
     for node in topology.nodes:
-        netns._enter(lab.namespaces[node.name])
+        netns.enter(lab.namespaces[node.name])
         if node.dut is not None:
             for end in _ends_of(topology, node):
                 temp = lab._temp_names[(end.node, end.ifname)]

@@ -33,7 +33,8 @@ def check(result: int, what: str) -> int:
     return result
 
 
-def _enter(namespace: str) -> None:
+def enter(namespace: str) -> None:
+    """Move the calling thread (only it) into /run/netns/NAMESPACE. Use it on threads you own."""
     fd = os.open(NETNS_DIR / namespace, os.O_RDONLY | os.O_CLOEXEC)
     try:
         check(libc.setns(fd, CLONE_NEWNET), f"setns {namespace}")
@@ -41,7 +42,8 @@ def _enter(namespace: str) -> None:
         os.close(fd)
 
 
-def _on_thread(body: Callable[[], T]) -> T:
+def on_thread(body: Callable[[], T]) -> T:
+    """Run body() on a new thread, wait, and return its result or raise its exception here."""
     result: list = []
     error: list[BaseException] = []
 
@@ -65,10 +67,10 @@ def run_in(namespace: str, fn: Callable[..., T], *args, **kwargs) -> T:
         raise GrelabError(f"network namespace {namespace!r} does not exist")
 
     def body() -> T:
-        _enter(namespace)
+        enter(namespace)
         return fn(*args, **kwargs)
 
-    return _on_thread(body)
+    return on_thread(body)
 
 
 def create_namespace(namespace: str, setup: Callable[[], None] | None = None) -> None:
@@ -92,7 +94,7 @@ def create_namespace(namespace: str, setup: Callable[[], None] | None = None) ->
             setup()
 
     NETNS_DIR.mkdir(exist_ok=True)
-    _on_thread(body)
+    on_thread(body)
 
 
 def delete_namespace(namespace: str) -> None:
@@ -107,5 +109,6 @@ def delete_namespace(namespace: str) -> None:
 
 
 def write_sysctl(key: str, value) -> None:
-    """Set a sysctl (dotted name) in the calling thread's namespace: /proc/sys/net follows the thread."""
-    Path("/proc/sys", *key.split(".")).write_text(f"{value}\n")
+    """Set a sysctl in the calling thread's namespace (/proc/sys/net follows the thread). The key is
+    dotted, or slashed when an interface name has a dot: net/ipv6/conf/eth0.100/forwarding."""
+    Path("/proc/sys", *key.split("/" if "/" in key else ".")).write_text(f"{value}\n")
