@@ -4,9 +4,9 @@ import multiprocessing
 import pytest
 from scapy.layers.inet import IP, TCP
 from scapy.layers.inet6 import IPv6, ICMPv6EchoRequest
-from scapy.layers.ipsec import ESP, SecurityAssociation
 from scapy.layers.l2 import GRE, Ether
 
+from grelab.craft.esp import SA, decrypt, encrypt
 from grelab.golden.case import Frame, read_pcapng
 from grelab.golden.normalize import Normalizer
 from grelab.golden.store import GoldenStore, case_file_name
@@ -77,18 +77,22 @@ def test_normalizer_takes_out_ip_id_and_tcp_isn():
     assert Ether(n.frame(a))[TCP].seq == 0
 
 
-@pytest.mark.parametrize("algo,key,auth,akey", [
-    ("AES-GCM", b"k" * 16 + b"salt", "NULL", None),
-    ("AES-CBC", b"k" * 16, "SHA2-256-128", b"a" * 32),
+@pytest.mark.parametrize("algorithm,key,auth_key,mode,nat_t", [
+    ("gcm128", b"k" * 16 + b"salt", b"", "transport", None),
+    ("cbc128-sha256", b"k" * 16, b"a" * 32, "transport", None),
+    ("gcm256", b"k" * 32 + b"salt", b"", "tunnel", None),
+    ("gcm128", b"k" * 16 + b"salt", b"", "transport", (4500, 4500)),
 ])
-def test_normalizer_reencrypts_esp_deterministically(algo, key, auth, akey):
-    sa = SecurityAssociation(ESP, spi=0x1000, crypt_algo=algo, crypt_key=key, auth_algo=auth, auth_key=akey)
-    inner = IP(src="198.51.100.1", dst="198.51.100.2") / GRE() / IPv6(src="2001:db8:1::1", dst="2001:db8:2::1") \
-        / TCP(sport=40000, dport=40001, seq=123456, flags="S")
-    size = sa.crypt_algo.iv_size
-    one = bytes(Ether(**MACS) / sa.encrypt(inner, seq_num=5, iv=b"\x01" * size))
-    two = bytes(Ether(**MACS) / sa.encrypt(inner, seq_num=5, iv=b"\x02" * size))
+def test_normalizer_reencrypts_esp_deterministically(algorithm, key, auth_key, mode, nat_t):
+    sa = SA(0x1000, algorithm, key, auth_key, src="198.51.100.1", dst="198.51.100.2", mode=mode, nat_t=nat_t)
+    inner = IP(src="198.51.100.1", dst="198.51.100.2", ttl=17) / GRE() \
+        / IPv6(src="2001:db8:1::1", dst="2001:db8:2::1") / TCP(sport=40000, dport=40001, seq=123456, flags="S")
+    size = sa.algo.iv_len
+    one = bytes(Ether(**MACS) / encrypt(sa, inner, seq=5, iv=b"\x01" * size))
+    two = bytes(Ether(**MACS) / encrypt(sa, inner, seq=5, iv=b"\x02" * size))
     assert one != two
-    normal = Normalizer({0x1000: sa}).frame(one)
-    assert normal == Normalizer({0x1000: sa}).frame(two)
-    assert sa.decrypt(Ether(normal)[IP])[TCP].seq == 0
+    normal = Normalizer([sa]).frame(one)
+    assert normal == Normalizer([sa]).frame(two)
+    outer = Ether(normal)[IP]
+    assert outer.ttl == (64 if mode == "tunnel" else 17)  # the sender's outer header is kept
+    assert decrypt(sa, outer)[TCP].seq == 0

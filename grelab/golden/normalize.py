@@ -11,20 +11,24 @@ Checksums over changed bytes (IPv4, TCP, UDP, GRE) are recomputed. Everything el
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
-from scapy.layers.ipsec import ESP, SecurityAssociation
+from scapy.layers.ipsec import ESP
 from scapy.layers.l2 import GRE, Ether
 from scapy.packet import Packet
+
+from grelab.craft.esp import SA, decrypt, encrypt
 
 
 class Normalizer:
     """Normalizes the frames of one case; keeps per-flow state (TCP initial sequence numbers) across frames.
 
-    keyring maps an ESP SPI to the scapy SecurityAssociation that decrypts it."""
+    sas: the ESP SAs whose packets are re-encrypted (by SPI); ESP of unknown SAs is left as it is."""
 
-    def __init__(self, keyring: dict[int, SecurityAssociation] | None = None):
-        self.keyring = dict(keyring or {})
+    def __init__(self, sas: Iterable[SA] = ()):
+        self.keyring = {sa.spi: sa for sa in sas}
         self._isn: dict[tuple, int] = {}
 
     def frame(self, data: bytes) -> bytes:
@@ -37,14 +41,11 @@ class Normalizer:
         changed = False
         layer = pkt
         while layer is not None and layer.name != "NoPayload":
-            if isinstance(layer, IP):
-                changed |= self._ip(layer)
-                if isinstance(layer.payload, ESP) and layer.payload.spi in self.keyring:
-                    self._reencrypt(layer)
-                    return True
-            elif isinstance(layer, IPv6) and isinstance(layer.payload, ESP) and layer.payload.spi in self.keyring:
+            if isinstance(layer, (IP, IPv6)) and self._known_esp(layer):
                 self._reencrypt(layer)
                 return True
+            if isinstance(layer, IP):
+                changed |= self._ip(layer)
             elif isinstance(layer, TCP):
                 changed |= self._tcp(layer)
             layer = layer.payload
@@ -70,22 +71,28 @@ class Normalizer:
         tcp.options = [(k, (0, 0)) if k == "Timestamp" else (k, v) for k, v in tcp.options]
         return True
 
+    def _known_esp(self, ip) -> bool:
+        """ESP right under this IP header (or under its NAT-T UDP header), of an SA we hold."""
+        inner = ip.payload
+        if isinstance(inner, UDP):
+            inner = inner.payload
+        return isinstance(inner, ESP) and inner.spi in self.keyring
+
     def _reencrypt(self, outer) -> None:
-        """Decrypt, normalize the inside, encrypt again with an IV made from the sequence number."""
-        sa = self.keyring[outer.payload.spi]
-        seq = outer.payload.seq
-        plain = sa.decrypt(outer.copy())
+        """Decrypt, normalize the inside, encrypt again with an IV made from the sequence number.
+
+        The new ESP (with its NAT-T UDP header, if any) goes under the kernel's own outer header, which
+        keeps its TTL, TOS and flags; only lengths, checksums and the IPv4 id are redone."""
+        esp = outer.getlayer(ESP)
+        sa = self.keyring[esp.spi]
+        plain = decrypt(sa, outer.__class__(bytes(outer)))
         self._walk(plain)
         _forget_checksums(plain)
-        iv_size = sa.crypt_algo.iv_size if sa.crypt_algo else 0
-        iv = seq.to_bytes(iv_size, "big") if iv_size else None
-        again = sa.encrypt(plain.__class__(bytes(plain)), seq_num=seq, iv=iv)
+        again = encrypt(sa, plain.__class__(bytes(plain)), seq=esp.seq)  # tunnel mode: under a new outer header
         outer.remove_payload()
         outer.add_payload(again.payload)
         if isinstance(outer, IP):
-            outer.len = None
-            outer.chksum = None
-            outer.id = 0
+            outer.len, outer.chksum, outer.id = None, None, 0
         else:
             outer.plen = None
 
