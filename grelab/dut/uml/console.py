@@ -1,0 +1,106 @@
+"""A console you can trust: commands to the guest's shell and their exit status, each within a deadline.
+
+The guest's /init (guest/init.sh) reads `<id> <line count>` and the script's lines, and answers
+`@@B <id>`, the script's output, `@@E <id> <status>`. The id is a per-boot nonce and a sequence number,
+so output of an earlier, abandoned command can never be taken for this one's. A reader thread keeps the
+last lines of everything the guest printed, so a panic or a hang is reported with what the guest said.
+"""
+from __future__ import annotations
+
+import collections
+import re
+import secrets
+import threading
+import time
+from typing import IO
+
+from grelab.dut.base import CommandResult, DutError
+
+TAIL_LINES = 40
+PANIC_RE = re.compile(r"Kernel panic|Kernel mode fault|panic:")
+
+
+class GuestDied(DutError):
+    """The guest panicked, hung or exited; the message ends with its console's last lines."""
+
+
+class Console:
+    """The guest's console on a pair of pipes (its stdin and stdout). One command at a time."""
+
+    def __init__(self, to_guest: IO[bytes], from_guest: IO[bytes], name: str):
+        self._to, self._from, self.name = to_guest, from_guest, name
+        self._nonce = secrets.token_hex(4)
+        self._seq = 0
+        self._cond = threading.Condition()
+        self._tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        self._lines: list[str] = []  # lines since the current command was sent
+        self._closed = False
+        self._panic: str | None = None
+        self._busy = threading.Lock()
+        self._reader = threading.Thread(target=self._read, name=f"console-{name}", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for raw in iter(self._from.readline, b""):
+            line = raw.decode(errors="replace").rstrip("\r\n")
+            with self._cond:
+                self._tail.append(line)
+                self._lines.append(line)
+                if self._panic is None and PANIC_RE.search(line):
+                    self._panic = line
+                self._cond.notify_all()
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def tail(self) -> str:
+        with self._cond:
+            return "\n".join(self._tail)
+
+    def _failure(self, what: str) -> GuestDied:
+        return GuestDied(f"DUT {self.name}: {what}; its console's last lines:\n{self.tail()}")
+
+    def wait_for(self, marker: str, timeout: float) -> None:
+        """Block until the guest prints a line equal to marker (e.g. the boot's @@READY)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while marker not in self._lines:
+                self._check_alive(deadline, f"no {marker!r} within {timeout:g} s")
+                self._cond.wait(max(0.0, deadline - time.monotonic()))
+            self._lines.clear()
+
+    def _check_alive(self, deadline: float, hang: str) -> None:
+        if self._panic is not None:
+            raise self._failure(f"guest panicked ({self._panic})")
+        if self._closed:
+            raise self._failure("guest exited")
+        if time.monotonic() >= deadline:
+            raise self._failure(f"guest hung: {hang}")
+
+    def run(self, script: str, timeout: float = 10.0) -> CommandResult:
+        """Run a shell script in the guest; return its exit status and combined stdout/stderr."""
+        with self._busy:
+            self._seq += 1
+            cid = f"{self._nonce}-{self._seq}"
+            begin, end_re = f"@@B {cid}", re.compile(rf"^@@E {re.escape(cid)} (\d+)$")
+            with self._cond:
+                self._lines.clear()
+            try:
+                lines = script.splitlines() or [""]
+                self._to.write(f"{cid} {len(lines)}\n{chr(10).join(lines)}\n".encode())
+                self._to.flush()
+            except (BrokenPipeError, ValueError):
+                raise self._failure("guest exited") from None
+            deadline = time.monotonic() + timeout
+            with self._cond:
+                while True:
+                    for i, line in enumerate(self._lines):
+                        m = end_re.match(line)
+                        if m:
+                            body = self._lines[:i]
+                            if begin in body:
+                                body = body[body.index(begin) + 1:]
+                            self._lines.clear()
+                            return CommandResult(script, int(m.group(1)), "\n".join(body))
+                    self._check_alive(deadline, f"{script!r} did not finish within {timeout:g} s")
+                    self._cond.wait(max(0.0, deadline - time.monotonic()))

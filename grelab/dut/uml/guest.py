@@ -1,0 +1,144 @@
+"""The `uml` DUT: a user-mode-linux guest (a real Linux 6.1 network stack with GRE and IPsec) as one process.
+
+Plumbing, all inside the DUT's own namespace so the host's interfaces are never touched:
+
+    lab veth end --[bridge b-IFACE]-- tap t-IFACE ==(vecN, transport=tap)== guest interface IFACE
+
+The guest runs inside that namespace (started through `ip netns exec`), so a sweep that removes the
+namespace of a dead run also kills the guest; its pid is recorded with the run as well.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import re
+import signal
+import subprocess
+
+from grelab.dut.base import CommandResult, Dut, DutError
+from grelab.dut.uml import initramfs
+from grelab.dut.uml.console import Console
+from grelab.lab.ownership import current_run, pids_in_namespace, remove_namespace
+
+IFACE_RE = re.compile(r"[a-z][a-z0-9_]{0,12}")  # +2 chars of prefix must fit IFNAMSIZ (15)
+# Skip built-in boot benchmarks (raid6's alone is ~0.85 s); nothing in a DUT uses raid6 or xor.
+FAST_BOOT = "initcall_blacklist=raid6_select_algo,calibrate_xor_blocks"
+
+
+def _kill_pid(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def ip_batch(namespace: str, commands: list[str]) -> None:
+    """Run iproute2 commands in a host namespace in one process; raise DutError with its output on failure."""
+    p = subprocess.run(["ip", "-n", namespace, "-batch", "-"], input="\n".join(commands) + "\n",
+                       capture_output=True, text=True)
+    if p.returncode:
+        raise DutError(f"namespace {namespace}: ip -batch failed: {(p.stderr or p.stdout).strip()}")
+
+
+def make_namespace(node: str) -> tuple[str, callable]:
+    """A fresh namespace of this run, its removal deferred; returns (name, remove-it-now)."""
+    run = current_run()
+    name = run.namespace_name(node)
+    subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
+    return name, run.defer(lambda: remove_namespace(name), f"namespace {name}")
+
+
+class Uml(Dut):
+    """A user-mode-linux guest with one interface per name in `interfaces`, booted and ready on return."""
+
+    def __init__(self, interfaces=("wan", "lan"), name: str = "dut", mem_mib: int = 128,
+                 boot_timeout: float = 20.0, image: initramfs.Image | None = None):
+        self.name, self.interfaces = name, list(interfaces)
+        bad = [i for i in self.interfaces if not IFACE_RE.fullmatch(i)]
+        if bad or len(set(self.interfaces)) != len(self.interfaces) or not self.interfaces:
+            raise DutError(f"DUT {name}: interface names {self.interfaces}: need distinct names matching {IFACE_RE.pattern}")
+        image = image or initramfs.prepare()
+        run = current_run()
+        self.namespace, remove_ns = make_namespace(name)
+        self._undo = [remove_ns]
+        try:
+            self._plumb()
+            self._boot(image, mem_mib, boot_timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _plumb(self) -> None:
+        # No IPv6 on the host side: bridges and taps would otherwise chatter (MLD, RS) into the lab.
+        subprocess.run(["ip", "netns", "exec", self.namespace, "sh", "-c",
+                        "echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6;"
+                        "echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6"], check=True)
+        cmds = ["link set lo up"]
+        for iface in self.interfaces:
+            cmds += [f"tuntap add dev t-{iface} mode tap",
+                     f"link add b-{iface} type bridge mcast_snooping 0",
+                     f"link set t-{iface} master b-{iface} up", f"link set b-{iface} up"]
+        ip_batch(self.namespace, cmds)
+
+    def _boot(self, image: initramfs.Image, mem_mib: int, boot_timeout: float) -> None:
+        run = current_run()
+        uml_dir = run.path / "uml"  # mconsole socket and pid file; goes with the run's directory
+        argv = ["ip", "netns", "exec", self.namespace, str(image.kernel), f"mem={mem_mib}M",
+                f"initrd={image.initramfs}", "con=null", "ssl=null", "con0=fd:0,fd:1",
+                f"uml_dir={uml_dir}", f"umid={self.namespace}", "quiet", FAST_BOOT,
+                f"GRELAB_IFACES={','.join(self.interfaces)}"]
+        argv += [f"vec{n}:transport=tap,ifname=t-{iface}" for n, iface in enumerate(self.interfaces)]
+        self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, start_new_session=True)
+        run.record_pid(self._proc.pid, f"uml guest {self.name}")
+        self._undo.insert(0, run.defer(self._kill, f"uml guest {self.name}"))
+        self.console = Console(self._proc.stdin, self._proc.stdout, self.name)
+        self.console.wait_for("@@READY", boot_timeout)
+
+    def _kill(self) -> None:
+        # UML runs guest processes as host child processes in the same namespace: kill them all, so
+        # the console pipe closes and the reader thread ends (never close its file under it).
+        self._proc.kill()
+        for pid in pids_in_namespace(self.namespace):
+            _kill_pid(pid)
+        self._proc.wait(timeout=10)
+        self._proc.stdin.close()
+
+    def plug(self, iface: str, veth_end: str) -> None:
+        if iface not in self.interfaces:
+            raise DutError(f"DUT {self.name} has no interface {iface!r}; it has {', '.join(self.interfaces)}")
+        ip_batch(self.namespace, [f"link set {veth_end} master b-{iface} up"])
+
+    def cmd(self, script: str, timeout: float = 10.0) -> CommandResult:
+        return self.console.run(script, timeout)
+
+    def reset(self) -> None:
+        self.check(self._sysctl_restore_script() + "grelab-reset " + " ".join(self.interfaces))
+
+    def stop(self) -> None:
+        for undo in self._undo:  # guest first, then its namespace
+            undo()
+
+    def memory_mib(self) -> float:
+        """Proportional resident memory (PSS) of the guest's host processes, each address space once.
+
+        UML's helper threads are processes sharing the kernel's address space: count that space once."""
+        total, spaces = 0, []
+        for pid in pids_in_namespace(self.namespace):
+            if any(_same_address_space(pid, other) for other in spaces):
+                continue
+            spaces.append(pid)
+            try:
+                with open(f"/proc/{pid}/smaps_rollup") as f:
+                    total += sum(int(line.split()[1]) for line in f if line.startswith("Pss:"))
+            except OSError:
+                pass
+        return total / 1024
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+SYS_KCMP, KCMP_VM = 312, 1  # x86_64
+
+
+def _same_address_space(a: int, b: int) -> bool:
+    return _libc.syscall(SYS_KCMP, a, b, KCMP_VM, 0, 0) == 0

@@ -1,0 +1,185 @@
+"""The UML guest's root filesystem: an initramfs built from this machine's Debian packages, cached by input hash.
+
+What goes in: busybox-static (shell and tools), iproute2's `ip` and nftables' `nft` with the libraries
+`ldd` lists (busybox's own `ip` has no xfrm), /etc/protocols (`proto gre`), the GRE/ESP/crypto modules
+of the user-mode-linux package in dependency order (including `drbg` and `sha512_generic`, which nothing
+auto-loads and without which `ip xfrm state add` fails), and guest/init.sh as /init.
+
+The archive is written directly as cpio "newc" so no cpio tool is needed, and uncompressed because the
+guest unpacks it faster than it would gunzip it.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from grelab.errors import GrelabError
+
+KERNEL = Path("/usr/bin/linux")
+MODULES_ROOT = Path("/usr/lib/uml/modules")
+BUSYBOX = Path("/bin/busybox")
+CACHE = Path(os.environ.get("GRELAB_CACHE", "/var/cache/grelab")) / "uml"
+GUEST_FILES = Path(__file__).parent / "guest"
+RESET_SCRIPT = Path(__file__).parent.parent / "reset.sh"
+
+# Loaded at boot, in this order after their dependencies: tunnels, IPsec, the crypto ESP needs, nftables.
+MODULES = [
+    "ipv6", "ip_gre", "ip6_gre", "esp4", "esp6", "xfrm_user",
+    "drbg", "sha512_generic", "authenc", "hmac", "cbc", "ctr", "gcm", "ghash_generic", "seqiv", "echainiv",
+    "nf_tables", "nft_ct", "nft_reject", "nft_xfrm",
+]
+BINARIES = [Path("/usr/sbin/ip"), Path("/usr/sbin/nft")]
+FILES = [Path("/etc/protocols")]
+SETUP_HINT = "run ./setup.sh (it installs user-mode-linux and busybox-static, then runs `grelab dut prepare`)"
+
+
+@dataclass(frozen=True)
+class Image:
+    """A prepared guest: the kernel to run and the initramfs to give it."""
+
+    kernel: Path
+    initramfs: Path
+
+
+def kernel_version() -> str:
+    if not KERNEL.exists():
+        raise GrelabError(f"no user-mode-linux kernel at {KERNEL}: apt-get install user-mode-linux, or {SETUP_HINT}")
+    out = subprocess.run([str(KERNEL), "--version"], capture_output=True, text=True, timeout=10).stdout
+    return out.strip().split()[-1]
+
+
+def _module_order(moddir: Path) -> list[Path]:
+    """MODULES and their dependencies, each after what it needs (modules.dep lists a module's needs deepest last)."""
+    deps: dict[str, list[str]] = {}
+    for line in (moddir / "modules.dep").read_text().splitlines():
+        path, _, needs = line.partition(":")
+        deps[path] = needs.split()
+    by_name = {_name(p): p for p in deps}
+    order: list[str] = []
+
+    def visit(path: str) -> None:
+        if path in order:
+            return
+        for need in reversed(deps[path]):
+            visit(need)
+        order.append(path)
+
+    builtin = {_name(p) for p in (moddir / "modules.builtin").read_text().split()}
+    for name in MODULES:
+        if name in builtin:
+            continue
+        if name not in by_name:
+            raise GrelabError(f"module {name} is not in {moddir}: the user-mode-linux package looks incomplete")
+        visit(by_name[name])
+    return [moddir / p for p in order]
+
+
+def _name(path: str) -> str:
+    return re.sub(r"\.ko(\..*)?$", "", path.rsplit("/", 1)[-1]).replace("-", "_")
+
+
+def _libraries(binary: Path) -> list[Path]:
+    """The shared objects `ldd` says a binary loads, the dynamic loader included."""
+    out = subprocess.run(["ldd", str(binary)], capture_output=True, text=True, check=True).stdout
+    return [Path(p) for p in re.findall(r"(/\S+) \(0x", out)]
+
+
+def _inputs() -> tuple[list[tuple[str, Path]], list[str]]:
+    """(path in the guest, host file) pairs, and the module load order as guest paths."""
+    for need, package in ((BUSYBOX, "busybox-static"), *((b, "iproute2 / nftables") for b in BINARIES)):
+        if not need.exists():
+            raise GrelabError(f"{need} is missing: apt-get install {package}, or {SETUP_HINT}")
+    version = kernel_version()
+    moddir = MODULES_ROOT / version
+    files = [("bin/busybox", BUSYBOX), ("init", GUEST_FILES / "init.sh"), ("bin/grelab-reset", RESET_SCRIPT)]
+    files += [(f"sbin/{b.name}", b.resolve()) for b in BINARIES]
+    files += [(str(f).lstrip("/"), f) for f in FILES]
+    libs = {lib for b in BINARIES for lib in _libraries(b)}
+    files += [(str(lib).lstrip("/"), lib.resolve()) for lib in sorted(libs)]
+    modules = _module_order(moddir)
+    files += [(f"lib/modules/{m.name}", m) for m in modules]
+    return files, [f"/lib/modules/{m.name}" for m in modules]
+
+
+def prepare(cache: Path = CACHE) -> Image:
+    """Build the initramfs unless the cache already holds one made from the same inputs; return the image.
+
+    The cache key hashes every input's path, size and mtime plus this builder and the guest scripts,
+    so a Debian upgrade or an edit here makes a new image and an unchanged machine costs a few stats."""
+    files, load_order = _inputs()
+    h = hashlib.sha256()
+    for guest_path, host_path in files + [("builder", Path(__file__))]:
+        st = host_path.stat()
+        h.update(f"{guest_path} {host_path} {st.st_size} {st.st_mtime_ns}\n".encode())
+    h.update(" ".join(load_order).encode())
+    target = cache / h.hexdigest()[:16] / "initramfs.cpio"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(f".tmp{os.getpid()}")
+        try:
+            with open(tmp, "wb") as out:
+                _write_cpio(out, files, load_order)
+            os.replace(tmp, target)  # atomic: a concurrent prepare sees no image or a whole one
+        finally:
+            tmp.unlink(missing_ok=True)
+    return Image(KERNEL, target)
+
+
+def clear_cache(cache: Path = CACHE) -> None:
+    shutil.rmtree(cache, ignore_errors=True)
+
+
+def _write_cpio(out, files: list[tuple[str, Path]], load_order: list[str]) -> None:
+    applets = subprocess.run([str(BUSYBOX), "--list-full"], capture_output=True, text=True, check=True).stdout.split()
+    archive = _Cpio(out)
+    for d in ("bin", "sbin", "etc", "dev", "proc", "sys", "run", "tmp", "lib", "lib/modules", "lib64",
+              "usr", "usr/bin", "usr/sbin", "lib/x86_64-linux-gnu"):
+        archive.directory(d)
+    # Device nodes the kernel needs before anything mounts devtmpfs: init's stdio, and /dev/null.
+    archive.node("dev/console", 0o020600, 5, 1)
+    archive.node("dev/null", 0o020666, 1, 3)
+    for guest_path, host_path in files:
+        archive.file(guest_path, host_path.read_bytes(), 0o755)
+    archive.file("etc/grelab-modules", ("\n".join(load_order) + "\n").encode(), 0o644)
+    for applet in applets:  # busybox applets as symlinks, except where iproute2's real tools live
+        path = applet.lstrip("/")
+        if path not in {g for g, _ in files}:
+            archive.symlink(path, "/bin/busybox")
+    archive.trailer()
+
+
+class _Cpio:
+    """Writer for the cpio "newc" format the kernel unpacks (Documentation/driver-api/early-userspace)."""
+
+    def __init__(self, out):
+        self.out, self.ino, self.seen = out, 1, set()
+
+    def _entry(self, name: str, mode: int, data: bytes = b"", rdev: tuple[int, int] = (0, 0)) -> None:
+        if name in self.seen:
+            return
+        self.seen.add(name)
+        self.ino += 1
+        fields = [self.ino, mode, 0, 0, 1, 0, len(data), 0, 0, rdev[0], rdev[1], len(name) + 1, 0]
+        header = b"070701" + b"".join(b"%08x" % f for f in fields) + name.encode() + b"\0"
+        self.out.write(header + b"\0" * (-len(header) % 4))
+        self.out.write(data + b"\0" * (-len(data) % 4))
+
+    def directory(self, name: str) -> None:
+        self._entry(name, 0o040755)
+
+    def file(self, name: str, data: bytes, perm: int) -> None:
+        self._entry(name, 0o100000 | perm, data)
+
+    def symlink(self, name: str, target: str) -> None:
+        self._entry(name, 0o120777, target.encode())
+
+    def node(self, name: str, mode: int, major: int, minor: int) -> None:
+        self._entry(name, mode, rdev=(major, minor))
+
+    def trailer(self) -> None:
+        self._entry("TRAILER!!!", 0)
