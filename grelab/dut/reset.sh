@@ -1,11 +1,11 @@
 #!/bin/sh
-# grelab-reset IFACE...: bring a DUT back to its just-booted network state, keeping only lo and IFACE...
-# No tunnels, SAs, policies, nftables rules, addresses, routes, neighbours or extra rules remain; the
-# named interfaces are down/up once, so their IPv6 link-local address comes back. One `ip -batch`
-# process does the work because every exec costs milliseconds in a user-mode-linux guest.
-keep=" lo $* "
-batch=/tmp/grelab-reset.batch
-{
+# `set -- IFACE...; . reset.sh`: bring a DUT back to its just-booted network state, keeping lo and IFACE...
+# No tunnels, SAs, policies, addresses, routes, neighbours, extra IPv4 rules or nftables rules (where
+# there is `nft`) remain; the named interfaces go down and up once,
+# so their IPv6 link-local address comes back. All of it is one `ip -batch`; in the UML guest it goes to
+# the long-lived `ip -batch` that init started on fds 8/9, because an exec there costs tens of ms.
+batch() {
+  keep=" lo $* "
   echo "xfrm state flush"
   echo "xfrm policy flush"
   for link in /sys/class/net/*; do
@@ -13,7 +13,7 @@ batch=/tmp/grelab-reset.batch
     case "$keep" in *" $link "*) ;; *) echo "link del dev $link" ;; esac  # fallback tunnels refuse: -force
   done
   echo "route flush table main"
-  echo "-6 route flush table main"
+  echo "route flush table main root ::/0"
   for i in "$@"; do
     echo "link set dev $i down"
     echo "addr flush dev $i"
@@ -23,9 +23,13 @@ batch=/tmp/grelab-reset.batch
   echo "rule flush"
   echo "rule add priority 32766 table main"
   echo "rule add priority 32767 table default"
-  echo "-6 rule flush"
-  echo "-6 rule add priority 32766 table main"
-} > $batch
-/sbin/ip -force -batch $batch >/dev/null 2>&1
-[ -z "$GRELAB_RESET_NFT" ] || nft flush ruleset
-exit 0
+}
+if [ -n "$GRELAB_IP_COPROCESS" ]; then
+  # Its errors come on unbuffered stderr in order: the error for this nonexistent link marks the end.
+  { batch "$@"; echo "link show dev grelab-reset-done"; } >&8
+  while read -r line <&9; do case "$line" in *grelab-reset-done*) break ;; esac; done
+else
+  batch "$@" | ip -force -batch - >/dev/null 2>&1
+fi
+! command -v nft >/dev/null || nft flush ruleset
+true

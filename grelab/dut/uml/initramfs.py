@@ -1,6 +1,6 @@
 """The UML guest's root filesystem: an initramfs built from this machine's Debian packages, cached by input hash.
 
-What goes in: busybox-static (shell and tools), iproute2's `ip` and nftables' `nft` with the libraries
+What goes in: busybox-static (shell and tools), iproute2's `ip` with the libraries
 `ldd` lists (busybox's own `ip` has no xfrm), /etc/protocols (`proto gre`), the GRE/ESP/crypto modules
 of the user-mode-linux package in dependency order (including `drbg` and `sha512_generic`, which nothing
 auto-loads and without which `ip xfrm state add` fails), and guest/init.sh as /init.
@@ -27,13 +27,13 @@ CACHE = Path(os.environ.get("GRELAB_CACHE", "/var/cache/grelab")) / "uml"
 GUEST_FILES = Path(__file__).parent / "guest"
 RESET_SCRIPT = Path(__file__).parent.parent / "reset.sh"
 
-# Loaded at boot, in this order after their dependencies: tunnels, IPsec, the crypto ESP needs, nftables.
+# Loaded at boot, in this order after their dependencies: tunnels, IPsec, the crypto ESP needs.
 MODULES = [
     "ipv6", "ip_gre", "ip6_gre", "esp4", "esp6", "xfrm_user",
     "drbg", "sha512_generic", "authenc", "hmac", "cbc", "ctr", "gcm", "ghash_generic", "seqiv", "echainiv",
-    "nf_tables", "nft_ct", "nft_reject", "nft_xfrm",
 ]
-BINARIES = [Path("/usr/sbin/ip"), Path("/usr/sbin/nft")]
+# No `nft`: Debian's UML kernel has nf_tables without its ip/ip6/inet families (CONFIG_NF_TABLES_INET off).
+BINARIES = [Path("/usr/sbin/ip")]
 FILES = [Path("/etc/protocols")]
 SETUP_HINT = "run ./setup.sh (it installs user-mode-linux and busybox-static, then runs `grelab dut prepare`)"
 
@@ -91,12 +91,12 @@ def _libraries(binary: Path) -> list[Path]:
 
 def _inputs() -> tuple[list[tuple[str, Path]], list[str]]:
     """(path in the guest, host file) pairs, and the module load order as guest paths."""
-    for need, package in ((BUSYBOX, "busybox-static"), *((b, "iproute2 / nftables") for b in BINARIES)):
+    for need, package in ((BUSYBOX, "busybox-static"), *((b, "iproute2") for b in BINARIES)):
         if not need.exists():
             raise GrelabError(f"{need} is missing: apt-get install {package}, or {SETUP_HINT}")
     version = kernel_version()
     moddir = MODULES_ROOT / version
-    files = [("bin/busybox", BUSYBOX), ("init", GUEST_FILES / "init.sh"), ("bin/grelab-reset", RESET_SCRIPT)]
+    files = [("bin/busybox", BUSYBOX), ("init", GUEST_FILES / "init.sh"), ("etc/grelab-reset.sh", RESET_SCRIPT)]
     files += [(f"sbin/{b.name}", b.resolve()) for b in BINARIES]
     files += [(str(f).lstrip("/"), f) for f in FILES]
     libs = {lib for b in BINARIES for lib in _libraries(b)}

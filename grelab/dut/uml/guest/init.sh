@@ -17,6 +17,11 @@ for name in $ifaces; do
   n=$((n + 1))
 done
 /sbin/ip link set dev lo up
+# A long-lived `ip -batch` for grelab-reset (see reset.sh): fd 8 feeds it, fd 9 reads what it says.
+mkfifo /run/ip.in /run/ip.out
+/sbin/ip -force -batch - < /run/ip.in > /run/ip.out 2>&1 &
+exec 8> /run/ip.in 9< /run/ip.out
+export GRELAB_IP_COPROCESS=1
 # The console protocol: raw tty (no echo, no line length limit, no \r), one command as
 #   <id> <number of lines>\n<the script's lines>
 # answered by "@@B <id>", the script's output (stdout and stderr), then "@@E <id> <exit status>".
