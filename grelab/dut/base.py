@@ -119,6 +119,9 @@ class Dut(ABC):
     """The host network namespace holding the host-side ends of the DUT's interfaces (see plug)."""
     interfaces: list[str]
     """The DUT's interface names, as the lab names them (e.g. ["wan", "lan"])."""
+    capabilities: frozenset[str] = frozenset({"gre"})
+    """What it can do, for skipping cases it cannot run: "gre", "esp" (xfrm), "ipv6_transport" (GRE over
+    IPv6), "several" (more than one instance at once)."""
 
     @abstractmethod
     def plug(self, iface: str, veth_end: str) -> None:

@@ -18,7 +18,8 @@ import subprocess
 from grelab.dut.base import CommandResult, Dut, DutError
 from grelab.dut.uml import initramfs
 from grelab.dut.uml.console import Console
-from grelab.lab.ownership import current_run, pids_in_namespace, remove_namespace
+from grelab.dut.plumbing import ip_batch, make_namespace
+from grelab.lab.ownership import current_run, pids_in_namespace
 
 IFACE_RE = re.compile(r"[a-z][a-z0-9_]{0,12}")  # +2 chars of prefix must fit IFNAMSIZ (15)
 # Skip built-in boot benchmarks (raid6's alone is ~0.85 s); nothing in a DUT uses raid6 or xor.
@@ -32,24 +33,10 @@ def _kill_pid(pid: int) -> None:
         pass
 
 
-def ip_batch(namespace: str, commands: list[str]) -> None:
-    """Run iproute2 commands in a host namespace in one process; raise DutError with its output on failure."""
-    p = subprocess.run(["ip", "-n", namespace, "-batch", "-"], input="\n".join(commands) + "\n",
-                       capture_output=True, text=True)
-    if p.returncode:
-        raise DutError(f"namespace {namespace}: ip -batch failed: {(p.stderr or p.stdout).strip()}")
-
-
-def make_namespace(node: str) -> tuple[str, callable]:
-    """A fresh namespace of this run, its removal deferred; returns (name, remove-it-now)."""
-    run = current_run()
-    name = run.namespace_name(node)
-    subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
-    return name, run.defer(lambda: remove_namespace(name), f"namespace {name}")
-
-
 class Uml(Dut):
     """A user-mode-linux guest with one interface per name in `interfaces`, booted and ready on return."""
+
+    capabilities = frozenset({"gre", "esp", "ipv6_transport", "several"})
 
     def __init__(self, interfaces=("wan", "lan"), name: str = "dut", mem_mib: int = 128,
                  boot_timeout: float = 20.0, image: initramfs.Image | None = None):
@@ -58,8 +45,9 @@ class Uml(Dut):
         if bad or len(set(self.interfaces)) != len(self.interfaces) or not self.interfaces:
             raise DutError(f"DUT {name}: interface names {self.interfaces}: need distinct names matching {IFACE_RE.pattern}")
         image = image or initramfs.prepare()
-        run = current_run()
-        self.namespace, remove_ns = make_namespace(name)
+        # No IPv6 on the host side: bridges and taps would otherwise chatter (MLD, RS) into the lab.
+        self.namespace, remove_ns = make_namespace(name, "echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6;"
+                                                         "echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6")
         self._undo = [remove_ns]
         try:
             self._plumb()
@@ -69,10 +57,6 @@ class Uml(Dut):
             raise
 
     def _plumb(self) -> None:
-        # No IPv6 on the host side: bridges and taps would otherwise chatter (MLD, RS) into the lab.
-        subprocess.run(["ip", "netns", "exec", self.namespace, "sh", "-c",
-                        "echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6;"
-                        "echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6"], check=True)
         cmds = ["link set lo up"]
         for iface in self.interfaces:
             cmds += [f"tuntap add dev t-{iface} mode tap",

@@ -18,7 +18,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from grelab.errors import GrelabError
+from grelab.dut.base import DutError
 
 KERNEL = Path("/usr/bin/linux")
 MODULES_ROOT = Path("/usr/lib/uml/modules")
@@ -48,7 +48,7 @@ class Image:
 
 def kernel_version() -> str:
     if not KERNEL.exists():
-        raise GrelabError(f"no user-mode-linux kernel at {KERNEL}: apt-get install user-mode-linux, or {SETUP_HINT}")
+        raise DutError(f"no user-mode-linux kernel at {KERNEL}: apt-get install user-mode-linux, or {SETUP_HINT}")
     out = subprocess.run([str(KERNEL), "--version"], capture_output=True, text=True, timeout=10).stdout
     return out.strip().split()[-1]
 
@@ -74,7 +74,7 @@ def _module_order(moddir: Path) -> list[Path]:
         if name in builtin:
             continue
         if name not in by_name:
-            raise GrelabError(f"module {name} is not in {moddir}: the user-mode-linux package looks incomplete")
+            raise DutError(f"module {name} is not in {moddir}: the user-mode-linux package looks incomplete")
         visit(by_name[name])
     return [moddir / p for p in order]
 
@@ -93,7 +93,7 @@ def _inputs() -> tuple[list[tuple[str, Path]], list[str]]:
     """(path in the guest, host file) pairs, and the module load order as guest paths."""
     for need, package in ((BUSYBOX, "busybox-static"), *((b, "iproute2") for b in BINARIES)):
         if not need.exists():
-            raise GrelabError(f"{need} is missing: apt-get install {package}, or {SETUP_HINT}")
+            raise DutError(f"{need} is missing: apt-get install {package}, or {SETUP_HINT}")
     version = kernel_version()
     moddir = MODULES_ROOT / version
     files = [("bin/busybox", BUSYBOX), ("init", GUEST_FILES / "init.sh"), ("etc/grelab-reset.sh", RESET_SCRIPT)]

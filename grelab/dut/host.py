@@ -1,0 +1,85 @@
+"""The `host` DUT: a namespace on this machine's own kernel. Cheapest of all, when the kernel can do GRE and ESP.
+
+The lab's veth ends are renamed to the DUT's interface names in the namespace, and commands run there
+through `ip netns exec` (which also gives them the namespace's own /sys). Whether the kernel can do it
+is found out, not assumed: `probe()` tries a GRE link and an ESP state in a throw-away namespace.
+"""
+from __future__ import annotations
+
+import functools
+import shlex
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from grelab.dut.base import CommandResult, Dut, DutError
+from grelab.dut.plumbing import ip_batch, make_namespace
+
+RESET_SCRIPT = Path(__file__).parent / "reset.sh"
+# Each tried in a namespace that exists only for the probe (unshare -n): nothing to clean up.
+PROBES = {
+    "gre": "ip link add grelab-gre type gre local 192.0.2.1 remote 192.0.2.2",
+    "ipv6_transport": "ip link add grelab-gre6 type ip6gre local 2001:db8::1 remote 2001:db8::2",
+    "esp": "ip xfrm state add src 192.0.2.1 dst 192.0.2.2 proto esp spi 0x100 mode transport "
+           "aead 'rfc4106(gcm(aes))' 0x" + "00" * 20 + " 128",
+}
+
+
+@dataclass(frozen=True)
+class Probe:
+    capabilities: frozenset[str]
+    missing: dict[str, str]  # capability -> what the kernel said
+
+    @property
+    def usable(self) -> bool:
+        """Usable as a DUT: GRE and ESP both work."""
+        return {"gre", "esp"} <= self.capabilities
+
+
+@functools.cache
+def probe() -> Probe:
+    """What this kernel can do in a namespace: GRE over IPv4, GRE over IPv6, ESP."""
+    have, missing = set(), {}
+    for capability, command in PROBES.items():
+        p = subprocess.run(["unshare", "-n", "sh", "-c", command], capture_output=True, text=True)
+        said = (p.stderr + p.stdout).strip()
+        if p.returncode == 0:
+            have.add(capability)
+        else:
+            missing[capability] = said.splitlines()[-1] if said else f"exit status {p.returncode}"
+    return Probe(frozenset(have | {"several"}) if have else frozenset(), missing)
+
+
+class Host(Dut):
+    """A namespace of the host kernel as the DUT. Raises DutError, saying what is missing, if it cannot be one."""
+
+    def __init__(self, interfaces=("wan", "lan"), name: str = "dut"):
+        found = probe()
+        if not found.usable:
+            raise DutError("the host kernel cannot be the DUT: " + "; ".join(f"{c}: {why}" for c, why in found.missing.items()))
+        self.capabilities = found.capabilities
+        self.name, self.interfaces = name, list(interfaces)
+        self.namespace, self._remove = make_namespace(
+            name, "echo 0 > /proc/sys/net/ipv6/conf/all/accept_dad; echo 0 > /proc/sys/net/ipv6/conf/default/accept_dad;"
+                  "ip link set lo up")
+
+    def plug(self, iface: str, veth_end: str) -> None:
+        if iface not in self.interfaces:
+            raise DutError(f"DUT {self.name} has no interface {iface!r}; it has {', '.join(self.interfaces)}")
+        ip_batch(self.namespace, [f"link set dev {veth_end} down", f"link set dev {veth_end} name {iface}",
+                                  f"link set dev {iface} up"])
+
+    def cmd(self, script: str, timeout: float = 10.0) -> CommandResult:
+        try:
+            p = subprocess.run(["ip", "netns", "exec", self.namespace, "sh", "-c", script],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise DutError(f"DUT {self.name}: {script!r} did not finish within {timeout:g} s") from None
+        return CommandResult(script, p.returncode, p.stdout.rstrip("\n"))
+
+    def reset(self) -> None:
+        self.check(self._sysctl_restore_script()
+                   + f"set -- {' '.join(self.interfaces)}; . {shlex.quote(str(RESET_SCRIPT))}")
+
+    def stop(self) -> None:
+        self._remove()
