@@ -20,16 +20,18 @@ import secrets
 import socket
 import subprocess
 import threading
+import time
 from dataclasses import dataclass
 
 
 from grelab.errors import GrelabError
 from grelab.lab import netns
 from grelab.lab.ownership import NETNS_DIR, Run, current_run
-from grelab.lab.rtnl import Rtnl
+from grelab.lab.rtnl import RTMGRP_LINK, Rtnl
 from grelab.lab.send import Sender
 from grelab.lab.topology import End, Link, Node, Route, Topology
 
+LINKS_READY_S = 5.0  # how long links may take to be reported running (a DUT's side included)
 _lab_numbers = itertools.count(1)
 _temp_numbers = itertools.count()
 _numbers_lock = threading.Lock()
@@ -55,7 +57,7 @@ class Lab:
         self.namespaces: dict[str, str] = {}  # node name -> network namespace name
         self._ends: dict[tuple[str, str], LinkEnd] = {}
         self._cleanups = []
-        self._temp_names: dict[tuple[str, str], str] = {}  # (node, ifname) -> name at creation
+        self._created_names: dict[tuple[str, str], str] = {}  # (node, ifname) -> name at creation
 
     def namespace(self, node: str) -> str:
         try:
@@ -136,11 +138,19 @@ def _build(lab: Lab) -> None:
         netns.create_namespace(name, lambda node=node: _namespace_sysctls(node))
         lab.namespaces[node.name] = name
         lab._defer(lambda name=name: netns.delete_namespace(name), f"namespace {name}")
-    for node, ifname, temp, index in netns.on_thread(lambda: _links_and_addresses(lab)):
-        _plug(lab, node, ifname, temp, index)
-    for node in topology.nodes:
-        if node.dut is not None:
-            _configure_dut(lab, node)
+    to_plug, monitors = netns.on_thread(lambda: _links_and_addresses(lab))
+    try:
+        for node, ifname, temp, index in to_plug:
+            _plug(lab, node, ifname, temp, index)
+        for node in topology.nodes:
+            if node.dut is not None:
+                _configure_dut(lab, node)
+        deadline = time.monotonic() + LINKS_READY_S
+        for node, monitor, indexes in monitors:
+            monitor.wait_running(indexes, deadline, f"node {node.name}")
+    finally:
+        for _, monitor, _ in monitors:
+            monitor.close()
 
 
 def _namespace_sysctls(node: Node) -> None:
@@ -152,8 +162,9 @@ def _namespace_sysctls(node: Node) -> None:
         netns.write_sysctl("net.ipv6.conf.all.forwarding", 1)
 
 
-def _links_and_addresses(lab: Lab) -> list[tuple[Node, str, str, int]]:
-    """Runs on one thread that steps into each namespace in turn. Returns the DUT ends to plug."""
+def _links_and_addresses(lab: Lab) -> tuple[list, list]:
+    """Runs on one thread that steps into each namespace in turn. Returns the DUT ends to plug, and
+    per namespace a link monitor with the links to wait for."""
     topology = lab.topology
     rtnl = Rtnl()  # veths can be made from anywhere: each end names its namespace by fd
     try:
@@ -161,20 +172,22 @@ def _links_and_addresses(lab: Lab) -> list[tuple[Node, str, str, int]]:
             _make_veth(lab, rtnl, link, number)
     finally:
         rtnl.close()
-    to_plug = []
+    to_plug, monitors = [], []
     for node in topology.nodes:
         netns.enter(lab.namespaces[node.name])
+        ends = _ends_of(topology, node)
+        names = [lab._created_names[(end.node, end.ifname)] for end in ends]
+        monitor = Rtnl(RTMGRP_LINK)  # listening before any link goes up: no notification is missed
+        monitors.append((node, monitor, {socket.if_nametoindex(name) for name in names}))
         if node.dut is not None:
-            for end in _ends_of(topology, node):
-                temp = lab._temp_names[(end.node, end.ifname)]
-                to_plug.append((node, end.ifname, temp, socket.if_nametoindex(temp)))
+            to_plug += [(node, end.ifname, name, socket.if_nametoindex(name)) for end, name in zip(ends, names)]
             continue
         rtnl = Rtnl()
         try:
             _configure_node(lab, rtnl, node)
         finally:
             rtnl.close()
-    return to_plug
+    return to_plug, monitors
 
 
 def _ends_of(topology: Topology, node: Node) -> list[End]:
@@ -192,7 +205,7 @@ def _make_veth(lab: Lab, rtnl: Rtnl, link: Link, number: int) -> None:
         for side, end in enumerate((link.a, link.b)):
             is_dut = lab.topology.node(end.node).dut is not None
             name = _temp_name(lab.run) if is_dut else end.ifname
-            lab._temp_names[(end.node, end.ifname)] = name
+            lab._created_names[(end.node, end.ifname)] = name
             mac = end.mac or "02:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(5))
             fds.append(os.open(NETNS_DIR / lab.namespaces[end.node], os.O_RDONLY | os.O_CLOEXEC))
             index = 0 if is_dut else 100 + 2 * number + side  # 0: the DUT's namespace picks a free one

@@ -11,6 +11,7 @@ import ipaddress
 import os
 import socket
 import struct
+import time
 
 RTM_NEWLINK, RTM_DELLINK, RTM_NEWADDR, RTM_NEWROUTE = 16, 17, 20, 24
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
@@ -20,6 +21,8 @@ IFLA_INFO_KIND, IFLA_INFO_DATA, VETH_INFO_PEER = 1, 2, 1
 IFA_ADDRESS, IFA_LOCAL, IFA_F_NODAD = 1, 2, 0x02
 RTA_DST, RTA_OIF, RTA_GATEWAY = 1, 4, 5
 IFF_UP = 0x1
+IFLA_OPERSTATE, IF_OPER_UP = 16, 6
+RTMGRP_LINK = 0x1
 RT_TABLE_MAIN, RTPROT_STATIC, RT_SCOPE_UNIVERSE, RT_SCOPE_LINK, RTN_UNICAST = 254, 4, 0, 253, 1
 
 
@@ -27,6 +30,17 @@ def attr(kind: int, payload: bytes) -> bytes:
     """One rtattr: length, type, payload, padded to 4 bytes."""
     raw = struct.pack("HH", 4 + len(payload), kind) + payload
     return raw + b"\0" * (-len(raw) % 4)
+
+
+def _attribute(attributes: bytes, kind: int) -> bytes | None:
+    """The payload of the first rtattr of this kind, if any."""
+    offset = 0
+    while offset + 4 <= len(attributes):
+        length, found = struct.unpack_from("HH", attributes, offset)
+        if found == kind:
+            return attributes[offset + 4:offset + length]
+        offset += (length + 3) & ~3 or 4
+    return None
 
 
 def ifinfo(index: int = 0, up: bool = False) -> bytes:
@@ -42,9 +56,10 @@ def link_attrs(name: str, namespace_fd: int, mtu: int, mac: str) -> bytes:
 class Rtnl:
     """A route netlink socket in the calling thread's namespace."""
 
-    def __init__(self) -> None:
+    def __init__(self, groups: int = 0) -> None:
+        """groups: multicast groups to listen to, e.g. RTMGRP_LINK for link notifications."""
         self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE)
-        self.sock.bind((0, 0))
+        self.sock.bind((0, groups))
         self.seq = 0
 
     def close(self) -> None:
@@ -64,6 +79,31 @@ class Rtnl:
                     if error:
                         raise OSError(-error, f"{what}: {os.strerror(-error)}")
                     return
+                offset += (length + 3) & ~3
+
+    def wait_running(self, indexes: set[int], deadline: float, what: str) -> None:
+        """On a socket listening to RTMGRP_LINK since before the links went up: wait until each link
+        in `indexes` is reported with operational state up. Until the kernel's link watcher (a
+        workqueue, late under load) has run, a link has no queueing discipline and silently drops
+        what is sent on it; the watcher sets the state and attaches it under one lock, then notifies.
+        (IFF_RUNNING does not tell: a new link's state is "unknown", which counts as running.)"""
+        pending = set(indexes)
+        while pending:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"{what}: links {sorted(pending)} not up after the deadline")
+            self.sock.settimeout(left)
+            try:
+                reply = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            offset = 0
+            while offset < len(reply):
+                length, kind = struct.unpack_from("IH", reply, offset)
+                if kind == RTM_NEWLINK:
+                    (index,) = struct.unpack_from("i", reply, offset + 20)
+                    if _attribute(reply[offset + 32:offset + length], IFLA_OPERSTATE) == bytes([IF_OPER_UP]):
+                        pending.discard(index)
                 offset += (length + 3) & ~3
 
     def add_veth(self, a: tuple, b: tuple) -> None:
