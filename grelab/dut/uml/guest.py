@@ -10,8 +10,10 @@ namespace of a dead run also kills the guest; its pid is recorded with the run a
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import re
+import secrets
 import signal
 import subprocess
 
@@ -39,7 +41,8 @@ class Uml(Dut):
     capabilities = frozenset({"gre", "esp", "ipv6_transport", "several"})
 
     def __init__(self, interfaces=("wan", "lan"), name: str = "dut", mem_mib: int = 128,
-                 boot_timeout: float = 20.0, image: initramfs.Image | None = None):
+                 boot_timeout: float = 20.0, image: initramfs.Image | None = None, fast_boot: bool = True):
+        """fast_boot=False boots with the kernel's built-in benchmarks, as a naive setup would (a baseline)."""
         self.name, self.interfaces = name, list(interfaces)
         bad = [i for i in self.interfaces if not IFACE_RE.fullmatch(i)]
         if bad or len(set(self.interfaces)) != len(self.interfaces) or not self.interfaces:
@@ -51,7 +54,7 @@ class Uml(Dut):
         self._undo = [remove_ns]
         try:
             self._plumb()
-            self._boot(image, mem_mib, boot_timeout)
+            self._boot(image, mem_mib, boot_timeout, [FAST_BOOT] if fast_boot else [])
         except BaseException:
             self.stop()
             raise
@@ -64,12 +67,12 @@ class Uml(Dut):
                      f"link set t-{iface} master b-{iface} up", f"link set b-{iface} up"]
         ip_batch(self.namespace, cmds)
 
-    def _boot(self, image: initramfs.Image, mem_mib: int, boot_timeout: float) -> None:
+    def _boot(self, image: initramfs.Image, mem_mib: int, boot_timeout: float, extra: list[str]) -> None:
         run = current_run()
         uml_dir = run.path / "uml"  # mconsole socket and pid file; goes with the run's directory
         argv = ["ip", "netns", "exec", self.namespace, str(image.kernel), f"mem={mem_mib}M",
                 f"initrd={image.initramfs}", "con=null", "ssl=null", "con0=fd:0,fd:1",
-                f"uml_dir={uml_dir}", f"umid={self.namespace}", "quiet", FAST_BOOT,
+                f"uml_dir={uml_dir}", f"umid={self.namespace}", "quiet", *extra,
                 f"GRELAB_IFACES={','.join(self.interfaces)}"]
         argv += [f"vec{n}:transport=tap,ifname=t-{iface}" for n, iface in enumerate(self.interfaces)]
         self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -89,9 +92,17 @@ class Uml(Dut):
         self._proc.stdin.close()
 
     def plug(self, iface: str, veth_end: str) -> None:
+        """Bridge veth_end to the guest's iface, and give iface the veth end's MAC address: the lab's idea
+        of the DUT's address (its topology may fix it, for golden pcaps) becomes true. The veth end takes
+        a random one, since a bridge keeps frames for its ports' own addresses to itself."""
         if iface not in self.interfaces:
             raise DutError(f"DUT {self.name} has no interface {iface!r}; it has {', '.join(self.interfaces)}")
-        ip_batch(self.namespace, [f"link set {veth_end} master b-{iface} up"])
+        mac = json.loads(subprocess.run(["ip", "-n", self.namespace, "-j", "link", "show", "dev", veth_end],
+                                        capture_output=True, text=True, check=True).stdout)[0]["address"]
+        spare = "02:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(5))
+        ip_batch(self.namespace, [f"link set dev {veth_end} address {spare} master b-{iface} up"])
+        # The vector driver takes a new address only while the link is down.
+        self.check(f"/sbin/ip link set dev {iface} down && /sbin/ip link set dev {iface} address {mac} up")
 
     def cmd(self, script: str, timeout: float = 10.0) -> CommandResult:
         return self.console.run(script, timeout)

@@ -127,11 +127,10 @@ def prepare(cache: Path = CACHE) -> Image:
             os.replace(tmp, target)  # atomic: a concurrent prepare sees no image or a whole one
         finally:
             tmp.unlink(missing_ok=True)
+        for old in cache.iterdir():  # images of older inputs (a running guest has read its own already)
+            if old != target.parent:
+                shutil.rmtree(old, ignore_errors=True)
     return Image(KERNEL, target)
-
-
-def clear_cache(cache: Path = CACHE) -> None:
-    shutil.rmtree(cache, ignore_errors=True)
 
 
 def _write_cpio(out, files: list[tuple[str, Path]], load_order: list[str]) -> None:

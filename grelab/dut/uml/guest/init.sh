@@ -22,6 +22,8 @@ mkfifo /run/ip.in /run/ip.out
 /sbin/ip -force -batch - < /run/ip.in > /run/ip.out 2>&1 &
 exec 8> /run/ip.in 9< /run/ip.out
 export GRELAB_IP_COPROCESS=1
+# A bare `ip` would be busybox's (its shell prefers applets), which has no xfrm: make it iproute2's.
+ip() { /sbin/ip "$@"; }
 # The console protocol: raw tty (no echo, no line length limit, no \r), one command as
 #   <id> <number of lines>\n<the script's lines>
 # answered by "@@B <id>", the script's output (stdout and stderr), then "@@E <id> <exit status>".

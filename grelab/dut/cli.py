@@ -1,0 +1,38 @@
+"""`grelab dut prepare` builds the UML guest's initramfs (cached); `grelab dut shell` boots a DUT and gives
+you its console (one command per line, each answered with its output and exit status)."""
+from __future__ import annotations
+
+import sys
+import time
+
+from grelab.dut.select import select
+from grelab.dut.uml import initramfs
+
+
+def add_arguments(parser) -> None:
+    sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    sub.add_parser("prepare", help="build the UML guest's initramfs into the cache (quick when already built)")
+    shell = sub.add_parser("shell", help="boot a DUT and run commands in it interactively")
+    shell.add_argument("--dut", default="auto", help="auto (default), host, uml or module:Class")
+    shell.add_argument("--interfaces", default="wan,lan", help="comma-separated interface names (default wan,lan)")
+
+
+def run(args) -> int:
+    if args.action == "prepare":
+        start = time.perf_counter()
+        image = initramfs.prepare()
+        print(f"uml guest ready: {image.kernel} with {image.initramfs} ({time.perf_counter() - start:.2f} s)")
+        return 0
+    choice = select(args.dut)
+    with choice.start(name="shell", interfaces=args.interfaces.split(",")) as dut:
+        print(f"{choice.name} DUT up, interfaces {', '.join(dut.interfaces)}, host side in namespace "
+              f"{dut.namespace}. One command per line; end with EOF (Ctrl-D).", file=sys.stderr)
+        for line in sys.stdin:
+            if not line.strip():
+                continue
+            result = dut.cmd(line)
+            if result.output:
+                print(result.output)
+            if not result.ok:
+                print(f"[exit {result.status}]", file=sys.stderr)
+    return 0
