@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import functools
 import os
 import select
@@ -39,7 +40,7 @@ SOL_PACKET = 263
 PACKET_STATISTICS = 6
 PACKET_OUTGOING = 4
 SIOCGIFMTU = 0x8921
-MSG_DONTWAIT = 0x40
+MSG_DONTWAIT, MSG_TRUNC = 0x40, 0x20
 BATCH = 256
 NAME_SIZE = 24  # struct sockaddr_ll (20 bytes), padded: tells the packet's direction
 CONTROL_SIZE = 32  # one cmsg carrying a struct timespec
@@ -101,7 +102,8 @@ class Capture:
             sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
 
         self.sock, _ = open_packet_socket(end.namespace, end.ifname, ETH_P_ALL, arm)
-        mtu = struct.unpack_from("i", self._ioctl(SIOCGIFMTU), 16)[0]
+        ifreq = fcntl.ioctl(self.sock, SIOCGIFMTU, struct.pack("16s16x", end.ifname.encode()))
+        mtu = struct.unpack_from("i", ifreq, 16)[0]
         self.slot = mtu + 64  # Ethernet header and VLAN tags: whole frames, jumbo ones too
         self._frames: list[Frame] = []
         self._passed = self._dropped = 0
@@ -111,10 +113,6 @@ class Capture:
         self._reader = threading.Thread(target=self._read, name=f"grelab-capture-{end.ifname}", daemon=True)
         self._reader.start()
         self._cancel = current_run().defer(self._stop, f"capture on {end.namespace}:{end.ifname}")
-
-    def _ioctl(self, request: int) -> bytes:
-        import fcntl
-        return fcntl.ioctl(self.sock, request, struct.pack("16s16x", self.end.ifname.encode()))
 
     def _read(self) -> None:
         try:
@@ -156,6 +154,9 @@ class Capture:
                 if any(fd_ == self._wake_r for fd_, _ in poller.poll()):
                     return
                 continue
+            if any(flags & MSG_TRUNC for flags in table[6:count * MMSGHDR_WORDS:MMSGHDR_WORDS]):
+                raise GrelabError(f"a frame longer than {self.slot} bytes arrived: the link's MTU grew after "
+                                  "the capture was armed (captures keep whole frames or fail)")
             # Whole-batch slices in C; the one Python step per frame is copying its bytes out.
             lengths = [n & 0xFFFFFFFF for n in table[7:count * MMSGHDR_WORDS:MMSGHDR_WORDS]]
             stamps = stamp_words[2:count * 4:4], stamp_words[3:count * 4:4]
@@ -196,16 +197,6 @@ class Capture:
         with self._changed:
             passed, dropped = self._passed, self._dropped
         return CaptureResult(frames, bool(matched), passed, dropped, f"{self.end.node}:{self.end.ifname}")
-
-    @property
-    def frames(self) -> list[Frame]:
-        with self._changed:
-            return list(self._frames)
-
-    def clear(self) -> None:
-        """Forget the frames captured so far (the counters keep counting)."""
-        with self._changed:
-            self._frames.clear()
 
     def _stop(self) -> None:
         if self._reader.is_alive():
