@@ -116,6 +116,9 @@ def _check(topology: Topology) -> None:
     names = [n.name for n in topology.nodes]
     if len(set(names)) != len(names):
         raise GrelabError(f"node names repeat: {names}")
+    for node in topology.nodes:
+        if node.dut is not None and node.nft:
+            raise GrelabError(f"node {node.name}: nftables rules on a DUT node are the DUT's to load")
     seen = set()
     for link in topology.links:
         for end in (link.a, link.b):
@@ -251,8 +254,6 @@ def _plug(lab: Lab, node: Node, ifname: str, temp: str, index: int) -> None:
             rtnl = Rtnl()
             try:
                 rtnl.delete_link(index)
-            except FileNotFoundError:
-                pass
             except OSError as exc:
                 if exc.errno != errno.ENODEV:  # gone already, with its peer's namespace
                     raise
