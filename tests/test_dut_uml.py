@@ -100,19 +100,20 @@ def test_esp_transport_decrypts_and_answers_encrypted(lab, guest, suite):
 
 
 def test_plain_gre_is_refused_under_esp_policy(lab, guest):
+    """Plain GRE, then the same echo inside ESP: the DUT answers in order, so once the ESP answer is in,
+    an answer to the plain one would be too. None is, and the xfrm counter that says why moves."""
     gre_tunnel(guest)
     esp_transport(guest, SUITES["aes-gcm"][0])
+    sa = SecurityAssociation(ESP, spi=0x1001, **SUITES["aes-gcm"][1])
     before = guest.counters()
     with lab.capture("h", "eth0", "ip proto 47 or ip proto 50", direction="in") as cap, \
             lab.sender("h", "eth0") as tx:
-        tx.send(Ether(src=H_MAC, dst=lab.dut_mac) / IP(src=H, dst=R) / echo(3))
-        moved = {}
-        for _ in range(50):  # poll the counter, not the clock: it moves when the DUT has decided
-            moved = counter_delta(before, guest.counters())["xfrm"]
-            if moved:
-                break
-        assert not cap.frames, "the DUT answered plain GRE despite a policy requiring ESP"
-    assert moved == {"XfrmInTmplMismatch": 1}
+        to_dut = Ether(src=H_MAC, dst=lab.dut_mac)
+        tx.send([to_dut / IP(src=H, dst=R) / echo(3), to_dut / sa.encrypt(IP(src=H, dst=R) / echo(4))])
+        result = cap.wait(until=lambda frames: any(IP(f[14:]).proto == 50 for _, f in frames), timeout=2)
+    assert result.matched, "no answer to the ESP-protected echo"
+    assert [p[IP].proto for p in result.packets()] == [50], "the DUT answered plain GRE despite the policy"
+    assert counter_delta(before, guest.counters())["xfrm"] == {"XfrmInTmplMismatch": 1}
 
 
 def test_reset_leaves_no_state(lab, guest):

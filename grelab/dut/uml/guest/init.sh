@@ -6,7 +6,7 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t tmpfs tmpfs /run
 mount -t tmpfs tmpfs /tmp
-for m in $(cat /etc/grelab-modules); do insmod "$m" || echo "grelab-init: insmod $m failed"; done
+modprobe -a $(cat /etc/grelab-modules) || echo "grelab-init: modprobe failed"
 echo 1 > /proc/sys/kernel/printk  # from here only emergencies (a panic) reach the console
 # Duplicate address detection would hold IPv6 addresses for ~2 s: off before any link is up.
 sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
