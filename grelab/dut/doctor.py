@@ -7,29 +7,21 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import time
 
 from grelab.dut.base import DutError
-from grelab.dut.host import probe
+from grelab.dut.host import probe, try_in_scratch_namespace
 from grelab.dut.select import select, uml_choice
-
-
-def _try(command: str) -> tuple[bool, str]:
-    """Run a shell command in a throw-away network namespace; (worked, what it said)."""
-    p = subprocess.run(["unshare", "-n", "sh", "-c", command], capture_output=True, text=True)
-    said = (p.stderr + p.stdout).strip()
-    return p.returncode == 0, said.splitlines()[-1] if said else ""
 
 
 def checks() -> list[tuple[str, bool, str]]:
     """(what, ok, detail) for each capability, in the order a packet needs them."""
     root = os.geteuid() == 0
     rows = [("root", root, "uid 0" if root else "grelab makes namespaces and links: run it as root")]
-    ok, said = _try("true")
-    rows.append(("network namespaces", ok, said or "unshare -n works"))
-    ok, said = _try("ip link add grelab-a type veth peer name grelab-b")
-    rows.append(("veth", ok, said or "veth pairs can be made"))
+    ok, said = try_in_scratch_namespace("true")
+    rows.append(("network namespaces", ok, "unshare -n works" if ok else said))
+    ok, said = try_in_scratch_namespace("ip link add grelab-a type veth peer name grelab-b")
+    rows.append(("veth", ok, "veth pairs can be made" if ok else said))
     found = probe()
     for capability, label in (("gre", "host GRE (ip_gre)"), ("ipv6_transport", "host GRE over IPv6 (ip6_gre)"),
                               ("esp", "host ESP (esp4 + AES-GCM)")):

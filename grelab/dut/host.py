@@ -36,17 +36,23 @@ class Probe:
         return {"gre", "esp"} <= self.capabilities
 
 
+def try_in_scratch_namespace(command: str) -> tuple[bool, str]:
+    """Run a shell command in a network namespace that lives only as long as it; (worked, its last word)."""
+    p = subprocess.run(["unshare", "-n", "sh", "-c", command], capture_output=True, text=True)
+    said = (p.stderr + p.stdout).strip()
+    return p.returncode == 0, said.splitlines()[-1] if said else f"exit status {p.returncode}"
+
+
 @functools.cache
 def probe() -> Probe:
     """What this kernel can do in a namespace: GRE over IPv4, GRE over IPv6, ESP."""
     have, missing = set(), {}
     for capability, command in PROBES.items():
-        p = subprocess.run(["unshare", "-n", "sh", "-c", command], capture_output=True, text=True)
-        said = (p.stderr + p.stdout).strip()
-        if p.returncode == 0:
+        ok, said = try_in_scratch_namespace(command)
+        if ok:
             have.add(capability)
         else:
-            missing[capability] = said.splitlines()[-1] if said else f"exit status {p.returncode}"
+            missing[capability] = said
     return Probe(frozenset(have | {"several"}) if have else frozenset(), missing)
 
 

@@ -3,7 +3,7 @@
 # No tunnels, SAs, policies, addresses, routes, neighbours, extra IPv4 rules or nftables rules (where
 # there is `nft`) remain; the named interfaces go down and up once,
 # so their IPv6 link-local address comes back. All of it is one `ip -batch`; in the UML guest it goes to
-# the long-lived `ip -batch` that init started on fds 8/9, because an exec there costs tens of ms.
+# the long-lived `ip -batch` that init started (see ipb in init.sh), because an exec there costs tens of ms.
 batch() {
   keep=" lo $* "
   echo "xfrm state flush"
@@ -25,9 +25,7 @@ batch() {
   echo "rule add priority 32767 table default"
 }
 if [ -n "$GRELAB_IP_COPROCESS" ]; then
-  # Its errors come on unbuffered stderr in order: the error for this nonexistent link marks the end.
-  { batch "$@"; echo "link show dev grelab-reset-done"; } >&8
-  while read -r line <&9; do case "$line" in *grelab-reset-done*) break ;; esac; done
+  ipb "$(batch "$@")" > /dev/null  # fallback tunnels refuse deletion: failures expected
 else
   batch "$@" | ip -force -batch - >/dev/null 2>&1
 fi
