@@ -2,18 +2,18 @@
 # `set -- IFACE...; . reset.sh`: bring a DUT back to its just-booted network state, keeping lo and IFACE...
 # No tunnels, SAs, policies, addresses, routes, neighbours, extra IPv4 rules or nftables rules (where
 # there is `nft`) remain; the named interfaces go down and up once,
-# so their IPv6 link-local address comes back. All of it is one `ip -batch`; in the UML guest it goes to
-# the long-lived `ip -batch` that init started (see ipb in init.sh), because an exec there costs tens of ms.
+# so their IPv6 link-local address comes back. Links present at boot (GRELAB_BOOT_LINKS: the fallback
+# tunnels gre0... that cannot be deleted) stay. All of it is one `ip -batch` per family; in the UML guest
+# they go to the long-lived ones init started (see ipb in init.sh), as an exec there costs tens of ms.
 batch() {
-  keep=" lo $* "
+  keep=" lo $* $GRELAB_BOOT_LINKS "
   echo "xfrm state flush"
   echo "xfrm policy flush"
   for link in /sys/class/net/*; do
     link=${link##*/}
-    case "$keep" in *" $link "*) ;; *) echo "link del dev $link" ;; esac  # fallback tunnels refuse: -force
+    case "$keep" in *" $link "*) ;; *) echo "link del dev $link" ;; esac
   done
   echo "route flush table main"
-  echo "route flush table main root ::/0"
   for i in "$@"; do
     echo "link set dev $i down"
     echo "addr flush dev $i"
@@ -24,10 +24,21 @@ batch() {
   echo "rule add priority 32766 table main"
   echo "rule add priority 32767 table default"
 }
-if [ -n "$GRELAB_IP_COPROCESS" ]; then
-  ipb "$(batch "$@")" > /dev/null  # fallback tunnels refuse deletion: failures expected
+batch6() {  # IPv6 routes through the links above go with their link; those through lo do not
+  echo "route flush table main dev lo"
+  echo "rule flush"
+  echo "rule add priority 32766 table main"
+}
+if [ -n "$GRELAB_IP_COPROCESS" ]; then  # both at once: they touch different things
+  ipb_send 6 "$(batch6)"
+  ipb_send 8 "$(batch "$@")"
+  ipb_wait 9 || failed=1
+  ipb_wait 7 || failed=1  # both drained, always: a marker left behind would end the next reset early
+  [ -z "$failed" ]
 else
-  batch "$@" | ip -force -batch - >/dev/null 2>&1
+  batch6 | ip -6 -force -batch - > /dev/null 2>&1
+  batch "$@" | ip -force -batch - > /dev/null 2>&1
 fi
-! command -v nft >/dev/null || nft flush ruleset
-true
+ok=$?
+! command -v nft > /dev/null || nft flush ruleset
+[ $ok = 0 ]

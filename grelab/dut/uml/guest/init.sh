@@ -13,19 +13,25 @@ echo 1 > /proc/sys/kernel/printk  # from here only emergencies (a panic) reach t
 echo 0 > /proc/sys/net/ipv6/conf/all/accept_dad
 echo 0 > /proc/sys/net/ipv6/conf/default/accept_dad
 
-# A long-lived `ip -batch` for the boot's and every reset's many iproute2 commands: one process instead
-# of one each (~25 ms apiece here). fd 8 feeds it; fd 9 reads its messages (stderr, unbuffered).
-mkfifo /run/ip.in /run/ip.out
+# Two long-lived `ip -batch` processes, IPv4/any (fds 8 in, 9 out) and IPv6 (`ip -6`: fds 6, 7), for the
+# boot's and every reset's many iproute2 commands: a batch line cannot say -6, and one process per
+# command costs ~25 ms here. Their messages come on stderr, unbuffered, in order.
+mkfifo /run/ip.in /run/ip.out /run/ip6.in /run/ip6.out
 /sbin/ip -force -batch - < /run/ip.in > /run/ip.out 2>&1 &
 exec 8> /run/ip.in 9< /run/ip.out
-# ipb LINES: run iproute2 commands (batch syntax, no options) on it; print its messages; fail if one did.
-# The error for a link that does not exist marks the end (then comes its own "Command failed" line).
-ipb() {
-  printf '%s\nlink show dev grelab-done\n' "$1" >&8
+/sbin/ip -6 -force -batch - < /run/ip6.in > /run/ip6.out 2>&1 &
+exec 6> /run/ip6.in 7< /run/ip6.out
+# ipb_send IN LINES: hand iproute2 commands (batch syntax) to the process fed by fd IN, then a marker:
+# the error for a link that does not exist, which it prints once the commands before it are done.
+ipb_send() {
+  printf '%s\nlink show dev grelab-done\n' "$2" >&"$1"
+}
+# ipb_wait OUT: print what that process said up to the marker; fail if a command failed.
+ipb_wait() {
   status=0
-  while read -r said <&9; do
+  while read -r said <&"$1"; do
     case "$said" in
-      *'"grelab-done"'*) read -r said <&9; return $status ;;
+      *'"grelab-done"'*) read -r said <&"$1"; return $status ;;  # and the marker's own "Command failed"
       "Command failed "*) status=1 ;;
       *) echo "$said" ;;
     esac
@@ -33,6 +39,7 @@ ipb() {
   echo "grelab: ip -batch exited"
   return 2
 }
+ipb() { ipb_send 8 "$1" && ipb_wait 9; }
 export GRELAB_IP_COPROCESS=1
 # A bare `ip` would be busybox's (its shell prefers applets), which has no xfrm: make it iproute2's.
 ip() { /sbin/ip "$@"; }
@@ -48,6 +55,8 @@ link set dev $name up"
 done
 unset IFS
 ipb "$links"
+for link in /sys/class/net/*; do boot_links="$boot_links ${link##*/}"; done
+export GRELAB_BOOT_LINKS="$boot_links"  # reset keeps these (fallback tunnels such as gre0 cannot go)
 
 # The console protocol: raw tty (no echo, no line length limit, no \r), one command as
 #   <id> <number of lines>\n<the script's lines>
