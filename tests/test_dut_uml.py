@@ -60,10 +60,19 @@ def exchange(lab, frame, expression: str):
 
 def test_gre_ipv6_echo_is_answered_inside_gre(lab, guest):
     gre_tunnel(guest)
+    before = guest.counters()
     reply = exchange(lab, Ether(src=H_MAC, dst=lab.dut_mac) / IP(src=H, dst=R) / echo(1), "ip proto 47")
     assert reply[IP].src == R and reply[IP].dst == H
     assert reply[IPv6].src == R6 and reply[ICMPv6EchoReply].id == 0x4242
     assert reply[ICMPv6EchoReply].seq == 1 and reply[ICMPv6EchoReply].data == b"grelab"
+    moved = counter_delta(before, guest.counters())
+    assert moved["links"]["gre1"]["rx_packets"] == 1 and moved["snmp"]["Icmp6InEchos"] == 1
+
+
+def test_counters_name_what_the_issue_asks_for(guest):
+    counters = guest.counters()
+    assert {"rx_errors", "rx_crc_errors", "rx_fifo_errors", "rx_dropped"} <= set(counters["links"]["wan"])
+    assert "XfrmInTmplMismatch" in counters["xfrm"] and "IpInReceives" in counters["snmp"]
 
 
 SUITES = {

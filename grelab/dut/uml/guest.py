@@ -28,6 +28,14 @@ IFACE_RE = re.compile(r"[a-z][a-z0-9_]{0,12}")  # +2 chars of prefix must fit IF
 FAST_BOOT = "initcall_blacklist=raid6_select_algo,calibrate_xor_blocks"
 
 
+_libc = ctypes.CDLL(None, use_errno=True)
+SYS_KCMP, KCMP_VM = 312, 1  # x86_64
+
+
+def _same_address_space(a: int, b: int) -> bool:
+    return _libc.syscall(SYS_KCMP, a, b, KCMP_VM, 0, 0) == 0
+
+
 def _kill_pid(pid: int) -> None:
     try:
         os.kill(pid, signal.SIGKILL)
@@ -108,7 +116,7 @@ class Uml(Dut):
         return self.console.run(script, timeout)
 
     def reset(self) -> None:
-        # Sourced, not executed: the script needs init's fds 8/9, and an exec costs tens of ms here.
+        # Sourced, not executed: it talks to init's long-lived `ip -batch` processes over fds 6-9.
         self.check(self._sysctl_restore_script() + f"set -- {' '.join(self.interfaces)}; . /etc/grelab-reset.sh")
 
     def stop(self) -> None:
@@ -130,11 +138,3 @@ class Uml(Dut):
             except OSError:
                 pass
         return total / 1024
-
-
-_libc = ctypes.CDLL(None, use_errno=True)
-SYS_KCMP, KCMP_VM = 312, 1  # x86_64
-
-
-def _same_address_space(a: int, b: int) -> bool:
-    return _libc.syscall(SYS_KCMP, a, b, KCMP_VM, 0, 0) == 0
