@@ -3,8 +3,9 @@
 A DUT is anything that terminates GRE / IPsec and can be configured by shell commands: the host kernel
 in a namespace (grelab.dut.host), a user-mode-linux guest (grelab.dut.uml), or your own (your daemon,
 your router namespace, a box on a cable). To plug in your own, subclass `Dut`, implement the abstract
-members, and name it with `--dut your.module:YourClass` (see grelab.dut.select). Your constructor is
-called as `YourClass(interfaces=["wan", "lan"], name="r1")`.
+members, and name it with `--dut your.module:YourClass`, or register it in your package's metadata
+under the entry point group `grelab.dut` and pass that name (see grelab.dut.select). Your constructor
+is called as `YourClass(interfaces=["wan", "lan"], name="r1")`; set `capabilities` to what it can do.
 
 How the lab wires a DUT in: the DUT makes a network namespace (`namespace`) on this host where the
 host-side ends of its interfaces live. For each DUT interface the lab creates a veth end inside that
