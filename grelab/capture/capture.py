@@ -107,6 +107,7 @@ class Capture:
         self.slot = mtu + 64  # Ethernet header and VLAN tags: whole frames, jumbo ones too
         self._frames: list[Frame] = []
         self._passed = self._dropped = 0
+        self._frames_read = 0  # frames read from the socket, before the direction filter: what settle() counts
         self._changed = threading.Condition()
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC)
         self._error: BaseException | None = None
@@ -167,6 +168,7 @@ class Capture:
                          if (names[i * NAME_SIZE + 10][0] == PACKET_OUTGOING) == keep]
             with self._changed:
                 self._frames.extend(batch)
+                self._frames_read += count
                 self._changed.notify_all()
 
     def _count(self) -> None:
@@ -175,6 +177,16 @@ class Capture:
         with self._changed:
             self._passed += passed
             self._dropped += dropped
+
+    def settle(self, timeout: float = 1.0) -> CaptureResult:
+        """Wait until every frame the kernel has passed to this capture so far has been read.
+
+        Once the traffic has provably happened (the reply is back), this makes the capture complete
+        up to now without guessing a quiet window. result.matched is False if the deadline passed."""
+        self._count()
+        with self._changed:
+            target = self._passed - self._dropped
+        return self.wait(until=lambda _frames: self._frames_read >= target, timeout=timeout)
 
     def wait(self, count: int | None = None, until: Callable[[list[Frame]], bool] | None = None,
              timeout: float = 1.0) -> CaptureResult:

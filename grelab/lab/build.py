@@ -13,11 +13,14 @@ the pair), and leaves the DUT's namespace alone.
 """
 from __future__ import annotations
 
+import ctypes
 import errno
+import fcntl
 import itertools
 import os
 import secrets
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -31,6 +34,7 @@ from grelab.lab.rtnl import RTMGRP_LINK, Rtnl
 from grelab.lab.send import Sender
 from grelab.lab.topology import End, Link, Node, Route, Topology
 
+SIOCETHTOOL, ETHTOOL_STXCSUM = 0x8946, 0x17
 LINKS_READY_S = 5.0  # how long links may take to be reported running (a DUT's side included)
 _lab_numbers = itertools.count(1)
 _temp_numbers = itertools.count()
@@ -226,10 +230,21 @@ def _temp_name(run: Run) -> str:
     return f"grelab-{run.id}{number:02x}"  # 15 characters: the kernel's limit
 
 
+def tx_checksum_off(ifname: str) -> None:
+    """Turn off TX checksum offload (and with it TSO) on a link of the calling thread's namespace.
+
+    With offload on, a veth passes TCP and UDP on with the checksum left for "hardware" to fill in, and
+    captures show it unfilled: a golden would hold bytes that never crossed any wire."""
+    request = ctypes.create_string_buffer(struct.pack("II", ETHTOOL_STXCSUM, 0))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        fcntl.ioctl(s, SIOCETHTOOL, struct.pack("16sP8x", ifname.encode(), ctypes.addressof(request)))
+
+
 def _configure_node(lab: Lab, rtnl: Rtnl, node: Node) -> None:
     rtnl.set_up(socket.if_nametoindex("lo"))
     for end in _ends_of(lab.topology, node):
         index = socket.if_nametoindex(end.ifname)
+        tx_checksum_off(end.ifname)
         rtnl.set_up(index)
         for address in end.addresses:  # the link is up already: IPv6 addresses are usable at once
             rtnl.add_address(index, address)
@@ -275,9 +290,16 @@ def _configure_dut(lab: Lab, node: Node) -> None:
     for link in lab.topology.links:
         for end in (link.a, link.b):
             if end.node == node.name:
-                dut.ip("link", "set", "dev", end.ifname, "mtu", str(link.mtu), "up")
-                for address in end.addresses:
-                    dut.ip("addr", "add", address, "dev", end.ifname)
+                # The DUT's own interface takes the end's MAC (the veth behind its bridge keeps another), so
+                # link_end(...).mac is what the DUT really sends from, and frames repeat run to run.
+                mac = lab.link_end(end.node, end.ifname).mac
+                dut.ip("link", "set", "dev", end.ifname, "down")  # some drivers (UML's) refuse a new MAC while up
+                # As in the lab's namespaces: no duplicate address detection, or the link-local address the
+                # link gets on coming up stays tentative for a second or two, and with it neighbour discovery.
+                dut.sysctl(f"net.ipv6.conf.{end.ifname}.accept_dad", "0")
+                dut.ip("link", "set", "dev", end.ifname, "address", mac, "mtu", str(link.mtu), "up")
+                for address in end.addresses:  # nodad: usable at once, like the lab's own IPv6 addresses
+                    dut.ip("addr", "add", address, "dev", end.ifname, *(["nodad"] if ":" in address else []))
     for route in node.routes:
         args = ["route", "add", _destination(route)]
         if route.via:

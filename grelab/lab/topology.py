@@ -15,7 +15,7 @@ class End:
     node: str
     ifname: str  # at most 15 characters (the kernel's IFNAMSIZ)
     addresses: list[str] = field(default_factory=list)  # "192.0.2.1/24", "2001:db8:1::1/64"
-    mac: str | None = None  # None: the kernel picks one
+    mac: str | None = None  # None: a random locally administered one (on a DUT, its own interface gets it)
 
 
 @dataclass
