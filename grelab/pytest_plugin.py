@@ -1,11 +1,24 @@
-"""grelab's pytest plugin (loaded through the pytest11 entry point): options, markers and fixtures."""
+"""grelab's pytest plugin (loaded through the pytest11 entry point): options, markers and fixtures.
+
+Fixtures:
+    duts     duts("r1", "r2") -> DUTs booted once per worker (per name), reset before each case
+    lab      lab(topology) -> a built lab, torn down after the case
+    golden   the case's golden recorder (grelab.golden.recorder): compared, or updated, after the case passes
+Options: --dut, --update-golden, --keep-pcaps DIR.
+Markers: needs_esp, needs_ipv6_transport, needs_duts(n): a case the selected DUT cannot run is skipped, saying why.
+"""
 from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
 
 MARKERS = {
     "needs_esp": "the case needs a DUT with ESP (xfrm)",
     "needs_ipv6_transport": "the case needs GRE over IPv6 transport (ip6_gre) in the DUT",
     "needs_duts(n)": "the case needs n devices under test at once",
 }
+CAPABILITY_OF_MARKER = {"needs_esp": "esp", "needs_ipv6_transport": "ipv6_transport"}
 
 
 def pytest_addoption(parser):
@@ -18,3 +31,146 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
+
+
+class DutPool:
+    """The DUTs of one pytest process: each booted on first use and kept, reset between cases."""
+
+    def __init__(self, spec: str):
+        self.spec = spec
+        self._duts: dict[str, object] = {}
+        self._choice = None
+
+    def choice(self):
+        """The selected DUT backend (grelab.dut.select), or raise DutError saying why none works."""
+        if self._choice is None:
+            from grelab.dut.select import select
+            self._choice = select(self.spec)
+        return self._choice
+
+    def get(self, name: str, interfaces: tuple[str, ...]):
+        dut = self._duts.get(name)
+        if dut is not None and list(dut.interfaces) != list(interfaces):
+            dut.stop()
+            dut = None
+        if dut is None:
+            dut = self._duts[name] = self.choice().start(name=name, interfaces=list(interfaces))
+        else:
+            dut.reset()
+        return dut
+
+    def stop(self) -> None:
+        for dut in self._duts.values():
+            dut.stop()
+        self._duts.clear()
+
+
+_POOL = pytest.StashKey[DutPool]()
+
+
+def _pool(config) -> DutPool:
+    """The process's DUT pool; made on first use, so markers can be checked before any DUT boots."""
+    if _POOL not in config.stash:
+        config.stash[_POOL] = DutPool(config.getoption("--dut"))
+    return config.stash[_POOL]
+
+
+@pytest.fixture(scope="session")
+def grelab_dut_pool(request):
+    pool = _pool(request.config)
+    yield pool
+    pool.stop()
+
+
+def pytest_runtest_setup(item):
+    """Skip, with the reason, a case whose markers ask for what the selected DUT cannot do."""
+    wanted = [CAPABILITY_OF_MARKER[m.name] for m in item.iter_markers() if m.name in CAPABILITY_OF_MARKER]
+    several = max((m.args[0] for m in item.iter_markers("needs_duts")), default=1)
+    if not wanted and several == 1:
+        return
+    from grelab.dut.base import DutError
+    pool = _pool(item.config)
+    try:
+        choice = pool.choice()
+    except DutError as exc:
+        pytest.skip(f"no usable DUT: {exc}")
+    missing = [c for c in wanted if c not in choice.capabilities]
+    if several > 1 and "several" not in choice.capabilities:
+        missing.append(f"{several} DUTs at once")
+    if missing:
+        pytest.skip(f"DUT {choice.name} lacks: {', '.join(missing)}")
+
+
+@pytest.fixture
+def duts(grelab_dut_pool):
+    """duts("r1", "r2", interfaces=("wan", "lan")) -> those DUTs, clean (booted once per worker, else reset)."""
+    def get(*names: str, interfaces: tuple[str, ...] = ("wan", "lan")):
+        got = [grelab_dut_pool.get(name, tuple(interfaces)) for name in names]
+        return got[0] if len(got) == 1 else got
+    return get
+
+
+@pytest.fixture
+def lab():
+    """lab(topology) -> the built lab; everything it made is removed after the case."""
+    from grelab.lab.build import build
+    built = []
+
+    def make(topology):
+        built.append(build(topology))
+        return built[-1]
+    yield make
+    for one in reversed(built):
+        one.close()
+
+
+@pytest.fixture
+def golden(request):
+    from grelab.golden.recorder import GoldenRecorder
+    from grelab.golden.store import GoldenStore, case_file_name
+    config = request.config
+    scenario = Path(request.node.path).stem
+    hint = f"pytest '{request.node.nodeid}' --update-golden"
+    return GoldenRecorder(GoldenStore(config.rootpath / "pcaps"), scenario, case_file_name(request.node.name), hint)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    """After a case body passes, its golden is compared (or rewritten); captures are kept either way."""
+    try:
+        result = yield
+    except BaseException:
+        _keep_only(item)
+        raise
+    recorder = item.funcargs.get("golden") if hasattr(item, "funcargs") else None
+    if recorder is not None:
+        failure, status = recorder.finish(item.config.getoption("--update-golden"), _keep_dir(item))
+        if status:
+            item.user_properties.append(("golden", f"{status}: {recorder.store.path(recorder.scenario, recorder.case)}"))
+        if failure:
+            pytest.fail(failure, pytrace=False)  # the message says it all; grelab's own frames would only distract
+    return result
+
+
+def _keep_dir(item) -> Path | None:
+    keep = item.config.getoption("--keep-pcaps")
+    return Path(keep) if keep else None
+
+
+def _keep_only(item) -> None:
+    """A failed case still leaves its captures with --keep-pcaps: that is when they are wanted most."""
+    recorder = item.funcargs.get("golden") if hasattr(item, "funcargs") else None
+    if recorder is not None and _keep_dir(item) is not None:
+        recorder.finish(update=False, keep_dir=_keep_dir(item))
+
+
+def pytest_terminal_summary(terminalreporter):
+    """With --update-golden: which goldens were created, changed, or left as they were."""
+    lines = [value for reports in terminalreporter.stats.values() for r in reports
+             for key, value in getattr(r, "user_properties", []) if key == "golden" and r.when == "call"]
+    if lines:
+        terminalreporter.section("golden pcaps")
+        changed = sorted(line for line in lines if not line.startswith("unchanged"))
+        for line in changed:
+            terminalreporter.write_line(line)
+        terminalreporter.write_line(f"{len(changed)} written, {len(lines) - len(changed)} unchanged")

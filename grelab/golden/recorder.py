@@ -1,0 +1,120 @@
+"""A case's golden recorder: captures on named links, comments from the scenario, compare or update at the end.
+
+    golden.sas(ESP_OUT, ESP_IN)                           # decrypt and normalize this ESP
+    transit = golden.capture("transit", lab, "isp", "eth0")
+    ...the case runs; its expectations use `transit` like any capture...
+    golden.explain("h1's echo request, in GRE from r1 to r2: expected once", link="transit", match=request_in_gre)
+
+After the case body passes, the plugin calls `finish()`: every frame of every capture except link
+chatter (ARP, neighbour discovery, MLD, also inside a tunnel) is normalized, commented and compared with
+pcaps/<scenario>/<case>.pcapng, or written there with --update-golden.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from scapy.layers.inet6 import _ICMPv6  # the base of every ICMPv6 message class
+from scapy.layers.l2 import Ether
+from scapy.packet import NoPayload
+
+from grelab.capture.capture import Capture
+from grelab.craft.esp import SA
+from grelab.craft.esp_sa import esp_sa_row
+from grelab.craft.peel import peel
+from grelab.expect.match import Template, is_noise
+from grelab.golden.case import CaseRecord, Frame, write_pcapng
+from grelab.golden.normalize import Normalizer
+from grelab.errors import GrelabError
+from grelab.golden.store import GoldenStore
+
+_CHATTER_ICMP6 = set(range(130, 138)) | {143}  # MLD and neighbour discovery
+
+
+def is_chatter(data: bytes, sas=()) -> bool:
+    """Link chatter, on the link itself or carried inside a tunnel: not the traffic a case is about."""
+    if is_noise(data):
+        return True
+    try:
+        inner = peel(data, sas).passenger
+    except GrelabError:  # ESP that does not decrypt is surely not chatter
+        return False
+    layer = inner
+    while layer is not None and not isinstance(layer, NoPayload):
+        if isinstance(layer, _ICMPv6):
+            return layer.type in _CHATTER_ICMP6
+        layer = layer.payload
+    return False
+
+
+class GoldenRecorder:
+    def __init__(self, store: GoldenStore, scenario: str, case: str, update_hint: str):
+        self.store, self.scenario, self.case, self.update_hint = store, scenario, case, update_hint
+        self.start = time.time()
+        self._captures: list[tuple[str, Capture]] = []
+        self._sas: list[SA] = []
+        self._rules: list[tuple[str | None, Callable[[bytes], bool] | None, str]] = []
+
+    def capture(self, link: str, lab, node: str, ifname: str, expression: str = "") -> Capture:
+        """Arm a capture on node:ifname whose frames go into the golden under the name `link`."""
+        cap = lab.capture(node, ifname, expression)
+        self._captures.append((link, cap))
+        return cap
+
+    def sas(self, *sas: SA) -> None:
+        """ESP SAs of this case: their packets are compared after decryption and land in pcaps/esp_sa."""
+        self._sas.extend(sas)
+
+    def explain(self, comment: str, link: str | None = None, match=None, ignore=()) -> None:
+        """Frames on `link` (any link if None) that match get this comment in the golden; the first rule that
+        fits a frame wins. match: None (every frame), a packet (a template; `ignore` names don't-care fields),
+        or a function of the frame's bytes."""
+        if match is not None and not callable(match):
+            match = Template(match, ignore).matches
+        self._rules.append((link, match, comment))
+
+    def frames(self, link: str) -> list[tuple[float, bytes]]:
+        """Every frame captured on `link` so far, the capture settled first (complete up to now)."""
+        for name, cap in self._captures:
+            if name == link:
+                result = cap.settle()
+                if not result.matched:
+                    raise AssertionError(f"capture on {link} did not catch up with the kernel within its deadline")
+                result.check_no_drops()
+                return result.frames
+        raise KeyError(f"no golden capture named {link!r}; have {', '.join(n for n, _ in self._captures)}")
+
+    def record(self) -> CaseRecord:
+        """Everything captured so far, chatter left out, normalized and commented, times relative to the start."""
+        raw = sorted(((stamp, link, data) for link, _ in self._captures for stamp, data in self.frames(link)),
+                     key=lambda item: item[0])
+        normalizer = Normalizer(self._sas)
+        record = CaseRecord()
+        for stamp, link, data in raw:
+            if is_chatter(data, self._sas):
+                continue
+            record.add(link, round(stamp - self.start, 6), normalizer.frame(data), self._comment(link, data))
+        return record
+
+    def _comment(self, link: str, data: bytes) -> str:
+        peeled = peel(data, self._sas)
+        what = str(peeled) if peeled.gre is not None or peeled.esp_spi is not None else Ether(data).summary()
+        for rule_link, match, text in self._rules:
+            if rule_link in (None, link) and (match is None or match(data)):
+                return f"{text}: {what}"
+        return f"not named by the scenario: {what}"
+
+    def finish(self, update: bool, keep_dir: Path | None) -> tuple[str | None, str | None]:
+        """(failure message or None, update status or None)."""
+        frames: list[Frame] = self.record().sorted()
+        if keep_dir is not None:
+            kept = keep_dir / self.scenario / f"{self.case}.pcapng"
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            write_pcapng(frames, kept)
+        if update:
+            status = self.store.update(self.scenario, self.case, frames)
+            if self._sas:
+                self.store.merge_esp_sa([esp_sa_row(sa) for sa in self._sas])
+            return None, status
+        return self.store.compare(self.scenario, self.case, frames, self.update_hint), None

@@ -1,0 +1,125 @@
+"""Traffic from the kernel's own stack in a lab node: what a real host on an office LAN does.
+
+Each call runs on a thread inside the node's namespace (sockets made there stay there), with fixed
+identifiers and ports so that runs repeat packet for packet, and deadlines instead of sleeps.
+"""
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+import time
+from dataclasses import dataclass
+
+ICMPV6_ECHO_REQUEST, ICMPV6_ECHO_REPLY = 128, 129
+TCP_CLOSE = 7  # tcpi_state in struct tcp_info
+
+
+@dataclass(frozen=True)
+class EchoReply:
+    source: str
+    ident: int
+    seq: int
+    payload: bytes
+    rtt_ms: float
+
+
+def ping6(lab, node: str, dst: str, ident: int = 0x4242, seq: int = 1, payload: bytes = b"grelab echo",
+          timeout: float = 3.0) -> EchoReply:
+    """One ICMPv6 echo from `node` to `dst` (a raw socket: the identifier is ours, not the kernel's);
+    returns the reply, or raises AssertionError when none comes before the deadline."""
+    def body() -> EchoReply:
+        with socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6) as s:
+            start = time.monotonic()
+            deadline = start + timeout
+            # The kernel fills in the ICMPv6 checksum of raw ICMPv6 sockets.
+            s.sendto(struct.pack("!BBHHH", ICMPV6_ECHO_REQUEST, 0, 0, ident, seq) + payload, (dst, 0))
+            while (left := deadline - time.monotonic()) > 0:
+                s.settimeout(left)
+                try:
+                    data, addr = s.recvfrom(65535)
+                except socket.timeout:
+                    break
+                kind, _, _, got_ident, got_seq = struct.unpack_from("!BBHHH", data)
+                if kind == ICMPV6_ECHO_REPLY and (got_ident, got_seq) == (ident, seq):
+                    return EchoReply(addr[0], got_ident, got_seq, data[8:], (time.monotonic() - start) * 1000)
+        raise AssertionError(f"no echo reply from {dst} to {node} within {timeout} s (ident {ident}, seq {seq})")
+    return lab.run_in(node, body)
+
+
+@dataclass(frozen=True)
+class TcpExchange:
+    sent: bytes
+    echoed: bytes
+
+
+def tcp_echo(lab, client: str, server: str, server_addr: str, port: int = 40001, client_port: int = 40000,
+             data: bytes = b"hello from grelab", timeout: float = 3.0) -> TcpExchange:
+    """A TCP connection from `client` to an echo server in `server`: connect, send, read the echo back,
+    close in order (client first, server after it reads the end). Fixed ports make every run the same."""
+    family = socket.AF_INET6 if ":" in server_addr else socket.AF_INET
+    listener = lab.run_in(server, _listen, family, server_addr, port)
+    served: list[BaseException] = []
+
+    def serve() -> None:
+        try:
+            listener.settimeout(timeout)
+            conn, _ = listener.accept()
+            with conn:
+                conn.settimeout(timeout)
+                while chunk := conn.recv(65535):
+                    conn.sendall(chunk)
+                conn.shutdown(socket.SHUT_WR)  # our FIN, after the client's
+                _wait_closed(conn, time.monotonic() + timeout)
+        except BaseException as exc:  # noqa: BLE001 - reported in the caller's thread
+            served.append(exc)
+        finally:
+            listener.close()
+
+    server_thread = threading.Thread(target=serve, name="grelab-tcp-echo")
+    server_thread.start()
+
+    def talk() -> bytes:
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", client_port))
+            s.settimeout(timeout)
+            s.connect((server_addr, port))
+            s.sendall(data)
+            echoed = b""
+            while len(echoed) < len(data):
+                chunk = s.recv(65535)
+                if not chunk:
+                    break
+                echoed += chunk
+            s.shutdown(socket.SHUT_WR)
+            s.recv(1)  # the server's FIN: the exchange ends in the same order every run
+            return echoed
+
+    try:
+        echoed = lab.run_in(client, talk)
+    finally:
+        server_thread.join(timeout + 1)
+    if served:
+        raise AssertionError(f"TCP echo server in {server}: {served[0]!r}")
+    if echoed != data:
+        raise AssertionError(f"TCP echo from {server_addr}: sent {data!r}, got back {echoed!r}")
+    return TcpExchange(data, echoed)
+
+
+def _wait_closed(conn: socket.socket, deadline: float) -> None:
+    """Until the connection reaches CLOSE: the peer's last ACK has arrived, so no packet of the exchange is
+    still on its way (what a capture holds then is all of it). The kernel signals no event for this state
+    change, so it is polled, briefly, against a deadline."""
+    while conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] != TCP_CLOSE:
+        if time.monotonic() > deadline:
+            raise AssertionError("TCP echo server: the client's last ACK never came")
+        time.sleep(0.001)
+
+
+def _listen(family: int, addr: str, port: int) -> socket.socket:
+    s = socket.socket(family, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((addr, port))
+    s.listen(1)
+    return s
