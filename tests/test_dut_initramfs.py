@@ -1,0 +1,40 @@
+"""The UML guest's initramfs: built once from Debian's files into the cache, with what the guest needs."""
+import time
+
+from grelab.dut.uml import initramfs
+
+
+def names_in(archive: bytes) -> set[str]:
+    """Member names of a cpio "newc" archive."""
+    names, at = set(), 0
+    while True:
+        header = archive[at:at + 110]
+        size, name_size = int(header[54:62], 16), int(header[94:102], 16)
+        name = archive[at + 110:at + 110 + name_size - 1].decode()
+        if name == "TRAILER!!!":
+            return names
+        names.add(name)
+        at += 110 + name_size
+        at += -at % 4 + size
+        at += -at % 4
+
+
+def test_prepare_is_cached_and_quick_the_second_time():
+    first = initramfs.prepare()
+    start = time.perf_counter()
+    again = initramfs.prepare()
+    assert again == first and time.perf_counter() - start < 1.0
+    assert first.initramfs.parent.parent == initramfs.CACHE
+
+
+def test_the_image_holds_what_the_guest_needs():
+    names = names_in(initramfs.prepare().initramfs.read_bytes())
+    version = initramfs.kernel_version()
+    for need in ("init", "bin/busybox", "bin/sh", "sbin/ip", "etc/protocols", "etc/grelab-reset.sh",
+                 "dev/console", "lib64/ld-linux-x86-64.so.2", f"lib/modules/{version}/modules.dep"):
+        assert need in names, need
+    modules = {n.rsplit("/", 1)[-1] for n in names if n.endswith(".ko")}
+    for need in ("ip_gre.ko", "ip6_gre.ko", "esp4.ko", "esp6.ko", "xfrm_user.ko", "drbg.ko", "gcm.ko",
+                 "sha512_generic.ko", "authenc.ko", "ipv6.ko"):
+        assert need in modules, need
+    assert not {"raid6_pq.ko", "btrfs.ko"} & modules
