@@ -27,6 +27,7 @@ LINKS = {"lan1": ("h1", "eth0"), "transit": ("isp", "eth0"), "lan2": ("h2", "eth
 # A fixed key pair for the ESP variant: the same bytes in the DUTs, in grelab, and in pcaps/esp_sa.
 ESP_R1_TO_R2 = SA(0x00001001, "gcm128", bytes(range(1, 17)) + b"\x01\x02\x03\x04", src=R1_WAN, dst=R2_WAN)
 ESP_R2_TO_R1 = SA(0x00002001, "gcm128", bytes(range(17, 33)) + b"\x05\x06\x07\x08", src=R2_WAN, dst=R1_WAN)
+ESP_SAS = (ESP_R1_TO_R2, ESP_R2_TO_R1)
 
 _QUIET_HOST = {"net.ipv4.tcp_timestamps": "0", "net.ipv6.auto_flowlabels": "0"}
 
