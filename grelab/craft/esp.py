@@ -146,6 +146,19 @@ def decrypt(sa: SA, packet: Packet | bytes) -> Packet:
                              "wrong key, wrong SA, or the packet was changed") from None
 
 
+def decrypt_frame(frame: bytes, sas) -> bytes:
+    """An Ethernet frame with its ESP (of one of `sas`, by SPI) decrypted in place: Ethernet / the decrypted
+    packet, as the receiver's stack sees it. Frames without ESP, or of another SA, come back unchanged."""
+    from scapy.layers.l2 import Ether  # here: the rest of this module works on IP packets only
+    ether = Ether(frame)
+    esp = ether.getlayer(ESP)
+    sa = next((sa for sa in sas if esp is not None and sa.spi == esp.spi), None)
+    if sa is None:
+        return frame
+    plain = decrypt(sa, ether.payload.copy())
+    return bytes(ether.__class__(dst=ether.dst, src=ether.src, type=ether.type) / plain)
+
+
 def dissect_ip(raw: bytes) -> Packet:
     """An IPv4 or IPv6 packet, by its version nibble."""
     return (IP if raw[:1] and raw[0] >> 4 == 4 else IPv6)(raw)

@@ -11,6 +11,7 @@ nothing.
 from __future__ import annotations
 
 from grelab.capture.capture import Capture, CaptureResult
+from grelab.craft.esp import decrypt_frame
 from grelab.expect.match import Template, is_noise
 from grelab.expect.report import failure_report, silence_report
 
@@ -24,8 +25,8 @@ def _templates(packets, ignore) -> list[Template]:
 class _Progress:
     """Which frames matched which template, decided incrementally as frames arrive."""
 
-    def __init__(self, templates: list[Template], count: int, ordered: bool, noise: bool):
-        self.templates, self.ordered, self.noise = templates, ordered, noise
+    def __init__(self, templates: list[Template], count: int, ordered: bool, noise: bool, sas=()):
+        self.templates, self.ordered, self.noise, self.sas = templates, ordered, noise, tuple(sas)
         self.wanted = [t for t in templates for _ in range(count)]
         self.matched: list = []  # (timestamp, bytes)
         self.extra = 0  # frames matching a template beyond what was wanted
@@ -39,7 +40,8 @@ class _Progress:
         return len(self.matched) == len(self.wanted)
 
     def _one(self, frame) -> None:
-        raw = frame[1]
+        raw = decrypt_frame(frame[1], self.sas) if self.sas else frame[1]
+        frame = (frame[0], raw)
         if self.noise and is_noise(raw):
             return
         done = len(self.matched)
@@ -55,12 +57,14 @@ class _Progress:
 
 
 def expect(capture: Capture, packets, ignore=(), count: int = 1, ordered: bool = True, timeout: float = 1.0,
-           noise: bool = True, exact: bool = True) -> list:
+           noise: bool = True, exact: bool = True, sas=()) -> list:
     """Wait for `count` frames matching each template (a packet, bytes, or a list of them; with a list
     and ordered=True, in list order). Returns the matched frames dissected. Fails on a timeout, on
-    drops, and (exact=True) on more matching frames than wanted among those arrived by then."""
+    drops, and (exact=True) on more matching frames than wanted among those arrived by then.
+    With `sas` (grelab.craft SAs), ESP frames of those SAs are decrypted first: templates describe the
+    packet inside, so the reply of a DUT is checked field by field through its encryption."""
     templates = _templates(packets, ignore)
-    progress = _Progress(templates, count, ordered, noise)
+    progress = _Progress(templates, count, ordered, noise, sas)
     result = capture.wait(until=progress.feed, timeout=timeout)
     progress.feed(result.frames)
     wanted = len(progress.wanted)

@@ -79,3 +79,15 @@ def a_r_b(mtu_ar: int = 1500, mtu_rb: int = 1500, r: Node | None = None) -> Topo
                  mtu=mtu_rb),
         ],
     )
+
+
+# For a node where grelab itself ends tunnels: the namespace's kernel has no GRE or ESP and would answer
+# every tunnel packet addressed to it with ICMP protocol-unreachable; grelab reads them from a capture.
+NFT_DROP_TUNNELS = """
+table inet grelab_endpoint {
+    chain input {
+        type filter hook input priority 0; policy accept;
+        meta l4proto { gre, esp } drop
+    }
+}
+"""
