@@ -17,7 +17,7 @@ from typing import IO
 from grelab.dut.base import CommandResult, DutError
 
 TAIL_LINES = 40
-PANIC_RE = re.compile(r"Kernel panic|Kernel mode fault|panic:")
+PANIC_RE = re.compile(r"^(Kernel panic - not syncing|Kernel mode fault at addr)")  # as the kernel prints them
 
 
 class GuestDied(DutError):
