@@ -10,7 +10,7 @@ import pytest
 
 from grelab.dut.uml.console import GuestDied
 from grelab.dut.uml.guest import Uml
-from grelab.lab.ownership import NETNS_DIR, sweep_dead_runs
+from grelab.lab.ownership import NETNS_DIR, current_run, sweep_dead_runs
 
 
 @pytest.fixture(scope="module")
@@ -57,3 +57,12 @@ def test_a_sigkilled_run_leaves_no_guest_after_the_next_sweep(tmp_path):
         assert readable, "the guest still runs after the sweep"
     finally:
         os.close(guest_exit)
+
+
+def test_a_guest_that_cannot_boot_is_reported_and_cleaned_up(tmp_path):
+    from grelab.dut.uml import initramfs
+    empty = tmp_path / "empty.cpio"
+    empty.write_bytes(b"")
+    with pytest.raises(GuestDied, match="guest panicked"):
+        Uml(["wan"], name="noboot", image=initramfs.Image(initramfs.KERNEL, empty))
+    assert not (NETNS_DIR / current_run().namespace_name("noboot")).exists()  # its namespace went with it
