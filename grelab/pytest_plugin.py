@@ -124,14 +124,19 @@ def lab():
         one.close()
 
 
+_RECORDER = pytest.StashKey["GoldenRecorder"]()
+
+
 @pytest.fixture
 def golden(request):
     from grelab.golden.recorder import GoldenRecorder
     from grelab.golden.store import GoldenStore, case_file_name
     config = request.config
-    scenario = Path(request.node.path).stem
+    scenario = Path(request.node.path).stem.removeprefix("test_")
     hint = f"pytest '{request.node.nodeid}' --update-golden"
-    return GoldenRecorder(GoldenStore(config.rootpath / "pcaps"), scenario, case_file_name(request.node.name), hint)
+    recorder = GoldenRecorder(GoldenStore(config.rootpath / "pcaps"), scenario, case_file_name(request.node.name), hint)
+    request.node.stash[_RECORDER] = recorder
+    return recorder
 
 
 @pytest.hookimpl(wrapper=True)
@@ -142,7 +147,7 @@ def pytest_runtest_call(item):
     except BaseException:
         _keep_only(item)
         raise
-    recorder = item.funcargs.get("golden") if hasattr(item, "funcargs") else None
+    recorder = item.stash.get(_RECORDER, None)
     if recorder is not None:
         failure, status = recorder.finish(item.config.getoption("--update-golden"), _keep_dir(item))
         if status:
@@ -159,7 +164,7 @@ def _keep_dir(item) -> Path | None:
 
 def _keep_only(item) -> None:
     """A failed case still leaves its captures with --keep-pcaps: that is when they are wanted most."""
-    recorder = item.funcargs.get("golden") if hasattr(item, "funcargs") else None
+    recorder = item.stash.get(_RECORDER, None)
     if recorder is not None and _keep_dir(item) is not None:
         recorder.finish(update=False, keep_dir=_keep_dir(item))
 
