@@ -98,7 +98,7 @@ class Normalizer:
 
 
 def _forget_checksums(pkt: Packet) -> None:
-    """Make scapy recompute lengths' checksums on the next build."""
+    """Make scapy recompute the checksums of every layer on the next build."""
     layer = pkt
     while layer is not None and layer.name != "NoPayload":
         if isinstance(layer, (IP, TCP, UDP)):
