@@ -31,6 +31,14 @@ def test_multi_line_scripts_and_quotes(guest):
     assert (result.status, result.output) == (4, "line 1 'quoted'\nline 2 'quoted'")
 
 
+def test_scripts_run_in_a_subshell_unless_asked_to_run_in_init_shell(guest):
+    guest.cmd("grelab_left=subshell")
+    assert guest.console.run('echo "[$grelab_left]"').output == "[]"  # nothing leaks into init
+    assert guest.console.run("grelab_left=init; false", in_init_shell=True).status == 1
+    assert guest.cmd('echo "[$grelab_left]"').output == "[init]"  # init's shell kept it
+    guest.console.run("unset grelab_left", in_init_shell=True)
+
+
 def test_a_panic_is_reported_with_the_console_tail(guest):
     with pytest.raises(GuestDied) as died:
         guest.cmd("echo about to crash; echo c > /proc/sysrq-trigger; sleep 5", timeout=10)

@@ -130,12 +130,16 @@ def test_reset_leaves_no_state(lab, guest):
     guest.ip("route", "add", "203.0.113.0/24", "via", H)
     guest.ip("-6", "route", "add", "unreachable", "2001:db8:6::/64")  # through lo: no link takes it away
     guest.ip("-6", "rule", "add", "from", "2001:db8::/32", "table", "100")
+    guest.ip("route", "add", "198.51.100.0/24", "via", H, "table", "100")
+    guest.ip("-6", "route", "add", "2001:db8:7::/64", "dev", "lo", "table", "100")
     guest.reset()
     assert guest.ip("xfrm", "state").strip() == "" and guest.ip("xfrm", "policy").strip() == ""
     assert "gre1" not in guest.ip("-br", "link")
     assert guest.ip("-4", "addr", "show", "dev", "wan").strip() == ""
     assert guest.ip("-4", "route").strip() == ""
     assert "2001:db8:6::" not in guest.ip("-6", "route") and "table 100" not in guest.ip("-6", "rule")
+    assert guest.ip("route", "show", "table", "100").strip() == ""
+    assert guest.ip("-6", "route", "show", "table", "100").strip() == ""
     assert guest.check("sysctl -n net.ipv4.ip_forward").strip() == "0"
     assert "fe80::" in guest.ip("-6", "addr", "show", "dev", "wan")  # link-local comes back
 

@@ -85,7 +85,7 @@ class Host(Dut):
 
     def reset(self) -> None:
         self.check(self._sysctl_restore_script()
-                   + f"set -- {' '.join(self.interfaces)}; . {shlex.quote(str(RESET_SCRIPT))}")
+                   + f". {shlex.quote(str(RESET_SCRIPT))}; grelab_reset {' '.join(self.interfaces)}")
 
     def stop(self) -> None:
         self._remove()

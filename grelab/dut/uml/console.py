@@ -77,8 +77,11 @@ class Console:
         if time.monotonic() >= deadline:
             raise self._failure(f"guest hung: {hang}")
 
-    def run(self, script: str, timeout: float = 10.0) -> CommandResult:
-        """Run a shell script in the guest; return its exit status and combined stdout/stderr."""
+    def run(self, script: str, timeout: float = 10.0, in_init_shell: bool = False) -> CommandResult:
+        """Run a shell script in the guest; return its exit status and combined stdout/stderr.
+
+        A script runs in a subshell of init's unless in_init_shell (for grelab's own scripts only: it
+        saves a fork, ~9 ms, but an `exit` there ends init and so the guest)."""
         with self._busy:
             self._seq += 1
             cid = f"{self._nonce}-{self._seq}"
@@ -87,7 +90,8 @@ class Console:
                 self._lines.clear()
             try:
                 lines = script.splitlines() or [""]
-                self._to.write(f"{cid} {len(lines)}\n{chr(10).join(lines)}\n".encode())
+                here = " here" if in_init_shell else ""
+                self._to.write(f"{cid} {len(lines)}{here}\n{chr(10).join(lines)}\n".encode())
                 self._to.flush()
             except (BrokenPipeError, ValueError):
                 raise self._failure("guest exited") from None

@@ -17,7 +17,7 @@ import secrets
 import signal
 import subprocess
 
-from grelab.dut.base import CommandResult, Dut, DutError
+from grelab.dut.base import CommandResult, Dut, DutCommandError, DutError
 from grelab.dut.uml import initramfs
 from grelab.dut.uml.console import Console
 from grelab.dut.plumbing import ip_batch, make_namespace
@@ -116,8 +116,12 @@ class Uml(Dut):
         return self.console.run(script, timeout)
 
     def reset(self) -> None:
-        # Sourced, not executed: it talks to init's long-lived `ip -batch` processes over fds 6-9.
-        self.check(self._sysctl_restore_script() + f"set -- {' '.join(self.interfaces)}; . /etc/grelab-reset.sh")
+        # In init's own shell (init sourced reset.sh at boot): it talks to init's long-lived `ip -batch`
+        # processes over fds 6-9, and no fork is spent on a subshell.
+        script = self._sysctl_restore_script() + "grelab_reset " + " ".join(self.interfaces)
+        result = self.console.run(script, in_init_shell=True)
+        if not result.ok:
+            raise DutCommandError(self.name, result)
 
     def stop(self) -> None:
         for undo in self._undo:  # guest first, then its namespace
