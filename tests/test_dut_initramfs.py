@@ -31,7 +31,9 @@ def test_the_image_holds_what_the_guest_needs():
     names = names_in(initramfs.prepare().initramfs.read_bytes())
     version = initramfs.kernel_version()
     for need in ("init", "bin/busybox", "bin/sh", "sbin/ip", "etc/protocols", "etc/grelab-reset.sh",
-                 "dev/console", "lib64/ld-linux-x86-64.so.2", f"lib/modules/{version}/modules.dep"):
+                 "dev/console", "lib64/ld-linux-x86-64.so.2", f"lib/modules/{version}/modules.dep",
+                 f"lib/modules/{version}/modules.alias", "sbin/iptables", "sbin/ip6tables", "sbin/nft",
+                 f"lib/modules/{version}/kernel/net/netfilter/xt_policy.ko", "host-usr"):
         assert need in names, need
     modules = {n.rsplit("/", 1)[-1] for n in names if n.endswith(".ko")}
     for need in ("ip_gre.ko", "ip6_gre.ko", "esp4.ko", "esp6.ko", "xfrm_user.ko", "drbg.ko", "gcm.ko",

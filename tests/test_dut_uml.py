@@ -149,3 +149,25 @@ def test_command_status_and_output(guest):
     assert (result.status, result.output) == (3, "out\nerr")
     with pytest.raises(Exception, match="exited 1"):
         guest.ip("link", "show", "dev", "nosuchlink")
+
+
+def test_iptables_filters_and_reset_takes_the_filter_away(lab, guest):
+    """The UML kernel's packet filter is x_tables (its nf_tables has no ip/ip6/inet families): a rule that
+    drops long GRE packets stops a long echo, and its counter says so, while a short one is answered.
+    Reset unloads x_tables; the long echo is answered again."""
+    gre_tunnel(guest)
+    guest.check("iptables -A INPUT -p gre -m length --length 200:65535 -j DROP")
+    to_dut = Ether(src=H_MAC, dst=lab.dut_mac) / IP(src=H, dst=R)
+    long_echo = GRE() / IPv6(src=H6, dst=R6) / ICMPv6EchoRequest(id=0x4242, seq=7, data=bytes(300))
+    with lab.capture("h", "eth0", "ip proto 47", direction="in") as cap, lab.sender("h", "eth0") as tx:
+        tx.send([to_dut / long_echo, to_dut / echo(8)])  # the DUT answers in order
+        result = cap.wait(count=1, timeout=2)
+    assert [p[ICMPv6EchoReply].seq for p in result.packets()] == [8], "the long echo was answered despite the rule"
+    assert guest.check("iptables -L INPUT -v -x -n | grep DROP").split()[0] == "1"
+    assert "nf_tables" in guest.cmd("nft list ruleset").output  # the stub says why nft is not there
+
+    guest.reset()
+    assert guest.cmd("[ -d /sys/module/x_tables ]").status == 1
+    guest.ip("addr", "add", f"{R}/24", "dev", "wan")
+    gre_tunnel(guest)
+    assert exchange(lab, to_dut / long_echo, "ip proto 47")[ICMPv6EchoReply].seq == 7

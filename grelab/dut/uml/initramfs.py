@@ -5,16 +5,24 @@ What goes in: busybox-static (shell and tools), iproute2's `ip` with the librari
 of the user-mode-linux package in dependency order (including `drbg` and `sha512_generic`, which nothing
 auto-loads and without which `ip xfrm state add` fails), and guest/init.sh as /init.
 
+The packet filter: Debian's UML kernel has nf_tables without its ip/ip6/inet families, so `nft` cannot
+filter IP there. It has the legacy x_tables, so the guest gets iptables/ip6tables (iptables-legacy, with
+its extensions) and the x_tables modules, loaded on first use through modules.alias; its `nft` is a stub
+that says so and fails. Those files are not in the archive, whose size the boot pays for (unpacking),
+but symlinks into the host's /usr, which init mounts read-only at /host-usr (UML's hostfs).
+
 The archive is written directly as cpio "newc" so no cpio tool is needed, and uncompressed because the
 guest unpacks it faster than it would gunzip it.
 """
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import os
 import re
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +40,20 @@ MODULES = [
     "ipv6", "ip_gre", "ip6_gre", "esp4", "esp6", "xfrm_user",
     "drbg", "sha512_generic", "authenc", "hmac", "cbc", "ctr", "gcm", "ghash_generic", "seqiv", "echainiv",
 ]
-# No `nft`: Debian's UML kernel has nf_tables without its ip/ip6/inet families (CONFIG_NF_TABLES_INET off).
+# Not loaded at boot (that would cost boot time): x_tables, loaded when iptables or a rule needs them.
+ON_DEMAND = ["kernel/net/netfilter/x_tables.ko", "kernel/net/netfilter/xt_*.ko",
+             "kernel/net/ipv4/netfilter/ip*.ko", "kernel/net/ipv6/netfilter/ip6*.ko"]
+NOT_ON_DEMAND = {"xt_ipvs", "xt_set", "xt_osf", "xt_nfacct"}  # they drag in IPVS, ipset, nfnetlink
+XTABLES = Path("/usr/sbin/xtables-legacy-multi")
+UNUSED_IMAGE_S = 24 * 3600  # an image of other inputs (another checkout, an old version) goes after a day unused
+HOST_USR = "/host-usr"  # where init mounts the host's /usr, read-only (guest/init.sh)
+XTABLES_NAMES = ["iptables", "iptables-save", "iptables-restore", "ip6tables", "ip6tables-save", "ip6tables-restore"]
+NFT_STUB = """#!/bin/sh
+echo "nft: not on the uml DUT: Debian's user-mode-linux kernel has nf_tables without its ip, ip6 and inet \\
+families (CONFIG_NF_TABLES_INET, _IPV4, _IPV6 off). Filter with iptables/ip6tables (legacy x_tables) here, \\
+or use a host DUT (--dut host) on a kernel with GRE and ESP." >&2
+exit 1
+"""
 BINARIES = [Path("/usr/sbin/ip")]
 FILES = [Path("/etc/protocols")]
 SETUP_HINT = "run ./setup.sh (it installs user-mode-linux and busybox-static, then runs `grelab dut prepare`)"
@@ -53,8 +74,9 @@ def kernel_version() -> str:
     return out.strip().split()[-1]
 
 
-def _modules(moddir: Path) -> dict[str, list[str]]:
-    """MODULES and everything they need, as {path under moddir: [paths it needs]} (lines of modules.dep)."""
+def _modules(moddir: Path, names: list[str] = MODULES, patterns: list[str] = ()) -> dict[str, list[str]]:
+    """The modules named, those whose path matches one of patterns (except NOT_ON_DEMAND), and everything
+    they need, as {path under moddir: [paths it needs]} (lines of modules.dep)."""
     deps: dict[str, list[str]] = {}
     for line in (moddir / "modules.dep").read_text().splitlines():
         path, _, needs = line.partition(":")
@@ -69,13 +91,43 @@ def _modules(moddir: Path) -> dict[str, list[str]]:
                 visit(need)
 
     builtin = {_name(p) for p in (moddir / "modules.builtin").read_text().split()}
-    for name in MODULES:
+    for name in names:
         if name in builtin:
             continue
         if name not in by_name:
             raise DutError(f"module {name} is not in {moddir}: the user-mode-linux package looks incomplete")
         visit(by_name[name])
+    for path in deps:
+        if any(fnmatch.fnmatch(path, pattern) for pattern in patterns) and _name(path) not in NOT_ON_DEMAND:
+            visit(path)
     return wanted
+
+
+def _aliases(moddir: Path, modules: dict[str, list[str]]) -> str:
+    """The lines of modules.alias naming one of modules: the kernel asks for a match by an alias
+    (ipt_policy for xt_policy), and busybox's modprobe resolves it here. Only for the modules loaded on
+    demand: init loads the others by name."""
+    names = {_name(p) for p in modules}
+    return "".join(line + "\n" for line in (moddir / "modules.alias").read_text().splitlines()
+                   if line.startswith("alias ") and line.split()[-1] in names)
+
+
+def _host_libraries() -> Path:
+    """The host's folder of shared libraries that iptables uses, with its plugins (dlopen'ed, so `ldd`
+    does not list them) in xtables/ below it."""
+    libxtables = next(lib for lib in _libraries(XTABLES) if lib.name.startswith("libxtables."))
+    folder = libxtables.resolve().parent
+    if not any((folder / "xtables").glob("libxt_*.so")):
+        raise DutError(f"iptables' plugins are missing in {folder / 'xtables'}: apt-get install iptables, or {SETUP_HINT}")
+    return folder
+
+
+def _on_host(path: Path) -> str:
+    """Where the guest sees a file of the host's /usr (see HOST_USR)."""
+    path = path.resolve()
+    if not path.is_relative_to("/usr"):
+        raise DutError(f"{path} is outside /usr, which is all the guest sees of the host")
+    return f"{HOST_USR}/{path.relative_to('/usr')}"
 
 
 def _name(path: str) -> str:
@@ -88,9 +140,10 @@ def _libraries(binary: Path) -> list[Path]:
     return [Path(p) for p in re.findall(r"(/\S+) \(0x", out)]
 
 
-def _inputs() -> tuple[list[tuple[str, Path]], dict[str, str]]:
-    """(path in the guest, host file) pairs, and {path in the guest: text} of the files made here."""
-    for need, package in ((BUSYBOX, "busybox-static"), *((b, "iproute2") for b in BINARIES)):
+def _inputs() -> tuple[list[tuple[str, Path]], dict[str, str], list[tuple[str, Path]]]:
+    """(path in the guest, host file) pairs to copy, {path in the guest: text} of the files made here,
+    and (path in the guest, host file) pairs to link to through HOST_USR."""
+    for need, package in ((BUSYBOX, "busybox-static"), (BINARIES[0], "iproute2"), (XTABLES, "iptables")):
         if not need.exists():
             raise DutError(f"{need} is missing: apt-get install {package}, or {SETUP_HINT}")
     version = kernel_version()
@@ -100,13 +153,22 @@ def _inputs() -> tuple[list[tuple[str, Path]], dict[str, str]]:
     files += [(str(f).lstrip("/"), f) for f in FILES]
     libs = {lib for b in BINARIES for lib in _libraries(b)}
     files += [(str(lib).lstrip("/"), lib.resolve()) for lib in sorted(libs)]
-    modules = _modules(moddir)
-    files += [(f"lib/modules/{version}/{path}", moddir / path) for path in modules]
+    modules = _modules(moddir, MODULES, ON_DEMAND)
+    at_boot = _modules(moddir, MODULES)
+    files += [(f"lib/modules/{version}/{path}", moddir / path) for path in at_boot]
+    # On demand, from the host: iptables, and its libraries and plugins, in a folder the dynamic loader
+    # searches after the archive's /lib/<triplet>, so ip's come from the archive and the rest from the
+    # host. No `ldd` per plugin: prepare() runs at every boot and must stay a few stats.
+    host_libraries = _host_libraries()
+    links = [(f"sbin/{XTABLES.name}", XTABLES), (str(host_libraries).lstrip("/"), host_libraries)]
+    links += [(f"lib/modules/{version}/{path}", moddir / path) for path in modules if path not in at_boot]
     # Busybox's modprobe loads them all, dependencies first, in one process: an exec per module costs
     # ~25 ms in the guest.
     generated = {f"lib/modules/{version}/modules.dep": "".join(f"{p}: {' '.join(n)}\n" for p, n in modules.items()),
-                 "etc/grelab-modules": " ".join(MODULES) + "\n"}
-    return files, generated
+                 f"lib/modules/{version}/modules.alias": _aliases(moddir, {p: [] for p in modules if p not in at_boot}),
+                 "etc/grelab-modules": " ".join(MODULES) + "\n",
+                 "etc/grelab-boot-modules": " ".join(sorted(_name(p) for p in at_boot)) + "\n"}
+    return files, generated, links
 
 
 def prepare(cache: Path = CACHE) -> Image:
@@ -114,9 +176,9 @@ def prepare(cache: Path = CACHE) -> Image:
 
     The cache key hashes every input's path, size and mtime plus this builder and the guest scripts,
     so a Debian upgrade or an edit here makes a new image and an unchanged machine costs a few stats."""
-    files, generated = _inputs()
+    files, generated, links = _inputs()
     h = hashlib.sha256()
-    for guest_path, host_path in files + [("builder", Path(__file__))]:
+    for guest_path, host_path in files + links + [("builder", Path(__file__))]:
         st = host_path.stat()
         h.update(f"{guest_path} {host_path} {st.st_size} {st.st_mtime_ns}\n".encode())
     h.update(repr(sorted(generated.items())).encode())
@@ -126,20 +188,21 @@ def prepare(cache: Path = CACHE) -> Image:
         tmp = target.with_suffix(f".tmp{os.getpid()}")
         try:
             with open(tmp, "wb") as out:
-                _write_cpio(out, files, generated)
+                _write_cpio(out, files, generated, links)
             os.replace(tmp, target)  # atomic: a concurrent prepare sees no image or a whole one
         finally:
             tmp.unlink(missing_ok=True)
-        for old in cache.iterdir():  # images of older inputs (a running guest has read its own already)
-            if old != target.parent:
-                shutil.rmtree(old, ignore_errors=True)
+    os.utime(target.parent)  # in use: another checkout's prepare keeps it
+    for old in cache.iterdir():  # images of older inputs, unused for a day
+        if old != target.parent and time.time() - old.stat().st_mtime > UNUSED_IMAGE_S:
+            shutil.rmtree(old, ignore_errors=True)
     return Image(KERNEL, target)
 
 
-def _write_cpio(out, files: list[tuple[str, Path]], generated: dict[str, str]) -> None:
+def _write_cpio(out, files: list[tuple[str, Path]], generated: dict[str, str], links: list[tuple[str, Path]]) -> None:
     applets = subprocess.run([str(BUSYBOX), "--list-full"], capture_output=True, text=True, check=True).stdout.split()
     archive = _Cpio(out)
-    for mount_point in ("proc", "sys", "run", "tmp"):
+    for mount_point in ("proc", "sys", "run", "tmp", HOST_USR.lstrip("/")):
         archive.directory(mount_point)
     # Device nodes the kernel needs before anything mounts devtmpfs: init's stdio, and /dev/null.
     archive.node("dev/console", 0o020600, 5, 1)
@@ -148,6 +211,11 @@ def _write_cpio(out, files: list[tuple[str, Path]], generated: dict[str, str]) -
         archive.file(guest_path, host_path.read_bytes(), 0o755)
     for guest_path, text in generated.items():
         archive.file(guest_path, text.encode(), 0o644)
+    for guest_path, host_path in links:
+        archive.symlink(guest_path, _on_host(host_path))
+    for name in XTABLES_NAMES:  # one binary, which acts as the name it is called by
+        archive.symlink(f"sbin/{name}", f"/sbin/{XTABLES.name}")
+    archive.file("sbin/nft", NFT_STUB.encode(), 0o755)
     for applet in applets:  # busybox applets as symlinks, except where iproute2's real tools live
         path = applet.lstrip("/")
         if path not in {g for g, _ in files}:

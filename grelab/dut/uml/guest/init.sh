@@ -6,8 +6,11 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t tmpfs tmpfs /run
 mount -t tmpfs tmpfs /tmp
+mount -r -t hostfs -o /usr hostfs /host-usr  # iptables and x_tables, on demand (see initramfs.py)
 read -r modules < /etc/grelab-modules
 modprobe -a $modules || echo "grelab-init: modprobe failed"
+read -r GRELAB_BOOT_MODULES < /etc/grelab-boot-modules  # those and what they need: reset keeps them
+export GRELAB_BOOT_MODULES
 echo 1 > /proc/sys/kernel/printk  # from here only emergencies (a panic) reach the console
 # Duplicate address detection would hold IPv6 addresses for ~2 s: off before any link is up.
 echo 0 > /proc/sys/net/ipv6/conf/all/accept_dad
