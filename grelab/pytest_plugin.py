@@ -9,9 +9,12 @@ Markers: needs_esp, needs_ipv6_transport, needs_duts(n): a case the selected DUT
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
+
+from grelab.dut.base import DutError
 
 MARKERS = {
     "needs_esp": "the case needs a DUT with ESP (xfrm)",
@@ -53,10 +56,14 @@ class DutPool:
         if dut is not None and list(dut.interfaces) != list(interfaces):
             dut.stop()
             dut = None
-        if dut is None:
-            dut = self._duts[name] = self.choice().start(name=name, interfaces=list(interfaces))
-        else:
-            dut.reset()
+        if dut is not None:
+            try:
+                dut.reset()
+                return dut
+            except DutError as error:  # died, hung or wedged in an earlier case: this case gets a new one
+                warnings.warn(f"DUT {name} could not be reset, so it is started again: {error}")
+                dut.stop()
+        dut = self._duts[name] = self.choice().start(name=name, interfaces=list(interfaces))
         return dut
 
     def stop(self) -> None:

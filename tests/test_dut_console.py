@@ -31,6 +31,11 @@ def test_multi_line_scripts_and_quotes(guest):
     assert (result.status, result.output) == (4, "line 1 'quoted'\nline 2 'quoted'")
 
 
+def test_output_without_a_final_newline_is_kept_whole(guest):
+    assert (guest.cmd("printf foo").status, guest.cmd("printf foo").output) == (0, "foo")
+    assert guest.cmd("printf 'a\\n\\nb\\n'").output == "a\n\nb"
+
+
 def test_scripts_run_in_a_subshell_unless_asked_to_run_in_init_shell(guest):
     guest.cmd("grelab_left=subshell")
     assert guest.console.run('echo "[$grelab_left]"').output == "[]"  # nothing leaks into init
@@ -44,6 +49,9 @@ def test_a_panic_is_reported_with_the_console_tail(guest):
         guest.cmd("echo about to crash; echo c > /proc/sysrq-trigger; sleep 5", timeout=10)
     message = str(died.value)
     assert "guest panicked" in message and "about to crash" in message
+    assert not (NETNS_DIR / guest.namespace).exists()  # killed at once, its namespace gone
+    with pytest.raises(GuestDied, match="guest exited"):
+        guest.cmd("true")
 
 
 def test_a_sigkilled_run_leaves_no_guest_after_the_next_sweep(tmp_path):

@@ -25,6 +25,7 @@ route flush table all proto static"
 link del dev $link" ;; esac
   done
   for i in "$@"; do
+    [ -e "/sys/class/net/$i" ] || continue  # the host DUT's interfaces are the lab's veths: gone with it
     v4="$v4
 link set dev $i down
 addr flush dev $i
@@ -49,8 +50,8 @@ rule add priority 32766 table main"
     ipb_wait 9 || failed=1
     ipb_wait 7 || failed=1  # both drained, always: a marker left behind would end the next reset early
   else
-    printf '%s\n' "$v6" | ip -6 -force -batch - > /dev/null 2>&1 || failed=1
-    printf '%s\n' "$v4" | ip -force -batch - > /dev/null 2>&1 || failed=1
+    printf '%s\n' "$v6" | ip -6 -force -batch - 2>&1 > /dev/null || failed=1  # errors, not listings
+    printf '%s\n' "$v4" | ip -force -batch - 2>&1 > /dev/null || failed=1
   fi
   if [ -n "$GRELAB_BOOT_MODULES" ]; then  # the UML guest: its packet filter is x_tables (iptables)
     # Only where x_tables was loaded (one stat): emptying and unloading costs ~0.3 s in the guest.

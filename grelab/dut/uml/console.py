@@ -1,9 +1,10 @@
 """A console you can trust: commands to the guest's shell and their exit status, each within a deadline.
 
 The guest's /init (guest/init.sh) reads `<id> <line count>` and the script's lines, and answers
-`@@B <id>`, the script's output, `@@E <id> <status>`. The id is a per-boot nonce and a sequence number,
-so output of an earlier, abandoned command can never be taken for this one's. A reader thread keeps the
-last lines of everything the guest printed, so a panic or a hang is reported with what the guest said.
+`@@B <id>`, the script's output, a newline, `@@E <id> <status>`. The id is a per-boot nonce and a
+sequence number, so output of an earlier, abandoned command can never be taken for this one's. A reader
+thread keeps the last lines of everything the guest printed, so a panic or a hang is reported with what
+the guest said.
 """
 from __future__ import annotations
 
@@ -52,6 +53,12 @@ class Console:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+
+    @property
+    def dead(self) -> bool:
+        """The guest panicked or exited (a command past its deadline leaves it alive, maybe busy)."""
+        with self._cond:
+            return self._panic is not None or self._closed
 
     def tail(self) -> str:
         with self._cond:
@@ -104,6 +111,8 @@ class Console:
                             body = self._lines[:i]
                             if begin in body:
                                 body = body[body.index(begin) + 1:]
+                            if body and body[-1] == "":
+                                body.pop()  # the newline init puts before the end marker
                             self._lines.clear()
                             return CommandResult(script, int(m.group(1)), "\n".join(body))
                     self._check_alive(deadline, f"{script!r} did not finish within {timeout:g} s")

@@ -19,7 +19,7 @@ import subprocess
 
 from grelab.dut.base import CommandResult, Dut, DutCommandError, DutError
 from grelab.dut.uml import initramfs
-from grelab.dut.uml.console import Console
+from grelab.dut.uml.console import Console, GuestDied
 from grelab.dut.plumbing import ip_batch, make_namespace
 from grelab.lab.ownership import current_run, pids_in_namespace
 
@@ -118,19 +118,27 @@ class Uml(Dut):
         self.check(f"/sbin/ip link set dev {iface} down && /sbin/ip link set dev {iface} address {mac} up")
 
     def cmd(self, script: str, timeout: float = 10.0) -> CommandResult:
-        return self.console.run(script, timeout)
+        return self._run(script, timeout)
+
+    def _run(self, script: str, timeout: float = 10.0, in_init_shell: bool = False) -> CommandResult:
+        try:
+            return self.console.run(script, timeout, in_init_shell)
+        except GuestDied:
+            if self.console.dead:
+                self.stop()  # panicked or gone: kill what is left of it now, not at teardown
+            raise
 
     def reset(self) -> None:
         # In init's own shell (init sourced reset.sh at boot): it talks to init's long-lived `ip -batch`
         # processes over fds 6-9, and no fork is spent on a subshell.
         script = self._sysctl_restore_script() + "grelab_reset " + " ".join(self.interfaces)
-        result = self.console.run(script, in_init_shell=True)
+        result = self._run(script, in_init_shell=True)
         if not result.ok:
             raise DutCommandError(self.name, result)
 
     def stop(self) -> None:
-        for undo in self._undo:  # guest first, then its namespace
-            undo()
+        while self._undo:  # guest first, then its namespace; each once
+            self._undo.pop(0)()
 
     def memory_mib(self) -> float:
         """Proportional resident memory (PSS) of the guest's host processes, each address space once.

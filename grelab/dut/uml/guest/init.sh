@@ -67,7 +67,7 @@ export GRELAB_BOOT_LINKS="$boot_links"  # reset keeps these (fallback tunnels su
 
 # The console protocol: raw tty (no echo, no line length limit, no \r), one command as
 #   <id> <number of lines> [here]\n<the script's lines>
-# answered by "@@B <id>", the script's output (stdout and stderr), then "@@E <id> <exit status>".
+# answered by "@@B <id>", the script's output (stdout and stderr), a newline, then "@@E <id> <exit status>".
 # A script runs in a subshell, so nothing it does (exit, cd, variables) touches this loop; with "here" it
 # runs in this shell, which saves a fork (~9 ms): only for grelab's own scripts (reset).
 # Reading uses shell builtins only: every fork costs milliseconds in a user-mode-linux guest.
@@ -77,6 +77,7 @@ while read -r id n here; do
   while [ "$n" -gt 0 ]; do IFS= read -r line; printf '%s\n' "$line"; n=$((n - 1)); done > /tmp/cmd
   echo "@@B $id"
   if [ -n "$here" ]; then { . /tmp/cmd; } < /dev/null 2>&1; else ( . /tmp/cmd ) < /dev/null 2>&1; fi
-  echo "@@E $id $?"
+  rc=$?
+  printf '\n@@E %s %s\n' "$id" "$rc"  # on a line of its own even after output with no newline at its end
 done
 echo "@@CONSOLE-CLOSED"
