@@ -5,7 +5,8 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$here"
 
-debs=(iproute2 nftables tshark tcpdump user-mode-linux busybox-static)
+# netbase: /etc/protocols (the guest's `proto gre`); iptables: the guest's packet filter (legacy x_tables).
+debs=(iproute2 nftables tshark tcpdump user-mode-linux busybox-static iptables netbase)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -29,8 +30,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   touch "$stamp"
 fi
 
-# The UML DUT's initramfs is built from the Debian packages above, once, into grelab's cache.
-if .venv/bin/grelab dut --help >/dev/null 2>&1; then
-  .venv/bin/grelab dut prepare
-fi
+# The UML DUT's initramfs is built from the Debian packages above, once, into grelab's cache (a second
+# run only checks it). A failure stops set-up (set -e) with grelab's message.
+.venv/bin/grelab dut prepare >/dev/null
 echo "setup: ready"
