@@ -1,13 +1,18 @@
-"""Choosing a DUT: auto falls back to uml here, says what is missing when nothing works, and loads your own
-DUT class by `module:Class`; `grelab doctor` reports the same choice."""
+"""Choosing a DUT: auto falls back to uml here, says what is missing and how to get it when nothing works, and
+loads your own DUT class by `module:Class` or by entry point; `grelab doctor` tells the truth about this machine
+and reports the same choice."""
 import argparse
+import functools
+import importlib.metadata
+import os
 from pathlib import Path
 
 import pytest
 
 from grelab.dut import doctor, select as selection
 from grelab.dut.base import CommandResult, Dut, DutError
-from grelab.dut.host import probe
+from grelab.dut import host
+from grelab.dut.host import Probe, probe
 from grelab.dut.uml import initramfs
 from grelab.dut.uml.guest import Uml
 
@@ -39,15 +44,70 @@ def test_auto_picks_host_when_capable_else_uml():
     assert {"gre", "esp"} <= choice.capabilities
 
 
-def test_nothing_usable_says_what_is_missing_and_how_to_get_it(monkeypatch):
-    if probe().usable:
-        pytest.skip("the host kernel is usable: auto never falls through to the error")
+def _nothing_works(monkeypatch):
+    """Both backends fail, whatever this machine can do: the host probe finds no GRE nor ESP, and there is no
+    user-mode-linux kernel."""
+    said = {"gre": "Error: Unknown device type.", "ipv6_transport": "Error: Unknown device type.",
+            "esp": "Error: Requested AEAD algorithm not found."}
+    monkeypatch.setattr(host, "probe", lambda: Probe(frozenset(), said))
     monkeypatch.setattr(initramfs, "KERNEL", Path("/nonexistent/linux"))
+
+
+def test_nothing_usable_says_what_is_missing_and_how_to_get_it(monkeypatch):
+    _nothing_works(monkeypatch)
     with pytest.raises(DutError) as error:
         selection.select("auto")
     message = str(error.value)
-    assert "host kernel lacks gre" in message and "apt-get install user-mode-linux" in message
-    assert "./setup.sh" in message
+    assert "ip_gre" in message and "CONFIG_NET_IPGRE" in message and "esp4" in message and "CONFIG_INET_ESP" in message
+    assert "boot a kernel that has them" in message
+    assert "/nonexistent/linux" in message and "apt-get install user-mode-linux" in message
+    assert message.count("./setup.sh") == 1  # said once, not again after each reason
+    assert "--dut uml" not in message  # uml failed too: no advice to use it
+
+
+def test_forced_host_says_whether_uml_would_do(monkeypatch):
+    monkeypatch.setattr(host, "probe", lambda: Probe(frozenset(), {"gre": "no", "esp": "no"}))
+    with pytest.raises(DutError) as error:
+        selection.select("host")
+    works = _uml_works()
+    assert ("The uml DUT works here: use --dut uml" in str(error.value)) == works
+    if not works:
+        assert "uml does not work here either" in str(error.value)
+    monkeypatch.setattr(initramfs, "KERNEL", Path("/nonexistent/linux"))
+    with pytest.raises(DutError, match="uml does not work here either") as error:
+        selection.select("host")
+    assert "--dut uml" not in str(error.value)
+
+
+@pytest.mark.parametrize("filename, errno_, said", [
+    ("/etc/protocols", 2, "/etc/protocols: No such file or directory: apt-get install netbase"),
+    (str(initramfs.CACHE / "0123"), 13, f"{initramfs.CACHE / '0123'}: Permission denied: the image cache"),
+])
+def test_an_os_error_preparing_uml_names_the_path(monkeypatch, filename, errno_, said):
+    def prepare():
+        raise OSError(errno_, os.strerror(errno_), filename)
+    monkeypatch.setattr(initramfs, "prepare", prepare)
+    with pytest.raises(DutError) as error:
+        selection.select("uml")
+    assert said in str(error.value)
+
+
+def test_an_unwritable_cache_is_a_dut_error(monkeypatch, tmp_path):
+    """For real: the cache folder is under a plain file, so it cannot be made."""
+    if not _uml_works():
+        pytest.skip("uml is not set up here: prepare fails before it writes")
+    (tmp_path / "file").write_text("")
+    monkeypatch.setattr(initramfs, "prepare", functools.partial(initramfs.prepare, cache=tmp_path / "file" / "uml"))
+    with pytest.raises(DutError, match=f"cannot prepare the guest image: {tmp_path}/file/uml/.*: Not a directory"):
+        selection.select("uml")
+
+
+def test_uml_needs_a_tap(monkeypatch):
+    if not _uml_works():
+        pytest.skip("uml is not set up here")
+    monkeypatch.setattr(selection, "TUN", Path("/nonexistent/tun"))
+    with pytest.raises(DutError, match="uml: no /nonexistent/tun .*modprobe tun"):
+        selection.select("uml")
 
 
 def test_your_own_dut_by_module_and_class():
@@ -57,6 +117,34 @@ def test_your_own_dut_by_module_and_class():
     dut.plug("wan", "grelab-x")
     assert dut.ip("addr", "add", "192.0.2.1/24", "dev", "wan") == "/sbin/ip addr add 192.0.2.1/24 dev wan"
     assert dut.plugged == {"wan": "grelab-x"}
+
+
+def _entry_points(monkeypatch, **points):
+    """importlib.metadata.entry_points() as if an installed package registered points (name -> value)."""
+    real = importlib.metadata.entry_points
+
+    def entry_points(**select):
+        if select.get("group") != selection.ENTRY_POINT_GROUP:
+            return real(**select)
+        return [importlib.metadata.EntryPoint(name, value, selection.ENTRY_POINT_GROUP) for name, value in points.items()]
+    monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)
+
+
+def test_your_own_dut_by_entry_point(monkeypatch):
+    _entry_points(monkeypatch, echo=f"{__name__}:EchoDut", other="argparse:Namespace")
+    choice = selection.select("echo")
+    assert choice.name == "echo" and choice.factory is EchoDut and choice.capabilities == {"gre"}
+    assert choice.start(name="mine").name == "mine"
+    with pytest.raises(DutError, match="is not a subclass"):
+        selection.select("other")
+    with pytest.raises(DutError, match="not auto, host, uml, module:Class, or an entry point of group grelab.dut"):
+        selection.select("nosuchname")
+
+
+def test_a_broken_entry_point_is_explained(monkeypatch):
+    _entry_points(monkeypatch, broken="nosuchmodule:X")
+    with pytest.raises(DutError, match="entry point nosuchmodule:X cannot be loaded"):
+        selection.select("broken")
 
 
 @pytest.mark.parametrize("spec, said", [("nosuchmodule:X", "cannot load it"),
@@ -71,17 +159,58 @@ def test_uml_is_a_dut():
     assert issubclass(Uml, Dut) and Uml.capabilities >= {"gre", "esp", "ipv6_transport", "several"}
 
 
+def _uml_works() -> bool:
+    try:
+        selection.uml_choice()
+    except DutError:
+        return False
+    return True
+
+
+def test_doctor_rows_are_the_truth():
+    """Each row agrees with the probes, and every MISSING row says how to get it."""
+    rows = {what: (ok, detail) for what, ok, detail in doctor.checks()}
+    found = probe()
+    for capability, label in doctor.HOST_ROWS:
+        ok, detail = rows[label]
+        assert ok == (capability in found.capabilities), (label, detail)
+        if not ok:
+            module, options = selection.HOST_NEEDS[capability]
+            assert f"lacks {module}" in detail and any(o in detail for o in options)
+            assert "use a kernel with it" in detail
+            assert ("--dut uml, which works here" in detail) == _uml_works()
+    assert rows["UML"][0] == _uml_works()
+    assert rows["TUN/TAP"][0] == (selection.tun_problem() is None)
+    assert rows["root"] == (os.geteuid() == 0, rows["root"][1])
+    for what, (ok, detail) in rows.items():
+        if not ok:
+            assert any(how in detail for how in ("use a kernel", "apt-get", "setup.sh", "modprobe", "run as root",
+                                                 "needs")), (what, detail)
+
+
 def test_doctor_reports_the_choice(capsys):
-    assert doctor.run(argparse.Namespace(dut="auto", boot=False)) == 0
+    usable = probe().usable or _uml_works()
+    assert doctor.run(argparse.Namespace(dut="auto", boot=False)) == (0 if usable else 1)
     out = capsys.readouterr().out
-    assert "--dut auto picks: " + ("host" if probe().usable else "uml") in out
-    for check in ("root", "veth", "host GRE (ip_gre)", "host ESP", "UML", "tshark"):
+    if usable:
+        assert "--dut auto picks: " + ("host" if probe().usable else "uml") in out
+    for check in ("root", "veth", "host GRE (ip_gre)", "host ESP", "TUN/TAP", "UML", "tshark"):
         assert check in out
 
 
-def test_doctor_fails_when_nothing_is_usable(monkeypatch, capsys):
+def test_doctor_forced_host_points_at_uml(capsys):
     if probe().usable:
         pytest.skip("the host kernel is usable")
-    monkeypatch.setattr(initramfs, "KERNEL", Path("/nonexistent/linux"))
+    assert doctor.run(argparse.Namespace(dut="host", boot=False)) == 1
+    out = capsys.readouterr().out
+    assert "--dut host: not usable" in out
+    assert ("The uml DUT works here: use --dut uml" in out) == _uml_works()
+
+
+def test_doctor_fails_when_nothing_is_usable(monkeypatch, capsys):
+    _nothing_works(monkeypatch)
     assert doctor.run(argparse.Namespace(dut="auto", boot=False)) == 1
-    assert "nothing usable" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "nothing usable" in out
+    assert "MISSING  host GRE (ip_gre)" in out and "or get the uml DUT working" in out
+    assert "--dut uml, which works here" not in out

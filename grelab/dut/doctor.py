@@ -1,7 +1,8 @@
 """`grelab doctor`: what this machine can do for grelab, and which DUT `--dut auto` picks.
 
-Each check says what it found and, when something is missing, how to get it. Exit status 0 when at
-least one DUT backend is usable, 1 when none is.
+Each check says what it found and, when something is missing, how to get it. `--boot` also starts the
+chosen DUT once. Exit status 0 when the DUT `--dut` names is usable (for auto: at least one backend),
+1 when it is not.
 """
 from __future__ import annotations
 
@@ -10,29 +11,39 @@ import shutil
 import time
 
 from grelab.dut.base import DutError
-from grelab.dut.host import probe, try_in_scratch_namespace
-from grelab.dut.select import select, uml_choice
+from grelab.dut import host
+from grelab.dut.host import try_in_scratch_namespace
+from grelab.dut.select import TUN, kernel_lacks, select, tun_problem, uml_choice
+
+HOST_ROWS = (("gre", "host GRE (ip_gre)"), ("ipv6_transport", "host GRE over IPv6 (ip6_gre)"),
+             ("esp", "host ESP (esp4 + AES-GCM)"))
 
 
 def checks() -> list[tuple[str, bool, str]]:
-    """(what, ok, detail) for each capability, in the order a packet needs them."""
+    """(what, ok, detail) for each capability, in the order a packet needs them; detail says how to get
+    what is missing."""
     root = os.geteuid() == 0
     rows = [("root", root, "uid 0" if root else "grelab makes namespaces and links: run it as root")]
     ok, said = try_in_scratch_namespace("true")
-    rows.append(("network namespaces", ok, "unshare -n works" if ok else said))
+    rows.append(("network namespaces", ok, "unshare -n works" if ok else
+                 f"{said}: needs root (or CAP_SYS_ADMIN) and a kernel with CONFIG_NET_NS"))
     ok, said = try_in_scratch_namespace("ip link add grelab-a type veth peer name grelab-b")
-    rows.append(("veth", ok, "veth pairs can be made" if ok else said))
-    found = probe()
-    for capability, label in (("gre", "host GRE (ip_gre)"), ("ipv6_transport", "host GRE over IPv6 (ip6_gre)"),
-                              ("esp", "host ESP (esp4 + AES-GCM)")):
-        rows.append((label, capability in found.capabilities,
-                     found.missing.get(capability, "works in a namespace")))
-    tun = os.path.exists("/dev/net/tun")
-    rows.append(("TUN/TAP", tun, "/dev/net/tun" if tun else "no /dev/net/tun: modprobe tun"))
+    rows.append(("veth", ok, "veth pairs can be made" if ok else f"{said}: needs CONFIG_VETH (modprobe veth)"))
     try:
-        rows.append(("UML", True, uml_choice().why))
+        uml = (True, uml_choice().why)
     except DutError as exc:
-        rows.append(("UML", False, str(exc)))
+        uml = (False, str(exc).removeprefix("uml: "))
+    otherwise = "or --dut uml, which works here" if uml[0] else "or get the uml DUT working (see UML below)"
+    found = host.probe()
+    for capability, label in HOST_ROWS:
+        if capability in found.capabilities:
+            rows.append((label, True, "works in a namespace"))
+        else:
+            lacks = kernel_lacks(capability, found.missing.get(capability, ""))
+            rows.append((label, False, f"this kernel lacks {lacks}; use a kernel with it, {otherwise}"))
+    tun = tun_problem()
+    rows.append(("TUN/TAP", tun is None, f"{TUN} opens (taps can be made)" if tun is None else tun))
+    rows.append(("UML", *uml))
     tshark = shutil.which("tshark")
     rows.append(("tshark", bool(tshark), tshark or "apt-get install tshark (pcaps are checked with it)"))
     return rows
@@ -49,7 +60,7 @@ def run(args) -> int:
     try:
         choice = select(args.dut)
     except DutError as exc:
-        print(f"\n--dut {args.dut}: nothing usable. {exc}")
+        print(f"\n--dut {args.dut}: {'nothing usable' if args.dut == 'auto' else 'not usable'}. {exc}")
         return 1
     print(f"\n--dut {args.dut} picks: {choice.name} ({choice.why})")
     if args.boot:

@@ -7,14 +7,31 @@ the entry point group `grelab.dut` in your package and pass its name.
 """
 from __future__ import annotations
 
+import errno
+import functools
+import gzip
 import importlib
 import importlib.metadata
+import os
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
 from grelab.dut.base import Dut, DutError
 
 ENTRY_POINT_GROUP = "grelab.dut"
+TUN = Path("/dev/net/tun")
+# What the host probe's capabilities need of the kernel: (its modules, the config options that build them).
+HOST_NEEDS = {
+    "gre": ("ip_gre", ("CONFIG_NET_IPGRE_DEMUX", "CONFIG_NET_IPGRE")),
+    "ipv6_transport": ("ip6_gre", ("CONFIG_IPV6_GRE",)),
+    "esp": ("esp4 with AES-GCM", ("CONFIG_INET_ESP", "CONFIG_XFRM_USER", "CONFIG_CRYPTO_GCM")),
+}
+UML_HINT = "apt-get install user-mode-linux busybox-static iptables netbase, or run ./setup.sh"
+# Files the guest image copies from the host, and the Debian package that provides each.
+PACKAGE_OF = {"/etc/protocols": "netbase"}
+# Errors of writing the image rather than of reading its inputs.
+WRITE_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR}
 
 
 @dataclass(frozen=True)
@@ -31,23 +48,108 @@ class Choice:
         return self.factory(interfaces=list(interfaces), name=name)
 
 
+@functools.cache
+def kernel_config() -> dict[str, str] | None:
+    """The running kernel's build options ({"CONFIG_X": "y"|"m"|...}), from /proc/config.gz or
+    /boot/config-<release>; None when neither is readable."""
+    for path in (Path("/proc/config.gz"), Path("/boot") / f"config-{os.uname().release}"):
+        try:
+            raw = path.read_bytes()
+            text = (gzip.decompress(raw) if path.suffix == ".gz" else raw).decode(errors="replace")
+        except (OSError, EOFError, gzip.BadGzipFile):
+            continue
+        return dict(line.split("=", 1) for line in text.splitlines() if line.startswith("CONFIG_") and "=" in line)
+    return None
+
+
+def kernel_lacks(capability: str, said: str = "") -> str:
+    """What the host kernel lacks for a probe capability, naming its module and config options (those that
+    are off, when the kernel's config is readable), and what the kernel said. No advice: callers add it."""
+    module, options = HOST_NEEDS[capability]
+    config = kernel_config()
+    off = [o for o in options if config is not None and config.get(o) not in ("y", "m")]
+    if off:
+        which = f"{', '.join(off)} not set in its config"
+    elif config is not None:
+        which = f"its config has {', '.join(options)} on, yet the probe failed: modprobe {module.split()[0]}"
+    else:
+        which = " / ".join(options)
+    return f"{module} ({which}{'; the kernel said: ' + said if said else ''})"
+
+
+def host_problem(found=None) -> str | None:
+    """Why the host kernel cannot be the DUT (None when it can), without advice about other backends."""
+    from grelab.dut.host import probe
+    found = found or probe()
+    if found.usable:
+        return None
+    lacking = [kernel_lacks(c, found.missing.get(c, "")) for c in ("gre", "esp") if c not in found.capabilities]
+    return "this kernel lacks " + " and ".join(lacking) + ": boot a kernel that has them"
+
+
 def host_choice() -> Choice:
     from grelab.dut.host import Host, probe
     found = probe()
-    if not found.usable:
-        raise DutError("host: the host kernel lacks " + "; ".join(f"{c} ({why})" for c, why in found.missing.items())
-                       + " (a kernel with ip_gre and esp4, e.g. Debian's stock kernel, or use --dut uml)")
+    problem = host_problem(found)
+    if problem:
+        raise DutError(f"host: {problem}")
     return Choice("host", Host, found.capabilities, "the host kernel can do GRE and ESP in a namespace")
 
 
-def uml_choice() -> Choice:
+def tun_problem() -> str | None:
+    """Why no tap can be made (the uml guest's interfaces are taps), or None: /dev/net/tun is opened and
+    closed, which creates nothing."""
+    try:
+        os.close(os.open(TUN, os.O_RDWR))
+    except FileNotFoundError:
+        return f"no {TUN} (the guest's interfaces are taps): modprobe tun (CONFIG_TUN), or mknod {TUN} c 10 200"
+    except OSError as exc:
+        return (f"cannot open {TUN} ({exc.strerror}; the guest's interfaces are taps): run as root, or in a "
+                f"container pass the device in (e.g. --device {TUN}) with CAP_NET_ADMIN")
+    return None
+
+
+def _prepare_problem(exc: OSError) -> str:
+    """An OSError from building the guest image, as what went wrong with which path and what to do."""
     from grelab.dut.uml import initramfs
+    path = exc.filename
+    if path is None:
+        return f"cannot prepare the guest image: {exc}: {UML_HINT}"
+    reason = exc.strerror or str(exc)
+    if str(path) in PACKAGE_OF:
+        hint = f"apt-get install {PACKAGE_OF[str(path)]}, or run ./setup.sh"
+    elif Path(os.path.abspath(path)).is_relative_to(initramfs.CACHE) or exc.errno in WRITE_ERRORS:
+        hint = f"the image cache {initramfs.CACHE} must be a writable folder: run as root, or set GRELAB_CACHE to one"
+    else:
+        hint = UML_HINT
+    return f"cannot prepare the guest image: {path}: {reason}: {hint}"
+
+
+def prepare_uml():
+    """(initramfs.prepare(), the UML kernel's version), with every failure as a DutError saying what is
+    missing (naming the path, for an OSError) and how to get it."""
+    from grelab.dut.uml import initramfs
+    try:
+        return initramfs.prepare(), initramfs.kernel_version()
+    except DutError as exc:
+        said = str(exc)
+        raise DutError(said if "setup.sh" in said else f"{said}: {UML_HINT}") from None
+    except OSError as exc:
+        raise DutError(_prepare_problem(exc)) from None
+    except subprocess.SubprocessError as exc:
+        raise DutError(f"cannot prepare the guest image: {exc}: {UML_HINT}") from None
+
+
+def uml_choice() -> Choice:
     from grelab.dut.uml.guest import Uml
     try:
-        image = initramfs.prepare()
-    except (DutError, OSError, subprocess.SubprocessError) as exc:
+        image, version = prepare_uml()
+    except DutError as exc:
         raise DutError(f"uml: {exc}") from None
-    return Choice("uml", Uml, Uml.capabilities, f"user-mode-linux {initramfs.kernel_version()} with {image.initramfs}")
+    problem = tun_problem()
+    if problem:
+        raise DutError(f"uml: {problem}")
+    return Choice("uml", Uml, Uml.capabilities, f"user-mode-linux {version} with {image.initramfs}")
 
 
 def custom_choice(spec: str) -> Choice:
@@ -62,16 +164,29 @@ def custom_choice(spec: str) -> Choice:
         points = [p for p in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP) if p.name == spec]
         if not points:
             raise DutError(f"--dut {spec}: not auto, host, uml, module:Class, or an entry point of group {ENTRY_POINT_GROUP}")
-        factory = points[0].load()
+        try:
+            factory = points[0].load()
+        except (ImportError, AttributeError) as exc:
+            raise DutError(f"--dut {spec}: entry point {points[0].value} cannot be loaded: {exc}") from None
     if not (isinstance(factory, type) and issubclass(factory, Dut)):
         raise DutError(f"--dut {spec}: {factory!r} is not a subclass of grelab.dut.base.Dut")
     return Choice(spec, factory, frozenset(factory.capabilities), f"named by --dut {spec}")
 
 
 def select(spec: str = "auto") -> Choice:
-    """The backend `spec` names; for auto the first usable of host, uml. Raises DutError saying why not."""
+    """The backend `spec` names; for auto the first usable of host, uml. Raises DutError saying why not
+    and how to get it."""
     if spec == "host":
-        return host_choice()
+        try:
+            return host_choice()
+        except DutError as exc:
+            try:
+                uml_choice()
+            except DutError as uml_exc:
+                why_not = str(uml_exc).removeprefix("uml: ")
+                raise DutError(f"{exc}.\n  (uml does not work here either: {why_not})") from None
+            raise DutError(f"{exc}. The uml DUT works here: use --dut uml, or --dut auto (the default), "
+                           "which picks it") from None
     if spec == "uml":
         return uml_choice()
     if spec != "auto":
@@ -82,5 +197,4 @@ def select(spec: str = "auto") -> Choice:
             return candidate()
         except DutError as exc:
             reasons.append(str(exc))
-    raise DutError("no usable DUT. " + " | ".join(reasons) + ". To get one: run ./setup.sh as root "
-                   "(it installs user-mode-linux and busybox-static and prepares the guest)")
+    raise DutError("no usable DUT:\n  " + "\n  ".join(reasons))
