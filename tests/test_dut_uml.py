@@ -3,11 +3,14 @@
 One guest boots for the module and is reset between tests; the lab (grelab.lab.build) wires a test
 namespace `h` to the guest's `wan` through a veth.
 """
+import time
+
 import pytest
 from scapy.layers.inet import IP
 from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6EchoRequest, IPv6
 from scapy.layers.ipsec import ESP, SecurityAssociation
 from scapy.layers.l2 import GRE, Ether
+from scapy.packet import Raw
 
 from grelab.dut.base import counter_delta
 from grelab.dut.uml.guest import Uml
@@ -71,6 +74,18 @@ def test_counters_name_what_the_issue_asks_for(guest):
     counters = guest.counters()
     assert {"rx_errors", "rx_crc_errors", "rx_fifo_errors", "rx_dropped"} <= set(counters["links"]["wan"])
     assert "XfrmInTmplMismatch" in counters["xfrm"] and "IpInReceives" in counters["snmp"]
+
+
+def test_a_frame_no_protocol_takes_moves_rx_dropped(lab, guest):
+    """The kernel counts a frame of an EtherType nothing handles (0x88B5, for local experiments) as
+    dropped on the link it came in on."""
+    before = guest.counters()
+    with lab.sender("h", "eth0") as tx:
+        tx.send(Ether(src=H_MAC, dst=lab.dut_mac, type=0x88B5) / Raw(b"grelab" * 10))
+    deadline = time.monotonic() + 2
+    while (moved := counter_delta(before, guest.counters())["links"].get("wan", {})).get("rx_dropped", 0) < 1:
+        assert time.monotonic() < deadline, f"rx_dropped did not move; what did: {moved}"
+    assert moved["rx_dropped"] == 1 and moved["rx_packets"] >= 1
 
 
 SUITES = {
