@@ -5,8 +5,7 @@ from __future__ import annotations
 import sys
 import time
 
-from grelab.dut.select import select
-from grelab.dut.uml import initramfs
+from grelab.dut.select import prepare_uml, select
 
 
 def add_arguments(parser) -> None:
@@ -20,7 +19,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     if args.action == "prepare":
         start = time.perf_counter()
-        image = initramfs.prepare()
+        image, _ = prepare_uml()  # failures as a DutError saying what is missing, not a traceback
         print(f"uml guest ready: {image.kernel} with {image.initramfs} ({time.perf_counter() - start:.2f} s)")
         return 0
     choice = select(args.dut)
