@@ -62,7 +62,8 @@ class Host(Dut):
     def __init__(self, interfaces=("wan", "lan"), name: str = "dut"):
         found = probe()
         if not found.usable:
-            raise DutError("the host kernel cannot be the DUT: " + "; ".join(f"{c}: {why}" for c, why in found.missing.items()))
+            from grelab.dut.select import host_problem  # it imports this module
+            raise DutError(f"the host kernel cannot be the DUT: {host_problem(found)}")
         self.capabilities = found.capabilities
         self.name, self.interfaces = name, list(interfaces)
         self.namespace, self._remove = make_namespace(
