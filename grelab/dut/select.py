@@ -27,7 +27,6 @@ HOST_NEEDS = {
     "ipv6_transport": ("ip6_gre", ("CONFIG_IPV6_GRE",)),
     "esp": ("esp4 with AES-GCM", ("CONFIG_INET_ESP", "CONFIG_XFRM_USER", "CONFIG_CRYPTO_GCM")),
 }
-UML_HINT = "apt-get install user-mode-linux busybox-static iptables netbase, or run ./setup.sh"
 # Files the guest image copies from the host, and the Debian package that provides each.
 PACKAGE_OF = {"/etc/protocols": "netbase"}
 # Errors of writing the image rather than of reading its inputs.
@@ -114,14 +113,14 @@ def _prepare_problem(exc: OSError) -> str:
     from grelab.dut.uml import initramfs
     path = exc.filename
     if path is None:
-        return f"cannot prepare the guest image: {exc}: {UML_HINT}"
+        return f"cannot prepare the guest image: {exc}: {initramfs.SETUP_HINT}"
     reason = exc.strerror or str(exc)
     if str(path) in PACKAGE_OF:
         hint = f"apt-get install {PACKAGE_OF[str(path)]}, or run ./setup.sh"
     elif Path(os.path.abspath(path)).is_relative_to(initramfs.CACHE) or exc.errno in WRITE_ERRORS:
         hint = f"the image cache {initramfs.CACHE} must be a writable folder: run as root, or set GRELAB_CACHE to one"
     else:
-        hint = UML_HINT
+        hint = initramfs.SETUP_HINT
     return f"cannot prepare the guest image: {path}: {reason}: {hint}"
 
 
@@ -130,14 +129,11 @@ def prepare_uml():
     missing (naming the path, for an OSError) and how to get it."""
     from grelab.dut.uml import initramfs
     try:
-        return initramfs.prepare(), initramfs.kernel_version()
-    except DutError as exc:
-        said = str(exc)
-        raise DutError(said if "setup.sh" in said else f"{said}: {UML_HINT}") from None
+        return initramfs.prepare(), initramfs.kernel_version()  # its own DutErrors say how to get what is missing
     except OSError as exc:
         raise DutError(_prepare_problem(exc)) from None
     except subprocess.SubprocessError as exc:
-        raise DutError(f"cannot prepare the guest image: {exc}: {UML_HINT}") from None
+        raise DutError(f"cannot prepare the guest image: {exc}: {initramfs.SETUP_HINT}") from None
 
 
 def uml_choice() -> Choice:

@@ -56,7 +56,7 @@ exit 1
 """
 BINARIES = [Path("/usr/sbin/ip")]
 FILES = [Path("/etc/protocols")]
-SETUP_HINT = "run ./setup.sh (it installs user-mode-linux and busybox-static, then runs `grelab dut prepare`)"
+SETUP_HINT = "run ./setup.sh (it installs user-mode-linux, busybox-static, iptables and netbase, then runs `grelab dut prepare`)"
 
 
 @dataclass(frozen=True)
@@ -74,37 +74,39 @@ def kernel_version() -> str:
     return out.strip().split()[-1]
 
 
-def _modules(moddir: Path, names: list[str] = MODULES, patterns: list[str] = ()) -> dict[str, list[str]]:
-    """The modules named, those whose path matches one of patterns (except NOT_ON_DEMAND), and everything
-    they need, as {path under moddir: [paths it needs]} (lines of modules.dep)."""
+def _modules(moddir: Path) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """(MODULES and everything they need, the ON_DEMAND ones and what they need beyond those), each as
+    {path under moddir: [paths it needs]} (lines of modules.dep)."""
     deps: dict[str, list[str]] = {}
     for line in (moddir / "modules.dep").read_text().splitlines():
         path, _, needs = line.partition(":")
         deps[path] = needs.split()
     by_name = {_name(p): p for p in deps}
-    wanted: dict[str, list[str]] = {}
 
-    def visit(path: str) -> None:
-        if path not in wanted:
-            wanted[path] = deps[path]
+    def visit(path: str, into: dict[str, list[str]], skip=()) -> None:
+        if path not in into and path not in skip:
+            into[path] = deps[path]
             for need in deps[path]:
-                visit(need)
+                visit(need, into, skip)
 
+    at_boot: dict[str, list[str]] = {}
     builtin = {_name(p) for p in (moddir / "modules.builtin").read_text().split()}
-    for name in names:
+    for name in MODULES:
         if name in builtin:
             continue
         if name not in by_name:
-            raise DutError(f"module {name} is not in {moddir}: the user-mode-linux package looks incomplete")
-        visit(by_name[name])
+            raise DutError(f"module {name} is not in {moddir}: the user-mode-linux package looks incomplete: "
+                           f"apt-get install --reinstall user-mode-linux, or {SETUP_HINT}")
+        visit(by_name[name], at_boot)
+    on_demand: dict[str, list[str]] = {}
     for path in deps:
-        if any(fnmatch.fnmatch(path, pattern) for pattern in patterns) and _name(path) not in NOT_ON_DEMAND:
-            visit(path)
-    return wanted
+        if any(fnmatch.fnmatch(path, pattern) for pattern in ON_DEMAND) and _name(path) not in NOT_ON_DEMAND:
+            visit(path, on_demand, skip=at_boot)
+    return at_boot, on_demand
 
 
-def _aliases(moddir: Path, modules: dict[str, list[str]]) -> str:
-    """The lines of modules.alias naming one of modules: the kernel asks for a match by an alias
+def _aliases(moddir: Path, modules) -> str:
+    """The lines of modules.alias naming one of modules (paths): the kernel asks for a match by an alias
     (ipt_policy for xt_policy), and busybox's modprobe resolves it here. Only for the modules loaded on
     demand: init loads the others by name."""
     names = {_name(p) for p in modules}
@@ -153,19 +155,19 @@ def _inputs() -> tuple[list[tuple[str, Path]], dict[str, str], list[tuple[str, P
     files += [(str(f).lstrip("/"), f) for f in FILES]
     libs = {lib for b in BINARIES for lib in _libraries(b)}
     files += [(str(lib).lstrip("/"), lib.resolve()) for lib in sorted(libs)]
-    modules = _modules(moddir, MODULES, ON_DEMAND)
-    at_boot = _modules(moddir, MODULES)
+    at_boot, on_demand = _modules(moddir)
     files += [(f"lib/modules/{version}/{path}", moddir / path) for path in at_boot]
     # On demand, from the host: iptables, and its libraries and plugins, in a folder the dynamic loader
     # searches after the archive's /lib/<triplet>, so ip's come from the archive and the rest from the
     # host. No `ldd` per plugin: prepare() runs at every boot and must stay a few stats.
     host_libraries = _host_libraries()
     links = [(f"sbin/{XTABLES.name}", XTABLES), (str(host_libraries).lstrip("/"), host_libraries)]
-    links += [(f"lib/modules/{version}/{path}", moddir / path) for path in modules if path not in at_boot]
+    links += [(f"lib/modules/{version}/{path}", moddir / path) for path in on_demand]
     # Busybox's modprobe loads them all, dependencies first, in one process: an exec per module costs
     # ~25 ms in the guest.
+    modules = at_boot | on_demand
     generated = {f"lib/modules/{version}/modules.dep": "".join(f"{p}: {' '.join(n)}\n" for p, n in modules.items()),
-                 f"lib/modules/{version}/modules.alias": _aliases(moddir, {p: [] for p in modules if p not in at_boot}),
+                 f"lib/modules/{version}/modules.alias": _aliases(moddir, on_demand),
                  "etc/grelab-modules": " ".join(MODULES) + "\n",
                  "etc/grelab-boot-modules": " ".join(sorted(_name(p) for p in at_boot)) + "\n"}
     return files, generated, links
@@ -174,13 +176,18 @@ def _inputs() -> tuple[list[tuple[str, Path]], dict[str, str], list[tuple[str, P
 def prepare(cache: Path = CACHE) -> Image:
     """Build the initramfs unless the cache already holds one made from the same inputs; return the image.
 
-    The cache key hashes every input's path, size and mtime plus this builder and the guest scripts,
-    so a Debian upgrade or an edit here makes a new image and an unchanged machine costs a few stats."""
+    The cache key hashes every Debian input's path, size and mtime, and the content of this builder and
+    the guest scripts, so a Debian upgrade or an edit here makes a new image, another checkout of the same
+    code uses the same one, and an unchanged machine costs a few stats."""
     files, generated, links = _inputs()
     h = hashlib.sha256()
+    ours = {Path(__file__), GUEST_FILES / "init.sh", RESET_SCRIPT}  # by content: every checkout shares an image
     for guest_path, host_path in files + links + [("builder", Path(__file__))]:
-        st = host_path.stat()
-        h.update(f"{guest_path} {host_path} {st.st_size} {st.st_mtime_ns}\n".encode())
+        if host_path in ours:
+            h.update(guest_path.encode() + hashlib.sha256(host_path.read_bytes()).digest())
+        else:
+            st = host_path.stat()
+            h.update(f"{guest_path} {host_path} {st.st_size} {st.st_mtime_ns}\n".encode())
     h.update(repr(sorted(generated.items())).encode())
     target = cache / h.hexdigest()[:16] / "initramfs.cpio"
     if not target.exists():
