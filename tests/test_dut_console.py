@@ -32,7 +32,8 @@ def test_multi_line_scripts_and_quotes(guest):
 
 
 def test_output_without_a_final_newline_is_kept_whole(guest):
-    assert (guest.cmd("printf foo").status, guest.cmd("printf foo").output) == (0, "foo")
+    result = guest.cmd("printf foo")
+    assert (result.status, result.output) == (0, "foo")
     assert guest.cmd("printf 'a\\n\\nb\\n'").output == "a\n\nb"
 
 
