@@ -15,12 +15,11 @@ from pathlib import Path
 from typing import Callable, TypeVar
 
 from grelab.errors import GrelabError
-from grelab.lab.ownership import NETNS_DIR
+from grelab.lab.ownership import NETNS_DIR, delete_namespace  # noqa: F401 - re-exported as netns.delete_namespace
 
 libc = ctypes.CDLL(None, use_errno=True)
 CLONE_NEWNET = 0x40000000
 MS_BIND = 4096
-MNT_DETACH = 2
 
 T = TypeVar("T")
 
@@ -95,17 +94,6 @@ def create_namespace(namespace: str, setup: Callable[[], None] | None = None) ->
 
     NETNS_DIR.mkdir(exist_ok=True)
     on_thread(body)
-
-
-def delete_namespace(namespace: str) -> None:
-    """Remove /run/netns/NAMESPACE (what `ip netns delete` does). The kernel frees the namespace and
-    its links once nothing uses it any more. Missing is fine."""
-    path = NETNS_DIR / namespace
-    libc.umount2(bytes(path), MNT_DETACH)
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        pass
 
 
 def write_sysctl(key: str, value) -> None:

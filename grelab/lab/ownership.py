@@ -12,13 +12,13 @@ and on SIGTERM.
 from __future__ import annotations
 
 import atexit
+import ctypes
 import fcntl
 import os
 import re
 import secrets
 import shutil
 import signal
-import subprocess
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +29,9 @@ NETNS_DIR = Path("/run/netns")
 PREFIX = "grelab-"
 # grelab-<6 hex run id>-<node>; the run id is what ties a namespace to its owner.
 NAMESPACE_RE = re.compile(r"^grelab-([0-9a-f]{6})-([A-Za-z0-9_.-]+)$")
+
+_libc = ctypes.CDLL(None, use_errno=True)
+MNT_DETACH = 2
 
 
 def _proc_start_time(pid: int) -> str | None:
@@ -68,12 +71,23 @@ def pids_in_namespace(name: str) -> list[int]:
     return found
 
 
+def delete_namespace(name: str) -> None:
+    """Remove /run/netns/NAME (what `ip netns delete` does, without its process). The kernel frees the
+    namespace and its links once nothing uses it any more. Missing is fine."""
+    path = NETNS_DIR / name
+    _libc.umount2(bytes(path), MNT_DETACH)
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+
+
 def remove_namespace(name: str) -> None:
     """Kill whatever still runs inside the namespace, then delete it. Missing is fine."""
     for pid in pids_in_namespace(name):
         if pid != os.getpid():
             _kill(pid, None)
-    subprocess.run(["ip", "netns", "delete", name], capture_output=True)
+    delete_namespace(name)
 
 
 def grelab_namespaces() -> list[str]:
