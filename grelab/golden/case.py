@@ -28,7 +28,7 @@ class Frame:
 
 @dataclass
 class CaseRecord:
-    """The frames of one case, in time order."""
+    """The frames of one case, in time order: add() them in that order (the recorder does)."""
 
     frames: list[Frame] = field(default_factory=list)
 
@@ -36,13 +36,8 @@ class CaseRecord:
         self.frames.append(Frame(link, time, bytes(data), comment))
 
     def sorted(self) -> list[Frame]:
-        return sorted(self.frames, key=lambda f: f.time)
-
-    def on_link(self, link: str) -> list[Frame]:
-        return [f for f in self.sorted() if f.link == link]
-
-    def links(self) -> list[str]:
-        return sorted({f.link for f in self.frames})
+        """The frames in time order: as added, which already is."""
+        return list(self.frames)
 
 
 def write_pcapng(frames: list[Frame], path: Path) -> None:
