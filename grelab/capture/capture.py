@@ -194,15 +194,22 @@ class Capture:
 
         With neither count nor until, wait the whole timeout (to see that nothing arrives)."""
         deadline = time.monotonic() + timeout
+        # until() (expect's dissecting and decrypting) runs outside the lock, on a copy of the frames taken
+        # under it, so the reader never waits for it; `read` tells whether the reader added anything since.
+        seen: list[Frame] = []
+        while True:
+            with self._changed:
+                seen.extend(self._frames[len(seen):])
+                read = self._frames_read
+            matched = (count is not None and len(seen) >= count) or (until is not None and until(seen))
+            left = deadline - time.monotonic()
+            if matched or left <= 0 or self._error or not self._reader.is_alive():
+                break
+            with self._changed:
+                if self._frames_read == read and not self._error and self._reader.is_alive():
+                    self._changed.wait(left)
         with self._changed:
-            while True:
-                matched = ((count is not None and len(self._frames) >= count)
-                           or (until is not None and until(self._frames)))
-                left = deadline - time.monotonic()
-                if matched or left <= 0 or self._error or not self._reader.is_alive():
-                    break
-                self._changed.wait(left)
-            frames = list(self._frames)
+            frames = list(self._frames)  # all of them: settle's target may count frames read after the copy
         if self._error:
             raise GrelabError(f"capture on {self.end.ifname} failed: {self._error}")
         self._count()

@@ -34,9 +34,10 @@ class _Progress:
         self.seen = 0
 
     def feed(self, frames) -> bool:
-        for frame in frames[self.seen:]:
+        new = frames[self.seen:]
+        for frame in new:
             self._one(frame)
-        self.seen = len(frames)
+        self.seen += len(new)
         return len(self.matched) == len(self.wanted)
 
     def _one(self, frame) -> None:
