@@ -9,6 +9,8 @@ made deterministic for golden pcaps (no TCP timestamps, no random IPv6 flow labe
 """
 from __future__ import annotations
 
+from scapy.utils import mac2str
+
 from grelab.craft.esp import SA
 from grelab.dut.base import Dut
 from grelab.dut.tunnel import esp_transport, gre_tunnel
@@ -21,6 +23,7 @@ H2, R2_LAN, R2_WAN = "2001:db8:2::10", "2001:db8:2::1", "203.0.113.1"
 LAN1, LAN2 = "2001:db8:1::/64", "2001:db8:2::/64"
 
 H1_MAC, H2_MAC = "02:00:00:00:01:10", "02:00:00:00:02:10"
+_H1_MAC_RAW, _H2_MAC_RAW = mac2str(H1_MAC), mac2str(H2_MAC)  # as on the wire
 # Where each golden link is seen: (node, interface).
 LINKS = {"lan1": ("h1", "eth0"), "transit": ("isp", "eth0"), "lan2": ("h2", "eth0")}
 
@@ -66,22 +69,21 @@ def connect(r1: Dut, r2: Dut, esp: bool = False) -> None:
 
 def explain(golden: GoldenRecorder, carrier: str = "IPv4/GRE (0x86DD)") -> None:
     """The story of each link, as comments on the golden's packets."""
-    def from_mac(mac):
-        raw = bytes.fromhex(mac.replace(":", ""))
+    def from_mac(raw):
         return lambda frame: frame[6:12] == raw
-    golden.explain("sent by h1 to h2's office; r1 must carry it through the tunnel", "lan1", from_mac(H1_MAC))
+    golden.explain("sent by h1 to h2's office; r1 must carry it through the tunnel", "lan1", from_mac(_H1_MAC_RAW))
     golden.explain("delivered to h1 by r1, out of the tunnel, hop limit two less", "lan1")
     golden.explain(f"between the offices only {carrier}, carrying exactly one packet a host sent, hop limit one less",
                    "transit")
-    golden.explain("sent by h2 to h1's office; r2 must carry it through the tunnel", "lan2", from_mac(H2_MAC))
+    golden.explain("sent by h2 to h1's office; r2 must carry it through the tunnel", "lan2", from_mac(_H2_MAC_RAW))
     golden.explain("delivered to h2 by r2, out of the tunnel, hop limit two less", "lan2")
 
 
 def sent_by_hosts(golden: GoldenRecorder) -> list[bytes]:
     """The IP packets h1 put on lan1 and h2 put on lan2, in time order: exactly what the tunnel must carry."""
-    sent = [(stamp, data) for link, mac in (("lan1", H1_MAC), ("lan2", H2_MAC))
+    sent = [(stamp, data) for link, mac in (("lan1", _H1_MAC_RAW), ("lan2", _H2_MAC_RAW))
             for stamp, data in golden.frames(link)
-            if data[6:12] == bytes.fromhex(mac.replace(":", "")) and not is_chatter(data)]
+            if data[6:12] == mac and not is_chatter(data)]
     return [data[14:] for _, data in sorted(sent)]
 
 

@@ -14,6 +14,7 @@ import pytest
 from scapy.layers.inet import IP
 from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6EchoRequest, IPv6
 from scapy.layers.l2 import GRE, Ether
+from scapy.utils import mac2str
 
 from grelab.craft.esp import SA, encrypt
 from grelab.dut.tunnel import esp_transport, gre_tunnel
@@ -22,6 +23,7 @@ from grelab.lab.topology import NFT_DROP_TUNNELS, End, Link, Node, Route, Topolo
 
 GRELAB, R1_WAN, H1, FAR_LAN_HOST = "198.51.100.2", "198.51.100.1", "2001:db8:1::10", "2001:db8:2::10"
 GRELAB_MAC, R1_WAN_MAC = "02:00:00:00:0a:02", "02:00:00:00:0a:01"
+_GRELAB_MAC_RAW = mac2str(GRELAB_MAC)
 TO_R1 = SA(0x00003001, "cbc128-sha256", bytes(range(33, 49)), bytes(range(49, 81)), src=GRELAB, dst=R1_WAN)
 FROM_R1 = SA(0x00004001, "cbc128-sha256", bytes(range(81, 97)), bytes(range(97, 129)), src=R1_WAN, dst=GRELAB)
 
@@ -57,7 +59,7 @@ def net(request, duts, lab, golden):
         golden.sas(*sas)
     transit = golden.capture("transit", built, "grelab", "eth0", "ip proto 47 or ip proto 50")
     golden.capture("lan1", built, "h1", "eth0")
-    golden.explain("crafted by grelab, the far GRE endpoint", "transit", lambda f: f[6:12] == _mac(GRELAB_MAC))
+    golden.explain("crafted by grelab, the far GRE endpoint", "transit", lambda f: f[6:12] == _GRELAB_MAC_RAW)
     golden.explain("r1's answer: the reply h1 sent, back in the tunnel, checked field by field", "transit")
     golden.explain("delivered by r1 out of the tunnel to h1, and h1's reply", "lan1")
     return Endpoint(built, sas, transit)
@@ -73,7 +75,3 @@ def test_echo_through_r1(net):
     reply = (Ether(src=R1_WAN_MAC, dst=GRELAB_MAC) / IP(src=R1_WAN, dst=GRELAB, ttl=64, flags="DF") / GRE()
              / IPv6(src=H1, dst=FAR_LAN_HOST, hlim=63) / ICMPv6EchoReply(id=0x4243, seq=7, data=b"from grelab"))
     expect(net.transit, reply, ignore=["IP.id", "IP.chksum"], timeout=3, sas=net.sas)
-
-
-def _mac(text: str) -> bytes:
-    return bytes.fromhex(text.replace(":", ""))
