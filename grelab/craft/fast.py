@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import _ICMPv6
+from scapy.layers.ipsec import ESP
 from scapy.layers.l2 import GRE
 from scapy.packet import Packet
 
@@ -145,27 +146,35 @@ class FastESP:
             next_header = sample[9] if version == 4 else sample[6]
         else:
             next_header = 4 if version == 4 else 41  # tunnel mode: IPv4 or IPv6 in ESP
-        # scapy encrypts the first packet; its bytes up to the SPI are every packet's (same length, same header).
-        first = bytes(esp.encrypt(sa, esp.dissect_ip(sample), seq=first_seq))
-        prefix = first[:len(first) - (len(sample) - keep) - self._overhead(len(sample) - keep)]
+        # scapy encrypts the first packet; its bytes before the ESP header (the IP header, with NAT-T the UDP one)
+        # are every packet's: the packets have the same length and the same header.
+        first = esp.encrypt(sa, esp.dissect_ip(sample), seq=first_seq)
+        raw = bytes(first)
+        prefix = raw[:len(raw) - len(first[ESP])]
         padlen = -(len(sample) - keep + 2) % self.align
         trailer = bytes(range(1, padlen + 1)) + bytes((padlen, next_header))
-        kept = sample[:keep]
+        size, kept = len(sample), sample[:keep]
+
+        def unlike(seq: int) -> InputError:
+            i = seq - first_seq
+            return InputError(f"packet {i}", f"{len(packets[i])} bytes",
+                              f"{size} bytes with the same {'IP header' if keep else 'length'} as packet 0")
+
         out = []
-        for i, packet in enumerate(packets):
-            if len(packet) != len(sample) or packet[:keep] != kept:
-                raise InputError(f"packet {i}", f"{len(packet)} bytes",
-                                 f"{len(sample)} bytes with the same {'IP header' if keep else 'length'} as packet 0")
         seqs = range(first_seq, first_seq + len(packets))
         if algo.scapy_crypt == "AES-GCM":
             aead, salt, spi = self.aead.encrypt, self.salt, self.spi
             for seq, packet in zip(seqs, packets):
+                if len(packet) != size or packet[:keep] != kept:
+                    raise unlike(seq)
                 seq_b = struct.pack("!I", seq)
                 iv = b"\0\0\0\0" + seq_b  # esp.default_iv, inlined: this loop is the hot path
                 out.append(prefix + spi + seq_b + iv + aead(salt + iv, packet[keep:] + trailer, spi + seq_b))
         else:
             cbc = algo.scapy_crypt == "AES-CBC"
             for seq, packet in zip(seqs, packets):
+                if len(packet) != size or packet[:keep] != kept:
+                    raise unlike(seq)
                 iv = esp.default_iv(sa.algorithm, seq)
                 data = packet[keep:] + trailer
                 if cbc:
@@ -176,11 +185,6 @@ class FastESP:
         if sa.nat_t and sa.version == 6:
             out = [_with_udp6_checksum(p) for p in out]
         return out
-
-    def _overhead(self, payload_len: int) -> int:
-        """ESP header + IV + padding + trailer + ICV around payload_len bytes."""
-        algo = self.sa.algo
-        return 8 + algo.iv_len + (-(payload_len + 2) % self.align) + 2 + algo.icv_len
 
 
 def _with_udp6_checksum(packet: bytes) -> bytes:
