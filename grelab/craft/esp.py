@@ -7,6 +7,7 @@ transport or tunnel mode, and optionally NAT traversal in UDP (RFC 3948). The sa
 from __future__ import annotations
 
 import ipaddress
+import struct
 from dataclasses import dataclass
 
 from scapy.layers.inet import IP, UDP
@@ -148,15 +149,41 @@ def decrypt(sa: SA, packet: Packet | bytes) -> Packet:
 
 def decrypt_frame(frame: bytes, sas) -> bytes:
     """An Ethernet frame with its ESP (of one of `sas`, by SPI) decrypted in place: Ethernet / the decrypted
-    packet, as the receiver's stack sees it. Frames without ESP, or of another SA, come back unchanged."""
-    from scapy.layers.l2 import Ether  # here: the rest of this module works on IP packets only
-    ether = Ether(frame)
-    esp = ether.getlayer(ESP)
-    sa = next((sa for sa in sas if esp is not None and sa.spi == esp.spi), None)
+    packet, as the receiver's stack sees it. Frames without ESP, or of another SA, come back unchanged, told
+    from their bytes without dissecting them."""
+    spi = _esp_spi(frame)
+    sa = next((sa for sa in sas if sa.spi == spi), None) if spi is not None else None
     if sa is None:
         return frame
+    from scapy.layers.l2 import Ether  # here: the rest of this module works on IP packets only
+    ether = Ether(frame)
     plain = decrypt(sa, ether.payload.copy())
     return bytes(ether.__class__(dst=ether.dst, src=ether.src, type=ether.type) / plain)
+
+
+_IPV6_EXTENSIONS = (0, 43, 44, 60)  # hop-by-hop, routing, fragment, destination options: ESP may follow them
+
+
+def _esp_spi(frame: bytes) -> int | None:
+    """The SPI of the ESP in an Ethernet frame, read from its bytes: ESP right under the IPv4 header (protocol
+    50), the IPv6 header (next header 50, after any extension headers; in a first fragment) or NAT-T's UDP
+    header (port 4500, RFC 3948). None when there is no ESP there (a zero SPI marks NAT-T's non-ESP)."""
+    ethertype = frame[12:14]
+    if ethertype == b"\x08\x00" and len(frame) >= 34:
+        proto, offset = frame[23], 14 + (frame[14] & 0x0F) * 4
+    elif ethertype == b"\x86\xdd" and len(frame) >= 54:
+        proto, offset = frame[20], 54
+        while proto in _IPV6_EXTENSIONS and len(frame) >= offset + 4:
+            if proto == 44 and int.from_bytes(frame[offset + 2:offset + 4], "big") >> 3:
+                return None  # a later fragment: no ESP header in it
+            proto, offset = frame[offset], offset + (8 if proto == 44 else (frame[offset + 1] + 1) * 8)
+    else:
+        return None
+    if proto == 17 and len(frame) >= offset + 8 and NAT_T_PORT in struct.unpack_from("!HH", frame, offset):
+        offset += 8
+    elif proto != 50:
+        return None
+    return int.from_bytes(frame[offset:offset + 4], "big") if len(frame) >= offset + 4 else None
 
 
 def dissect_ip(raw: bytes) -> Packet:

@@ -41,10 +41,13 @@ class _Progress:
         return len(self.matched) == len(self.wanted)
 
     def _one(self, frame) -> None:
-        raw = decrypt_frame(frame[1], self.sas) if self.sas else frame[1]
-        frame = (frame[0], raw)
-        if self.noise and is_noise(raw):
+        data = frame[1]
+        if self.noise and is_noise(data):  # link chatter is never ESP: not worth decrypting
             return
+        raw = decrypt_frame(data, self.sas) if self.sas else data
+        if self.noise and raw is not data and is_noise(raw):  # chatter that came inside ESP
+            return
+        frame = (frame[0], raw)
         done = len(self.matched)
         pending = self.wanted[done:done + 1] if self.ordered else self.wanted[done:]
         for i, template in enumerate(pending, start=done):
