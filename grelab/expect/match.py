@@ -19,7 +19,7 @@ from grelab.errors import GrelabError
 
 _IGNORE_RE = re.compile(r"^([A-Za-z0-9_]+)(?::(\d+))?\.([A-Za-z0-9_]+)$")
 # Neighbour discovery and MLD (ICMPv6 types 130-137, 143): links chatter for seconds after coming up.
-_NOISE_ICMP6 = set(range(130, 138)) | {143}
+NOISE_ICMP6 = set(range(130, 138)) | {143}
 
 
 def layers(packet: Packet) -> list[tuple[str, Packet]]:
@@ -106,4 +106,4 @@ def is_noise(frame: bytes) -> bool:
     next_header, offset = frame[20], 54
     if next_header == 0:  # hop-by-hop options (MLD carries a router alert)
         next_header, offset = frame[54], 54 + (frame[55] + 1) * 8
-    return next_header == 58 and len(frame) > offset and frame[offset] in _NOISE_ICMP6
+    return next_header == 58 and len(frame) > offset and frame[offset] in NOISE_ICMP6

@@ -22,14 +22,12 @@ from scapy.packet import NoPayload
 from grelab.capture.capture import Capture
 from grelab.craft.esp import SA
 from grelab.craft.esp_sa import esp_sa_row
-from grelab.craft.peel import peel
-from grelab.expect.match import Template, is_noise
+from grelab.craft.peel import Peeled, peel
+from grelab.expect.match import NOISE_ICMP6, Template, is_noise
 from grelab.golden.case import CaseRecord, Frame, write_pcapng
 from grelab.golden.normalize import Normalizer
 from grelab.errors import GrelabError
 from grelab.golden.store import GoldenStore
-
-_CHATTER_ICMP6 = set(range(130, 138)) | {143}  # MLD and neighbour discovery
 
 
 def is_chatter(data: bytes, sas=()) -> bool:
@@ -37,13 +35,18 @@ def is_chatter(data: bytes, sas=()) -> bool:
     if is_noise(data):
         return True
     try:
-        inner = peel(data, sas).passenger
+        peeled = peel(data, sas)
     except GrelabError:  # ESP that does not decrypt is surely not chatter
         return False
-    layer = inner
+    return carries_chatter(peeled)
+
+
+def carries_chatter(peeled: Peeled) -> bool:
+    """The tunnel's passenger is neighbour discovery or MLD."""
+    layer = peeled.passenger
     while layer is not None and not isinstance(layer, NoPayload):
         if isinstance(layer, _ICMPv6):
-            return layer.type in _CHATTER_ICMP6
+            return layer.type in NOISE_ICMP6
         layer = layer.payload
     return False
 
@@ -92,13 +95,20 @@ class GoldenRecorder:
         normalizer = Normalizer(self._sas)
         record = CaseRecord()
         for stamp, link, data in raw:
-            if is_chatter(data, self._sas):
+            if is_noise(data):
                 continue
-            record.add(link, round(stamp - self.start, 6), normalizer.frame(data), self._comment(link, data))
+            try:  # peeled once, for the chatter test and the comment
+                peeled: Peeled | GrelabError = peel(data, self._sas)
+            except GrelabError as exc:  # ESP that does not decrypt is surely not chatter; the comment raises it
+                peeled = exc
+            if isinstance(peeled, Peeled) and carries_chatter(peeled):
+                continue
+            record.add(link, round(stamp - self.start, 6), normalizer.frame(data), self._comment(link, data, peeled))
         return record
 
-    def _comment(self, link: str, data: bytes) -> str:
-        peeled = peel(data, self._sas)
+    def _comment(self, link: str, data: bytes, peeled: Peeled | GrelabError) -> str:
+        if isinstance(peeled, GrelabError):
+            raise peeled
         what = str(peeled) if peeled.gre is not None or peeled.esp_spi is not None else Ether(data).summary()
         for rule_link, match, text in self._rules:
             if rule_link in (None, link) and (match is None or match(data)):
