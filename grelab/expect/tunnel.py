@@ -33,7 +33,7 @@ def expect_tunnel_carries(transit: list[bytes], passengers: list[bytes], sas=(),
             problems.append(f"transit frame {n}: not ESP-protected: {outer.summary()}")
             continue
         try:
-            peeled = peel(frame, sas)
+            peeled = peel(outer, sas)  # the frame parsed once: peel decrypts a copy of its IP layer
         except GrelabError as exc:
             problems.append(f"transit frame {n}: {exc}")
             continue
