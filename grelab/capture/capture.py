@@ -151,7 +151,6 @@ class Capture:
                 err = ctypes.get_errno()
                 if err not in (errno.EAGAIN, errno.EINTR):
                     raise OSError(err, f"recvmmsg: {os.strerror(err)}")
-                self._count()
                 if any(fd_ == self._wake_r for fd_, _ in poller.poll()):
                     return
                 continue
