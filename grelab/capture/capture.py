@@ -101,7 +101,7 @@ class Capture:
             sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, buffer_bytes)
             sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
 
-        self.sock, _ = open_packet_socket(end.namespace, end.ifname, ETH_P_ALL, arm)
+        self.sock = open_packet_socket(end.namespace, end.ifname, ETH_P_ALL, arm)
         ifreq = fcntl.ioctl(self.sock, SIOCGIFMTU, struct.pack("16s16x", end.ifname.encode()))
         mtu = struct.unpack_from("i", ifreq, 16)[0]
         self.slot = mtu + 64  # Ethernet header and VLAN tags: whole frames, jumbo ones too

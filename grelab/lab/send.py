@@ -37,14 +37,14 @@ def check_ours(namespace: str, ifname: str) -> None:
         raise NotOurInterface(f"namespace {namespace!r} does not exist (the lab was torn down?)")
 
 
-def open_packet_socket(namespace: str, ifname: str, protocol: int, before_bind=None) -> tuple[socket.socket, int]:
-    """An AF_PACKET socket bound to ifname inside namespace, and the interface index. before_bind(sock)
-    runs first, while the socket cannot receive anything yet (it is created with protocol 0)."""
+def open_packet_socket(namespace: str, ifname: str, protocol: int, before_bind=None) -> socket.socket:
+    """An AF_PACKET socket bound to ifname inside namespace. before_bind(sock) runs first, while the
+    socket cannot receive anything yet (it is created with protocol 0)."""
     check_ours(namespace, ifname)
 
-    def make() -> tuple[socket.socket, int]:
+    def make() -> socket.socket:
         try:
-            index = socket.if_nametoindex(ifname)
+            socket.if_nametoindex(ifname)  # a missing interface named plainly, before any socket is made
         except OSError:
             raise GrelabError(f"no interface {ifname!r} in namespace {namespace}") from None
         sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
@@ -55,7 +55,7 @@ def open_packet_socket(namespace: str, ifname: str, protocol: int, before_bind=N
         except BaseException:
             sock.close()
             raise
-        return sock, index
+        return sock
 
     return netns.run_in(namespace, make)
 
@@ -85,7 +85,7 @@ class Sender:
 
     def __init__(self, end):
         self.end = end
-        self.sock, self.ifindex = open_packet_socket(end.namespace, end.ifname, 0)  # 0: receive nothing
+        self.sock = open_packet_socket(end.namespace, end.ifname, 0)  # 0: receive nothing
         self._cancel = current_run().defer(self.sock.close, f"sender on {end.namespace}:{end.ifname}")
 
     def send(self, packets, repeat: int = 1) -> int:
