@@ -90,7 +90,9 @@ def test_nftables_rules_and_sysctls_of_a_node():
         with lab.capture("b", "eth0", "udp", direction="in") as cap, lab.sender("a", "eth0") as tx:
             tx.send([to_r(IP(src="192.0.2.1", dst="198.51.100.1") / UDP(sport=40000, dport=port))
                      for port in (40001, 40002)])
-            result = cap.wait(count=2, timeout=0.3)
+            # 40002 arriving tells the router has forwarded what it forwards (40001, sent first, would be ahead)
+            cap.wait(until=lambda frames: any(Ether(data)[UDP].dport == 40002 for _, data in frames), timeout=2)
+            result = cap.settle()
     assert [p[UDP].dport for p in result.packets()] == [40002]
 
 
