@@ -80,3 +80,12 @@ def test_nothing_of_this_run_left_in_the_host_links():
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
     assert "grelab-" not in links
     assert Path(NETNS_DIR).is_dir()
+
+
+def test_a_node_name_asked_twice_in_one_run_gets_two_namespace_names():
+    """A pytest worker's pooled DUT r1 and a test's own r1 exist at once: their namespaces must differ."""
+    from grelab.lab.ownership import NAMESPACE_RE, current_run
+    run = current_run()
+    first, second = run.namespace_name("twice"), run.namespace_name("twice")
+    assert first != second and second == first + ".2"
+    assert NAMESPACE_RE.match(first) and NAMESPACE_RE.match(second)  # a sweep still recognizes both

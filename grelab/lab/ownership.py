@@ -106,12 +106,17 @@ class Run:
     _lock_fd: int
     _cleanups: list[tuple[str, Callable[[], None]]] = field(default_factory=list)
     _mutex: threading.Lock = field(default_factory=threading.Lock)
+    _names_given: dict[str, int] = field(default_factory=dict)
 
     def namespace_name(self, node: str) -> str:
-        """`grelab-<run-id>-<node>`: unique across concurrent runs, and findable after a dead one."""
+        """`grelab-<run-id>-<node>`, or `...-<node>.<n>` for the n-th one of that node in this run: unique
+        across concurrent runs and within this one (a pytest worker's pooled DUT r1 and a test's own r1
+        live side by side), and findable after a dead run."""
         if not re.fullmatch(r"[A-Za-z0-9_.-]{1,40}", node):
             raise ValueError(f"node name {node!r}: use 1-40 of letters, digits, '_', '.', '-'")
-        return f"{PREFIX}{self.id}-{node}"
+        with self._mutex:
+            n = self._names_given[node] = self._names_given.get(node, 0) + 1
+        return f"{PREFIX}{self.id}-{node}" + (f".{n}" if n > 1 else "")
 
     def record_pid(self, pid: int, what: str) -> None:
         """Remember a process this run started (a DUT guest, tcpdump) so a sweep can kill it if we die."""
