@@ -44,11 +44,13 @@ route flush table all proto boot
 route flush table all proto static
 rule flush
 rule add priority 32766 table main"
-  if [ -n "$GRELAB_IP_COPROCESS" ]; then  # both at once: they touch different things
+  # IPv6 first, then the rest, never both at once: a route flush that lists routes while the other
+  # batch deletes their links fails ("Failed to send flush request: No such process").
+  if [ -n "$GRELAB_IP_COPROCESS" ]; then
     ipb_send 6 "$v6"
+    ipb_wait 7 || failed=1
     ipb_send 8 "$v4"
     ipb_wait 9 || failed=1
-    ipb_wait 7 || failed=1  # both drained, always: a marker left behind would end the next reset early
   else
     printf '%s\n' "$v6" | ip -6 -force -batch - 2>&1 > /dev/null || failed=1  # errors, not listings
     printf '%s\n' "$v4" | ip -force -batch - 2>&1 > /dev/null || failed=1
