@@ -7,6 +7,8 @@ Passengers are compared byte for byte except the hop limit (TTL), which each rou
 """
 from __future__ import annotations
 
+import ipaddress
+
 from scapy.layers.inet import IP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.ipsec import ESP
@@ -22,7 +24,8 @@ _FRAME = Ether(src="02:00:00:00:00:00", dst="02:00:00:00:00:00")  # only to comp
 
 def expect_tunnel_carries(transit: list[bytes], passengers: list[bytes], sas=(), proto: int = 0x86DD) -> None:
     """Every transit frame is IPv4 carrying GRE of protocol type `proto` (inside ESP when `sas` are given,
-    and then never plain GRE), and the passengers, in order, are exactly `passengers` (IP packets)."""
+    and then never plain GRE), and the passengers are exactly `passengers` (IP packets), in order within
+    each direction (by source address)."""
     problems, carried = [], []
     for n, frame in enumerate(transit, 1):
         outer = Ether(frame)
@@ -43,19 +46,40 @@ def expect_tunnel_carries(transit: list[bytes], passengers: list[bytes], sas=(),
             problems.append(f"transit frame {n}: GRE protocol type 0x{peeled.gre.proto:04x}, not 0x{proto:04x}: {peeled}")
         else:
             carried.append(bytes(peeled.passenger))
-    want = [_hop_limit_zero(p) for p in passengers]
-    got = [_hop_limit_zero(p) for p in carried]
+    want, got = _by_source(passengers), _by_source(carried)
     if got != want:
-        problems.append(f"the tunnel carried {len(got)} passengers, expected {len(want)}")
-        for n, (w, g) in enumerate(zip(want, got), 1):
-            if w != g:
-                kind = IPv6 if w[0] >> 4 == 6 else IP
-                differences = Template(bytes(_FRAME / kind(w))).differences(_FRAME / kind(g))
-                problems.append(f"  passenger {n}: expected {kind(w).summary()}, carried {kind(g).summary()}")
-                problems.extend(f"    {d}" for d in differences)
-                break
+        problems.append(f"the tunnel carried {len(carried)} passengers, expected {len(passengers)}")
+        for source in sorted(want.keys() | got.keys()):
+            for n, (w, g) in enumerate(zip(want.get(source, []) + [b""], got.get(source, []) + [b""]), 1):
+                if w != g:
+                    problems.append(f"  passenger {n} from {_address(source)}: expected {_summary(w)}, "
+                                    f"carried {_summary(g)}")
+                    if w and g:
+                        kind = IPv6 if w[0] >> 4 == 6 else IP
+                        problems.extend(f"    {d}" for d in Template(bytes(_FRAME / kind(w))).differences(_FRAME / kind(g)))
+                    break
     if problems:
         raise AssertionError("transit does not hold exactly the tunnelled passengers:\n" + "\n".join(problems))
+
+
+def _by_source(packets: list[bytes]) -> dict[bytes, list[bytes]]:
+    """The packets (hop limit zeroed) by source address, in order. Order holds within a direction; two
+    packets crossing in opposite directions (both ends' FINs) may pass the transit either way round."""
+    out: dict[bytes, list[bytes]] = {}
+    for packet in packets:
+        source = packet[8:24] if packet[0] >> 4 == 6 else packet[12:16]
+        out.setdefault(source, []).append(_hop_limit_zero(packet))
+    return out
+
+
+def _address(source: bytes) -> str:
+    return str(ipaddress.ip_address(source))
+
+
+def _summary(packet: bytes) -> str:
+    if not packet:
+        return "nothing"
+    return (IPv6 if packet[0] >> 4 == 6 else IP)(packet).summary()
 
 
 def _hop_limit_zero(packet: bytes) -> bytes:
