@@ -1,14 +1,17 @@
 """grelab's pytest plugin (loaded through the pytest11 entry point): options, markers and fixtures.
 
 Fixtures:
-    duts     duts("r1", "r2") -> DUTs booted once per worker (per name), reset before each case
-    lab      lab(topology) -> a built lab, torn down after the case
-    golden   the case's golden recorder (grelab.golden.recorder): compared, or updated, after the case passes
+    duts          duts("r1", "r2") -> DUTs booted once per worker (per name), reset before each case (side by side)
+    lab           lab(topology) -> a built lab, torn down after the case
+    golden        the case's golden recorder (grelab.golden.recorder): compared, or updated, after the case passes
+    grelab_scope  the case's scope (grelab.scope): what is deferred there is closed when the case ends
+A scenario module gets its `net` fixture from its Scenario (grelab.scenario.spec.Scenario.fixture).
 Options: --dut, --update-golden, --keep-pcaps DIR.
 Markers: needs_esp, needs_ipv6_transport, needs_duts(n): a case the selected DUT cannot run is skipped, saying why.
 """
 from __future__ import annotations
 
+import threading
 import warnings
 from pathlib import Path
 
@@ -53,8 +56,8 @@ class DutPool:
 
     def get(self, name: str, interfaces: tuple[str, ...]):
         dut = self._duts.get(name)
-        if dut is not None and list(dut.interfaces) != list(interfaces):
-            dut.stop()
+        if dut is not None and (list(dut.interfaces) != list(interfaces) or died(dut)):
+            dut.stop()  # a guest that died in an earlier case was reported there; this case gets a new one
             dut = None
         if dut is not None:
             try:
@@ -66,10 +69,45 @@ class DutPool:
         dut = self._duts[name] = self.choice().start(name=name, interfaces=list(interfaces))
         return dut
 
+    def get_many(self, names, interfaces: tuple[str, ...]) -> list:
+        """get() for each name, side by side: a reset waits on its DUT's console, not on the CPU."""
+        if len(names) == 1:
+            return [self.get(names[0], interfaces)]
+        got: dict[str, object] = {}
+        errors: list[BaseException] = []
+
+        def one(name: str) -> None:
+            try:
+                got[name] = self.get(name, interfaces)
+            except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread
+                errors.append(exc)
+        threads = [threading.Thread(target=one, args=(name,), name=f"grelab-dut-{name}") for name in names]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise errors[0]
+        return [got[name] for name in names]
+
+    def dead(self) -> list[tuple[str, str]]:
+        """(name, how it died) of every pooled DUT that died (panicked, exited)."""
+        return [(name, how) for name, dut in self._duts.items() if (how := died(dut))]
+
+    def stop_one(self, name: str) -> None:
+        dut = self._duts.pop(name, None)
+        if dut is not None:
+            dut.stop()
+
     def stop(self) -> None:
         for dut in self._duts.values():
             dut.stop()
         self._duts.clear()
+
+
+def died(dut) -> str | None:
+    """How a DUT died, if it did (DUTs that can tell have a `died` property), else None."""
+    return getattr(dut, "died", None)
 
 
 _POOL = pytest.StashKey[DutPool]()
@@ -112,23 +150,31 @@ def pytest_runtest_setup(item):
 def duts(grelab_dut_pool):
     """duts("r1", "r2", interfaces=("wan", "lan")) -> those DUTs, clean (booted once per worker, else reset)."""
     def get(*names: str, interfaces: tuple[str, ...] = ("wan", "lan")):
-        got = [grelab_dut_pool.get(name, tuple(interfaces)) for name in names]
+        got = grelab_dut_pool.get_many(names, tuple(interfaces))
         return got[0] if len(got) == 1 else got
     return get
 
 
 @pytest.fixture
-def lab():
+def grelab_scope(request):
+    """The case's scope: closed when the case ends, every cleanup run even if one fails. When a DUT died
+    during the case, the case already failed naming that; the lab's cleanups then only remove what is left."""
+    from grelab.lab.ownership import current_run
+    scope = current_run().scope.child(f"case {request.node.nodeid}")
+    yield scope
+    try:
+        scope.close()
+    finally:
+        pool = request.config.stash.get(_POOL, None)
+        for name, _ in pool.dead() if pool is not None else []:
+            pool.stop_one(name)  # nothing of it stays behind for the rest of the run
+
+
+@pytest.fixture
+def lab(grelab_scope):
     """lab(topology) -> the built lab; everything it made is removed after the case."""
     from grelab.lab.build import build
-    built = []
-
-    def make(topology):
-        built.append(build(topology))
-        return built[-1]
-    yield make
-    for one in reversed(built):
-        one.close()
+    return lambda topology: build(topology, scope=grelab_scope)
 
 
 _RECORDER = pytest.StashKey["GoldenRecorder"]()
@@ -144,6 +190,20 @@ def golden(request):
     recorder = GoldenRecorder(GoldenStore(config.rootpath / "pcaps"), scenario, case_file_name(request.node.name), hint)
     request.node.stash[_RECORDER] = recorder
     return recorder
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A case during which a DUT died fails with one error naming how it died (a panic, with the guest's
+    last console lines), whatever symptom the case body saw first (a missing reply, a teardown error)."""
+    report = yield
+    pool = item.config.stash.get(_POOL, None)
+    dead = pool.dead() if pool is not None else []
+    if dead and call.when in ("call", "setup") and report.failed:
+        report.longrepr = "\n\n".join(f"DUT {name} died during this case: {how}" for name, how in dead)
+    elif dead and call.when == "teardown" and report.failed:
+        report.outcome, report.longrepr = "passed", None  # said once, at the call; the lab is gone with it
+    return report
 
 
 @pytest.hookimpl(wrapper=True)

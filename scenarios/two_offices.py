@@ -9,44 +9,19 @@ The plot: h1's echo and a TCP exchange reach h2 and come back, and the transit h
 GRE of protocol type 0x86DD (IPv6) -- or only ESP that decrypts to that GRE -- carrying exactly the IPv6
 packets the hosts sent.
 """
-from typing import NamedTuple
+from grelab.scenario import offices
 
-import pytest
-
-from grelab import hosts, offices
-from grelab.expect.tunnel import expect_tunnel_carries
-
-pytestmark = pytest.mark.needs_duts(2)
+net = offices.two_offices().fixture()
 
 
-class Offices(NamedTuple):
-    lab: object  # the built grelab.lab.build.Lab
-    sas: tuple  # the ESP SAs between r1 and r2, or none
-
-
-@pytest.fixture(params=[pytest.param(False, id="gre"), pytest.param(True, id="gre-in-esp", marks=pytest.mark.needs_esp)])
-def net(request, duts, lab, golden):
-    esp = request.param
-    r1, r2 = duts("r1", "r2")
-    built = lab(offices.topology(r1, r2))
-    offices.connect(r1, r2, esp=esp)
-    for link, (node, ifname) in offices.LINKS.items():
-        golden.capture(link, built, node, ifname)
-    sas = offices.ESP_SAS if esp else ()
-    golden.sas(*sas)
-    offices.explain(golden, "ESP (transport mode) around IPv4/GRE (0x86DD)" if esp else "IPv4/GRE (0x86DD)")
-    return Offices(built, sas)
-
-
-def test_echo(net, golden):
-    reply = hosts.ping6(net.lab, "h1", offices.H2, ident=0x4242, seq=1)
+def test_echo(net):
+    reply = net.ping("h1", "h2")
     assert (reply.source, reply.payload) == (offices.H2, b"grelab echo")
-    transit = offices.transit(golden)
-    assert len(transit) == 2  # the request and the reply, nothing else
-    expect_tunnel_carries(transit, offices.sent_by_hosts(golden), sas=net.sas)
+    assert len(net.transit.frames()) == 2  # the request and the reply, nothing else
+    net.transit.carries_exactly(net.sent_by("h1", "h2"))
 
 
-def test_tcp(net, golden):
-    exchange = hosts.tcp_echo(net.lab, "h1", "h2", offices.H2)
+def test_tcp(net):
+    exchange = net.tcp("h1", "h2")
     assert exchange.echoed == exchange.sent
-    expect_tunnel_carries(offices.transit(golden), offices.sent_by_hosts(golden), sas=net.sas)
+    net.transit.carries_exactly(net.sent_by("h1", "h2"))

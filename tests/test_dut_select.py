@@ -10,29 +10,35 @@ from pathlib import Path
 import pytest
 
 from grelab.dut import doctor, select as selection
-from grelab.dut.base import CommandResult, Dut, DutError
+from grelab.dut.base import Dut, DutError
 from grelab.dut import host
 from grelab.dut.host import Probe, probe
 from grelab.dut.uml import initramfs
 from grelab.dut.uml.guest import Uml
+from grelab.dut.base import Counters
+from grelab.dut.plan import Interface, Plan
 
 
 class EchoDut(Dut):
-    """The smallest DUT a user could write: it runs nothing, but satisfies the interface."""
+    """The smallest DUT a user could write: it keeps the plans it is given, and never sees an iproute2 string."""
 
     capabilities = frozenset({"gre"})
 
     def __init__(self, interfaces=("wan", "lan"), name="dut"):
-        self.name, self.interfaces, self.namespace, self.plugged = name, list(interfaces), "", {}
+        self.name, self.interfaces, self.namespace, self.plugged, self.held = name, list(interfaces), "", {}, Plan()
 
     def plug(self, iface, veth_end):
         self.plugged[iface] = veth_end
 
-    def cmd(self, script, timeout=10.0):
-        return CommandResult(script, 0, script)
+    def apply(self, plan):
+        self.held += plan
+
+    def counters(self):
+        return Counters(links={iface: {"rx_packets": 0} for iface in self.plugged})
 
     def reset(self):
         self.plugged.clear()
+        self.held = Plan()
 
     def stop(self):
         pass
@@ -115,8 +121,9 @@ def test_your_own_dut_by_module_and_class():
     assert choice.factory is EchoDut and choice.capabilities == {"gre"}
     dut = choice.start(name="mine", interfaces=["wan"])
     dut.plug("wan", "grelab-x")
-    assert dut.ip("addr", "add", "192.0.2.1/24", "dev", "wan") == "/sbin/ip addr add 192.0.2.1/24 dev wan"
-    assert dut.plugged == {"wan": "grelab-x"}
+    dut.apply(Plan(interfaces=[Interface("wan", addresses=["192.0.2.1/24"])]))
+    assert dut.held.interfaces == (Interface("wan", addresses=("192.0.2.1/24",)),)
+    assert dut.plugged == {"wan": "grelab-x"} and dut.counters().link("wan") == {"rx_packets": 0}
 
 
 def _entry_points(monkeypatch, **points):

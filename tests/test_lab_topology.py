@@ -2,6 +2,7 @@
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from scapy.layers.inet import ICMP, IP, UDP
@@ -9,6 +10,7 @@ from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6EchoRequest, ICMPv6PacketT
 from scapy.layers.l2 import Ether
 
 from grelab.errors import GrelabError
+from grelab.dut.iproute2 import render
 from grelab.lab import netns
 from grelab.lab.build import build
 from grelab.lab.ownership import NAMESPACE_RE, current_run
@@ -150,8 +152,13 @@ class FakeDut:
     def ip(self, *args):
         return subprocess.run(["ip", "-n", self.namespace, *args], check=True, capture_output=True, text=True).stdout
 
-    def sysctl(self, key, value):
-        netns.run_in(self.namespace, netns.write_sysctl, key, value)
+    def apply(self, plan):
+        """A plan the way a user's DUT could take it: rendered to iproute2 lines and sysctl writes."""
+        rendered = render(plan)
+        for path, value in rendered.sysctls:
+            netns.run_in(self.namespace, lambda: Path(path).write_text(value))
+        subprocess.run(["ip", "-n", self.namespace, "-batch", "-"], input="".join(f"{line.text}\n" for line in rendered.batch),
+                       check=True, capture_output=True, text=True)
 
 
 def test_a_dut_stands_in_for_the_router():

@@ -87,7 +87,9 @@ class CaptureResult:
 class Capture:
     """`with lab.capture("b", "eth0", "icmp6") as cap: ...send...; result = cap.wait(count=10)`."""
 
-    def __init__(self, end, expression: str = "", buffer_bytes: int = 64 << 20, direction: str = "both"):
+    def __init__(self, end, expression: str = "", buffer_bytes: int = 64 << 20, direction: str = "both", scope=None):
+        """scope: where its closing is deferred (grelab.scope.Scope; default the run's): a lab's captures
+        close with the lab, so a case's 64 MiB buffers and reader threads go when the case ends."""
         if direction not in ("both", "in", "out"):
             raise GrelabError(f"capture direction {direction!r}: one of both, in, out")
         self.end, self.expression, self.direction = end, expression, direction
@@ -111,9 +113,10 @@ class Capture:
         self._changed = threading.Condition()
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC)
         self._error: BaseException | None = None
+        self._listeners: list[Callable[[], None]] = []
         self._reader = threading.Thread(target=self._read, name=f"grelab-capture-{end.ifname}", daemon=True)
         self._reader.start()
-        self._cancel = current_run().defer(self._stop, f"capture on {end.namespace}:{end.ifname}")
+        self._cancel = (scope or current_run().scope).defer(self._stop, f"capture on {end.namespace}:{end.ifname}")
 
     def _read(self) -> None:
         try:
@@ -169,6 +172,15 @@ class Capture:
                 self._frames.extend(batch)
                 self._frames_read += count
                 self._changed.notify_all()
+                listeners = list(self._listeners)
+            for listener in listeners:
+                listener()
+
+    def on_frames(self, listener: Callable[[], None]) -> None:
+        """Call listener() (from the reader thread; keep it short) whenever frames arrive: to wait on several
+        captures at once."""
+        with self._changed:
+            self._listeners.append(listener)
 
     def _count(self) -> None:
         """Add the kernel's counters (they reset on every read) to ours."""

@@ -1,11 +1,14 @@
 """What grelab needs from a device under test (DUT), and the result types it hands back.
 
-A DUT is anything that terminates GRE / IPsec and can be configured by shell commands: the host kernel
-in a namespace (grelab.dut.host), a user-mode-linux guest (grelab.dut.uml), or your own (your daemon,
-your router namespace, a box on a cable). To plug in your own, subclass `Dut`, implement the abstract
-members, and name it with `--dut your.module:YourClass`, or register it in your package's metadata
-under the entry point group `grelab.dut` and pass that name (see grelab.dut.select). Your constructor
-is called as `YourClass(interfaces=["wan", "lan"], name="r1")`; set `capabilities` to what it can do.
+A DUT is a tunnel endpoint you can apply a plan to: `apply(plan)` makes it hold what a grelab.dut.plan.Plan
+says (interfaces, GRE tunnels, routes, rules, sysctls, xfrm states and policies, filters), `reset()` takes
+it all away again, `counters()` reads what it counted, and `plug()` wires its interfaces to the lab. That
+is all grelab asks: your DUT (a strongSwan or FRR container, a router over SSH, a box on a cable)
+implements those and never sees an iproute2 string. Name it with `--dut your.module:YourClass`, or
+register it in your package's metadata under the entry point group `grelab.dut` and pass that name (see
+grelab.dut.select). Your constructor is called as `YourClass(interfaces=["wan", "lan"], name="r1")`; set
+`capabilities` to what it can do. A DUT with a Linux shell gets `apply` and `counters` for free by
+subclassing `ShellDut` and implementing `cmd` (the plan goes to it as one script, in one round trip).
 
 How the lab wires a DUT in: the DUT makes a network namespace (`namespace`) on this host where the
 host-side ends of its interfaces live. For each DUT interface the lab creates a veth end inside that
@@ -16,10 +19,13 @@ between tests.
 """
 from __future__ import annotations
 
+import re
 import shlex
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
+from grelab.dut.iproute2 import Line, Rendered, render
+from grelab.dut.plan import Plan, sysctl_path
 from grelab.errors import GrelabError
 
 
@@ -48,6 +54,10 @@ class DutCommandError(DutError):
         super().__init__(f"DUT {dut}: `{result.command}` exited {result.status}: {result.output.strip() or '(no output)'}")
 
 
+class DutApplyError(DutError):
+    """A plan item the DUT refused; names the item, the command it became and what the DUT said."""
+
+
 # One round trip for every counter a test asserts on, printed in sections the parser splits on.
 COUNTERS_SCRIPT = (
     "cd /sys/class/net && grep -r . */statistics/; echo @@xfrm; cat /proc/net/xfrm_stat 2>/dev/null; "
@@ -55,8 +65,8 @@ COUNTERS_SCRIPT = (
 )
 
 
-def parse_counters(text: str) -> dict:
-    """COUNTERS_SCRIPT's output as {"links": {iface: {stat: n}}, "xfrm": {name: n}, "snmp": {name: n}}.
+def parse_counters(text: str) -> "Counters":
+    """COUNTERS_SCRIPT's output as Counters: links {iface: {stat: n}}, xfrm {name: n}, snmp {name: n}.
 
     Link stats use the kernel's names (rx_errors, rx_crc_errors, rx_fifo_errors, rx_dropped, ...);
     SNMP names are nstat's (IpInReceives, Icmp6InEchos, TcpExtTCPTimeouts, ...)."""
@@ -87,32 +97,41 @@ def parse_counters(text: str) -> dict:
             else:
                 snmp.update({proto + name: int(v) for name, v in zip(header[1:], fields)})
                 header = None
-    return {"links": links, "xfrm": xfrm, "snmp": snmp}
+    return Counters(links, xfrm, snmp)
 
 
-def counter_delta(before: dict, after: dict) -> dict:
-    """after - before, section by section, keeping only what moved (a test's "which counter said so")."""
-    out = {}
-    for section in ("xfrm", "snmp"):
-        out[section] = {k: v - before[section].get(k, 0) for k, v in after[section].items()
-                        if v != before[section].get(k, 0)}
-    out["links"] = {}
-    for iface, stats in after["links"].items():
-        old = before["links"].get(iface, {})
-        moved = {k: v - old.get(k, 0) for k, v in stats.items() if v != old.get(k, 0)}
-        if moved:
-            out["links"][iface] = moved
-    return out
+class Counters(dict):
+    """What a DUT counted: {"links": {iface: {stat: n}}, "xfrm": {name: n}, "snmp": {name: n}}.
+
+    `later.delta(earlier)` keeps only what moved, by how much: the "which counter said so" of a test."""
+
+    def __init__(self, links=None, xfrm=None, snmp=None):
+        super().__init__(links=links or {}, xfrm=xfrm or {}, snmp=snmp or {})
+
+    def delta(self, earlier: "Counters") -> "Counters":
+        moved = {}
+        for section in ("xfrm", "snmp"):
+            moved[section] = {k: v - earlier[section].get(k, 0) for k, v in self[section].items()
+                              if v != earlier[section].get(k, 0)}
+        links = {}
+        for iface, stats in self["links"].items():
+            old = earlier["links"].get(iface, {})
+            changed = {k: v - old.get(k, 0) for k, v in stats.items() if v != old.get(k, 0)}
+            if changed:
+                links[iface] = changed
+        return Counters(links, moved["xfrm"], moved["snmp"])
+
+    def link(self, iface: str) -> dict[str, int]:
+        return self["links"].get(iface, {})
 
 
-def sysctl_path(key: str) -> str:
-    """/proc/sys path of a sysctl named with dots (net.ipv4.ip_forward) or slashes (net/ipv4/conf/eth0.5/...)."""
-    return "/proc/sys/" + (key if "/" in key else key.replace(".", "/"))
+def counter_delta(before: dict, after: dict) -> Counters:
+    """after - before, section by section, keeping only what moved."""
+    return Counters(**after).delta(Counters(**before))
 
 
 class Dut(ABC):
-    """A device under test. Subclass it to bring your own; `ip`, `sysctl`, `check` and `counters` work
-    through `cmd` on anything with a Linux shell (override them if yours has none)."""
+    """A device under test: a tunnel endpoint you can apply a plan to. Subclass it to bring your own."""
 
     name: str
     """Short name for messages, e.g. "r1"."""
@@ -129,18 +148,67 @@ class Dut(ABC):
         """Take over `veth_end` (a veth end the lab made inside `namespace`) as interface `iface`."""
 
     @abstractmethod
-    def cmd(self, script: str, timeout: float = 10.0) -> CommandResult:
-        """Run a shell script in the DUT and return its status and output; raise DutError if the DUT
-        itself fails (dies, hangs past timeout), never for a non-zero status."""
+    def apply(self, plan: Plan) -> None:
+        """Make the DUT hold what `plan` says, on top of what it holds (in one round trip where it can);
+        raise DutApplyError naming the plan item it refused."""
 
     @abstractmethod
     def reset(self) -> None:
-        """Back to the state right after start: no tunnels, SAs, policies, rules, addresses, routes; the
-        interfaces up; sysctls set through `sysctl()` restored. Fast (tens of ms): it runs between tests."""
+        """Back to the state right after start: nothing any plan added remains (tunnels, SAs, policies, rules,
+        addresses, routes, filters); the interfaces up; sysctls restored. Fast (tens of ms): it runs between tests."""
+
+    @abstractmethod
+    def counters(self) -> Counters:
+        """Per-interface link statistics, /proc/net/xfrm_stat and SNMP counters (see Counters), counted since
+        the DUT started: compare two readings with `later.delta(earlier)`."""
 
     @abstractmethod
     def stop(self) -> None:
         """Stop the DUT and remove what it made (idempotent)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def apply_failures(dut: str, rendered: Rendered, failed: dict[int, str], batch6: bool = False) -> list[str]:
+    """{1-based batch line: what ip said} as lines naming each refused plan item."""
+    lines = rendered.batch6 if batch6 else rendered.batch
+    out = []
+    for number, said in sorted(failed.items()):
+        line: Line | None = lines[number - 1] if 0 < number <= len(lines) else None
+        if line is None:
+            out.append(f"line {number}: {said}")
+        else:
+            out.append(f"`ip {'-6 ' if batch6 else ''}{line.text}` (from {line.item!r}): {said or 'failed'}")
+    return out
+
+
+def ip_batch_failures(output: str) -> dict[int, str]:
+    """`ip -force -batch` output -> {line number: the messages before its "Command failed -:N"} (or the UML
+    guest's "@@failed N", numbered within the batch already)."""
+    failed, said = {}, []
+    for text in output.splitlines():
+        m = re.match(r"(?:Command failed -:|@@failed )(-?\d+)", text)
+        if m:
+            failed[int(m.group(1))] = " ".join(said).strip()
+            said = []
+        elif text.strip():
+            said.append(text.strip())
+    return failed
+
+
+class ShellDut(Dut):
+    """A DUT with a Linux shell: implement `cmd` (and plug, reset, stop). `apply` sends the whole plan as one
+    script (sysctls as shell builtins, iproute2's lines through one `ip -batch`), `counters` reads the kernel's
+    counters in one script, `ip` and `sysctl` are there for what a plan cannot say."""
+
+    @abstractmethod
+    def cmd(self, script: str, timeout: float = 10.0) -> CommandResult:
+        """Run a shell script in the DUT and return its status and output; raise DutError if the DUT
+        itself fails (dies, hangs past timeout), never for a non-zero status."""
 
     def check(self, script: str, timeout: float = 10.0) -> str:
         """Run a shell script in the DUT; return its output, or raise DutCommandError if it failed."""
@@ -154,29 +222,76 @@ class Dut(ABC):
         return self.check("/sbin/ip " + shlex.join(args))
 
     def sysctl(self, key: str, value) -> None:
-        """Set a sysctl in the DUT; reset() puts back the value it had before the first change.
+        """Set one sysctl in the DUT; reset() puts back the value it had before the first change."""
+        self.apply(Plan(sysctls={key: value}))
 
-        Through /proc/sys with shell builtins: no process to start (each costs tens of ms in UML)."""
-        path = shlex.quote(sysctl_path(key))
-        saved = self.__dict__.setdefault("_sysctl_saved", {})
-        if key not in saved:
-            # procfs answers a 1-byte read with the first byte then EOF: `read` fails yet sets v.
-            saved[key] = self.check(f"{{ read -r v || [ -n \"$v\" ]; }} < {path} && echo \"$v\"").strip()
-        self.check(f"echo {shlex.quote(str(value))} > {path}")
+    # What every sysctl a plan changed held at boot ({/proc/sys path: value}), learnt at its first change
+    # (by `cat`: the shell's `read` takes procfs sysctls one byte at a time, and procfs answers a read past
+    # the start with EOF, so `read` would keep "6" of "64"); and those changed since the last reset.
+    def _sysctl_state(self) -> tuple[dict[str, str], set[str]]:
+        return self.__dict__.setdefault("_sysctl_boot", {}), self.__dict__.setdefault("_sysctl_changed", set())
+
+    def _sysctl_script(self, rendered: Rendered) -> tuple[list[str], str, str]:
+        """(paths whose boot value the script prints first, the lines that print them, the lines writing
+        the early sysctls) for an apply script; records the paths as changed."""
+        boot, changed = self._sysctl_state()
+        paths = [p for p, _ in rendered.sysctls + rendered.late_sysctls]
+        unknown = [p for p in dict.fromkeys(paths) if p not in boot]
+        changed.update(paths)
+        learn = f"cat {' '.join(map(shlex.quote, unknown))} || echo '@@sysctl-unreadable'\n" if unknown else ""
+        return unknown, learn, "".join(_write(p, v) for p, v in rendered.sysctls)
+
+    def _learn_sysctls(self, unknown: list[str], values: list[str]) -> None:
+        boot, _ = self._sysctl_state()
+        if len(values) != len(unknown):
+            raise DutError(f"DUT {self.name}: could not read sysctls {unknown}: {values}")
+        boot.update(zip(unknown, values))
 
     def _sysctl_restore_script(self) -> str:
-        """Shell lines putting back every sysctl changed since the last reset (and forgetting them)."""
-        saved = self.__dict__.pop("_sysctl_saved", {})
-        return "".join(f"echo {shlex.quote(v)} > {shlex.quote(sysctl_path(k))}\n" for k, v in saved.items())
+        """Shell lines putting back every sysctl changed since the last reset (one of a device gone is skipped)."""
+        boot, changed = self._sysctl_state()
+        lines = "".join(f"[ ! -e {shlex.quote(p)} ] || echo {shlex.quote(boot[p])} > {shlex.quote(p)}\n"
+                        for p in sorted(changed) if p in boot)
+        changed.clear()
+        return lines
 
-    def counters(self) -> dict:
-        """Per-interface link statistics, /proc/net/xfrm_stat and SNMP counters (see parse_counters).
+    def apply(self, plan: Plan) -> None:
+        rendered = render(plan)
+        unknown, learn, early = self._sysctl_script(rendered)
+        script = learn + "echo @@learnt\n" + early + _batch_here(rendered.batch, "") + "echo @@batch6\n"
+        script += _batch_here(rendered.batch6, "-6 ") + "echo @@late\n"
+        script += "".join(_write(p, v) for p, v in rendered.late_sysctls) + self._filter_script(rendered)
+        result = self.cmd(script)
+        self._check_applied(rendered, unknown, result.output, result.ok)
 
-        They count since the DUT started; compare two readings with counter_delta()."""
+    def _filter_script(self, rendered: Rendered) -> str:
+        """Shell lines loading the plan's filters: nft (override for a DUT with iptables only)."""
+        text = rendered.nft()
+        return f"nft -f - <<'GRELAB_EOF'\n{text}GRELAB_EOF\n" if text else ""
+
+    def _check_applied(self, rendered: Rendered, unknown: list[str], output: str, ok: bool) -> None:
+        learnt, _, rest = output.partition("@@learnt")
+        self._learn_sysctls(unknown, learnt.split())
+        batch, _, rest = rest.partition("@@batch6")
+        batch6, _, late = rest.partition("@@late")
+        problems = apply_failures(self.name, rendered, ip_batch_failures(batch))
+        problems += apply_failures(self.name, rendered, ip_batch_failures(batch6), batch6=True)
+        problems += [line[2:] for line in output.splitlines() if line.startswith(("@@sysctl-failed", "@@died"))]
+        if not ok or problems:
+            said = late.strip() or batch.strip()
+            raise DutApplyError(f"DUT {self.name} refused part of the plan:\n  " +
+                                "\n  ".join(problems or [f"`{said}`"]))
+
+    def counters(self) -> Counters:
         return parse_counters(self.check(COUNTERS_SCRIPT))
 
-    def __enter__(self):
-        return self
 
-    def __exit__(self, *exc) -> None:
-        self.stop()
+def _write(path: str, value: str) -> str:
+    return f"echo {shlex.quote(str(value))} > {shlex.quote(path)} || echo '@@sysctl-failed: {path}'\n"
+
+
+def _batch_here(lines, option: str) -> str:
+    if not lines:
+        return ""
+    body = "".join(line.text + "\n" for line in lines)
+    return f"/sbin/ip {option}-force -batch - <<'GRELAB_EOF' 2>&1\n{body}GRELAB_EOF\n"

@@ -1,19 +1,23 @@
 """The `host` DUT: a namespace on this machine's own kernel. Cheapest of all, when the kernel can do GRE and ESP.
 
 The lab's veth ends are renamed to the DUT's interface names in the namespace, and commands run there
-through `ip netns exec` (which also gives them the namespace's own /sys). Whether the kernel can do it
+through `ip netns exec` (which also gives them the namespace's own /sys). A plan is applied as one script
+there (ShellDut.apply): one `ip -batch` for its iproute2 lines, `nft -f` for its filters. Whether the kernel can do it
 is found out, not assumed: `probe()` tries a GRE link and an ESP state in a throw-away namespace.
 """
 from __future__ import annotations
 
 import functools
 import shlex
+import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from grelab.dut.base import CommandResult, Dut, DutError
-from grelab.dut.plumbing import ip_batch, make_namespace
+from grelab.dut.base import CommandResult, DutError, ShellDut
+from grelab.dut.plumbing import make_namespace
+from grelab.lab import netns
+from grelab.lab.rtnl import Rtnl
 
 RESET_SCRIPT = Path(__file__).parent / "reset.sh"
 # Each tried in a namespace that exists only for the probe (unshare -n): nothing to clean up.
@@ -56,7 +60,7 @@ def probe() -> Probe:
     return Probe(frozenset(have | {"several"}) if have else frozenset(), missing)
 
 
-class Host(Dut):
+class Host(ShellDut):
     """A namespace of the host kernel as the DUT. Raises DutError, saying what is missing, if it cannot be one."""
 
     def __init__(self, interfaces=("wan", "lan"), name: str = "dut"):
@@ -73,8 +77,14 @@ class Host(Dut):
     def plug(self, iface: str, veth_end: str) -> None:
         if iface not in self.interfaces:
             raise DutError(f"DUT {self.name} has no interface {iface!r}; it has {', '.join(self.interfaces)}")
-        ip_batch(self.namespace, [f"link set dev {veth_end} down", f"link set dev {veth_end} name {iface}",
-                                  f"link set dev {iface} up"])
+
+        def rename() -> None:  # the veth end is down: renamed and brought up in one message
+            rtnl = Rtnl()
+            try:
+                rtnl.set_link(socket.if_nametoindex(veth_end), name=iface)
+            finally:
+                rtnl.close()
+        netns.run_in(self.namespace, rename)
 
     def cmd(self, script: str, timeout: float = 10.0) -> CommandResult:
         try:

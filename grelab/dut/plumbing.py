@@ -6,15 +6,16 @@ from typing import Callable
 
 from grelab.dut.base import DutError
 from grelab.lab.ownership import current_run, remove_namespace
+from grelab.scope import Scope
 
 
-def make_namespace(node: str, setup: str) -> tuple[str, Callable[[], None]]:
-    """A fresh namespace of this run, its removal deferred at once, `setup` (a shell script) run in it
-    before any link exists; returns (name, remove-it-now)."""
+def make_namespace(node: str, setup: str, scope: Scope | None = None) -> tuple[str, Callable[[], None]]:
+    """A fresh namespace of this run, its removal deferred at once (in `scope`, else the run's), `setup` (a
+    shell script) run in it before any link exists; returns (name, remove-it-now)."""
     run = current_run()
     name = run.namespace_name(node)
     subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
-    remove = run.defer(lambda: remove_namespace(name), f"namespace {name}")
+    remove = (scope or run.scope).defer(lambda: remove_namespace(name), f"namespace {name}")
     in_namespace(name, setup)
     return name, remove
 

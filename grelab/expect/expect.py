@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from grelab.capture.capture import Capture, CaptureResult
 from grelab.craft.esp import decrypt_frame
-from grelab.expect.match import Template, is_noise
+from grelab.expect.match import Template, is_chatter, is_noise
 from grelab.expect.report import failure_report, silence_report
 
 
@@ -88,12 +88,13 @@ def expect(capture: Capture, packets, ignore=(), count: int = 1, ordered: bool =
     return CaptureResult(progress.matched, True, result.passed, result.dropped, result.ifname).packets()
 
 
-def expect_none(capture: Capture, packets=None, ignore=(), within: float = 0.2, noise: bool = True) -> None:
-    """Nothing (matching the templates, if given) arrives within `within` seconds; ARP/ND/MLD do not count."""
+def expect_none(capture: Capture, packets=None, ignore=(), within: float = 0.2, noise: bool = True, sas=()) -> None:
+    """Nothing (matching the templates, if given) arrives within `within` seconds; ARP/ND/MLD do not count,
+    on the link or carried inside a tunnel (GRE, or ESP of `sas`)."""
     templates = _templates(packets, ignore) if packets is not None else []
     result = capture.wait(timeout=within)
     offending = [raw for _, raw in result.frames
-                 if not (noise and is_noise(raw)) and (not templates or any(t.matches(raw) for t in templates))]
+                 if not (noise and is_chatter(raw, sas)) and (not templates or any(t.matches(raw) for t in templates))]
     if result.dropped or offending:
         what = f"{len(offending)} frames arrived where none should" if offending else \
             f"the capture dropped {result.dropped} frames: cannot tell that nothing arrived"

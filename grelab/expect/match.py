@@ -107,3 +107,28 @@ def is_noise(frame: bytes) -> bool:
     if next_header == 0:  # hop-by-hop options (MLD carries a router alert)
         next_header, offset = frame[54], 54 + (frame[55] + 1) * 8
     return next_header == 58 and len(frame) > offset and frame[offset] in NOISE_ICMP6
+
+
+def is_chatter(data: bytes, sas=()) -> bool:
+    """Link chatter, on the link itself or carried inside a tunnel (GRE, ESP of `sas`): not the traffic a
+    case is about."""
+    if is_noise(data):
+        return True
+    from grelab.craft.peel import peel  # here: peel is the heavier import, needed only past the cheap test
+    try:
+        peeled = peel(data, sas)
+    except GrelabError:  # ESP that does not decrypt is surely not chatter
+        return False
+    return carries_chatter(peeled)
+
+
+def carries_chatter(peeled) -> bool:
+    """The tunnel's passenger (of a grelab.craft.peel.Peeled) is neighbour discovery or MLD."""
+    from scapy.layers.inet6 import _ICMPv6  # the base of every ICMPv6 message class
+    from scapy.packet import NoPayload
+    layer = peeled.passenger
+    while layer is not None and not isinstance(layer, NoPayload):
+        if isinstance(layer, _ICMPv6):
+            return layer.type in NOISE_ICMP6
+        layer = layer.payload
+    return False

@@ -15,40 +15,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from scapy.layers.inet6 import _ICMPv6  # the base of every ICMPv6 message class
 from scapy.layers.l2 import Ether
-from scapy.packet import NoPayload
 
 from grelab.capture.capture import Capture
 from grelab.craft.esp import SA
 from grelab.craft.esp_sa import esp_sa_row
 from grelab.craft.peel import Peeled, peel
-from grelab.expect.match import NOISE_ICMP6, Template, is_noise
+from grelab.expect.match import Template, carries_chatter, is_chatter, is_noise  # noqa: F401 - is_chatter re-exported
 from grelab.golden.case import CaseRecord, Frame, write_pcapng
 from grelab.golden.normalize import Normalizer
 from grelab.errors import GrelabError
 from grelab.golden.store import GoldenStore
-
-
-def is_chatter(data: bytes, sas=()) -> bool:
-    """Link chatter, on the link itself or carried inside a tunnel: not the traffic a case is about."""
-    if is_noise(data):
-        return True
-    try:
-        peeled = peel(data, sas)
-    except GrelabError:  # ESP that does not decrypt is surely not chatter
-        return False
-    return carries_chatter(peeled)
-
-
-def carries_chatter(peeled: Peeled) -> bool:
-    """The tunnel's passenger is neighbour discovery or MLD."""
-    layer = peeled.passenger
-    while layer is not None and not isinstance(layer, NoPayload):
-        if isinstance(layer, _ICMPv6):
-            return layer.type in NOISE_ICMP6
-        layer = layer.payload
-    return False
 
 
 class GoldenRecorder:

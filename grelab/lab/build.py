@@ -8,8 +8,13 @@ socket stays in the namespace it was made in); no `ip` processes, so A-R-B is up
 
 A node with `dut=` is a device under test that owns its namespace: the lab creates the veth end
 there under a temporary name, hands it over with `dut.plug(ifname, temp_name)`, and configures it
-through `dut.ip(...)` and `dut.sysctl(...)`; at teardown it deletes that veth end (which removes
-the pair), and leaves the DUT's namespace alone.
+with one plan (`dut.apply`): its interfaces' MACs, MTUs and addresses, routes, sysctls, and whatever the
+node's own `plan` adds (tunnels, SAs), so a case costs each DUT one round trip. The DUTs are configured
+side by side. At teardown the lab deletes that veth end (which removes the pair), and leaves the DUT's
+namespace alone.
+
+Everything the lab makes is deferred in its scope (grelab.scope), a child of the caller's (a case's) or
+of the run's.
 """
 from __future__ import annotations
 
@@ -27,12 +32,15 @@ import time
 from dataclasses import dataclass
 
 
+from grelab.dut.plan import Interface, Plan
+from grelab.dut.plan import Route as PlanRoute
 from grelab.errors import GrelabError
 from grelab.lab import netns
 from grelab.lab.ownership import NETNS_DIR, Run, current_run
 from grelab.lab.rtnl import RTMGRP_LINK, Rtnl
 from grelab.lab.send import Sender
 from grelab.lab.topology import End, Link, Node, Route, Topology
+from grelab.scope import Scope
 
 SIOCETHTOOL, ETHTOOL_STXCSUM = 0x8946, 0x17
 LINKS_READY_S = 5.0  # how long links may take to be reported running (a DUT's side included)
@@ -54,13 +62,13 @@ class LinkEnd:
 class Lab:
     """A built topology. Close it (or leave the `with` block) to remove everything it made."""
 
-    def __init__(self, topology: Topology, run: Run, number: int):
+    def __init__(self, topology: Topology, run: Run, number: int, scope: Scope):
         self.topology = topology
         self.run = run
         self.number = number
+        self.scope = scope
         self.namespaces: dict[str, str] = {}  # node name -> network namespace name
         self._ends: dict[tuple[str, str], LinkEnd] = {}
-        self._cleanups = []
         self._created_names: dict[tuple[str, str], str] = {}  # (node, ifname) -> name at creation
 
     def namespace(self, node: str) -> str:
@@ -83,17 +91,17 @@ class Lab:
         return Sender(self.link_end(node, ifname))
 
     def capture(self, node: str, ifname: str, expression: str = "", **options):
-        """A Capture armed on node:ifname (options: buffer_bytes, direction)."""
+        """A Capture armed on node:ifname (options: buffer_bytes, direction), closed with the lab at the latest."""
         from grelab.capture.capture import Capture  # here: grelab.capture imports grelab.lab
+        options.setdefault("scope", self.scope)
         return Capture(self.link_end(node, ifname), expression, **options)
 
     def close(self) -> None:
-        """Tear down, newest resource first."""
-        while self._cleanups:
-            self._cleanups.pop()()
+        """Tear down, newest resource first; every step runs even if one fails (ScopeError names those)."""
+        self.scope.close()
 
     def _defer(self, cleanup, what: str) -> None:
-        self._cleanups.append(self.run.defer(cleanup, what))
+        self.scope.defer(cleanup, what)
 
     def __enter__(self) -> "Lab":
         return self
@@ -102,12 +110,14 @@ class Lab:
         self.close()
 
 
-def build(topology: Topology) -> Lab:
-    """Create every namespace, link, address, route, sysctl and ruleset of `topology`."""
+def build(topology: Topology, scope: Scope | None = None) -> Lab:
+    """Create every namespace, link, address, route, sysctl and ruleset of `topology`; its cleanups go into
+    a child of `scope` (default: the run's)."""
     _check(topology)
     run = current_run()
     with _numbers_lock:
-        lab = Lab(topology, run, next(_lab_numbers))
+        number = next(_lab_numbers)
+    lab = Lab(topology, run, number, (scope or run.scope).child(f"lab {number}"))
     try:
         _build(lab)
     except BaseException:
@@ -122,7 +132,9 @@ def _check(topology: Topology) -> None:
         raise GrelabError(f"node names repeat: {names}")
     for node in topology.nodes:
         if node.dut is not None and node.nft:
-            raise GrelabError(f"node {node.name}: nftables rules on a DUT node are the DUT's to load")
+            raise GrelabError(f"node {node.name}: nftables rules on a DUT node are the DUT's to load (Plan filters)")
+        if node.dut is None and node.plan is not None:
+            raise GrelabError(f"node {node.name}: a plan is for a DUT node; this one is a namespace")
     seen = set()
     for link in topology.links:
         for end in (link.a, link.b):
@@ -149,9 +161,7 @@ def _build(lab: Lab) -> None:
     try:
         for node, ifname, temp, index in to_plug:
             _plug(lab, node, ifname, temp, index)
-        for node in topology.nodes:
-            if node.dut is not None:
-                _configure_dut(lab, node)
+        _apply_side_by_side([(node.dut, dut_plan(lab, node)) for node in topology.nodes if node.dut is not None])
         deadline = time.monotonic() + LINKS_READY_S
         for node, monitor, indexes in monitors:
             monitor.wait_running(indexes, deadline, f"node {node.name}")
@@ -265,6 +275,8 @@ def _plug(lab: Lab, node: Node, ifname: str, temp: str, index: int) -> None:
     namespace = lab.namespaces[node.name]
 
     def unplug() -> None:  # the DUT's namespace outlives the lab: delete the pair now, by index
+        if not (NETNS_DIR / namespace).exists():
+            return  # the DUT is gone (stopped after a panic), and its namespace with the pair in it
         def delete() -> None:
             rtnl = Rtnl()
             try:
@@ -280,33 +292,39 @@ def _plug(lab: Lab, node: Node, ifname: str, temp: str, index: int) -> None:
     node.dut.plug(ifname, temp)
 
 
-def _configure_dut(lab: Lab, node: Node) -> None:
-    dut = node.dut
-    for key, value in node.sysctls.items():
-        dut.sysctl(key, value)
+def dut_plan(lab: Lab, node: Node) -> Plan:
+    """What a DUT node of the lab holds: its interfaces with the lab's MACs (so link_end(...).mac is what
+    the DUT really sends from, and frames repeat run to run), MTUs and addresses; its routes and sysctls
+    (forwarding for a router); then the node's own plan."""
+    interfaces = tuple(Interface(end.ifname, lab.link_end(end.node, end.ifname).mac, link.mtu, tuple(end.addresses))
+                       for link in lab.topology.links for end in (link.a, link.b) if end.node == node.name)
+    sysctls = dict(node.sysctls)
     if node.forwarding:
-        dut.sysctl("net.ipv4.ip_forward", "1")
-        dut.sysctl("net.ipv6.conf.all.forwarding", "1")
-    for link in lab.topology.links:
-        for end in (link.a, link.b):
-            if end.node == node.name:
-                # The DUT's own interface takes the end's MAC (the veth behind its bridge keeps another), so
-                # link_end(...).mac is what the DUT really sends from, and frames repeat run to run.
-                mac = lab.link_end(end.node, end.ifname).mac
-                dut.ip("link", "set", "dev", end.ifname, "down")  # some drivers (UML's) refuse a new MAC while up
-                # As in the lab's namespaces: no duplicate address detection, or the link-local address the
-                # link gets on coming up stays tentative for a second or two, and with it neighbour discovery.
-                dut.sysctl(f"net.ipv6.conf.{end.ifname}.accept_dad", "0")
-                dut.ip("link", "set", "dev", end.ifname, "address", mac, "mtu", str(link.mtu), "up")
-                for address in end.addresses:  # nodad: usable at once, like the lab's own IPv6 addresses
-                    dut.ip("addr", "add", address, "dev", end.ifname, *(["nodad"] if ":" in address else []))
-    for route in node.routes:
-        args = ["route", "add", _destination(route)]
-        if route.via:
-            args += ["via", route.via]
-        if route.dev:
-            args += ["dev", route.dev]
-        dut.ip(*args)
+        sysctls.update({"net.ipv4.ip_forward": "1", "net.ipv6.conf.all.forwarding": "1"})
+    routes = tuple(PlanRoute(_destination(r), via=r.via, dev=r.dev) for r in node.routes)
+    return Plan(interfaces=interfaces, routes=routes, sysctls=sysctls) + (node.plan or Plan())
+
+
+def _apply_side_by_side(work: list) -> None:
+    """dut.apply(plan) for each pair, the DUTs at once (each waits on its own console): the first error wins."""
+    if len(work) <= 1:
+        for dut, plan in work:
+            dut.apply(plan)
+        return
+    errors: list[BaseException] = []
+
+    def one(dut, plan) -> None:
+        try:
+            dut.apply(plan)
+        except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread
+            errors.append(exc)
+    threads = [threading.Thread(target=one, args=pair, name=f"grelab-apply-{pair[0].name}") for pair in work]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
 
 
 def _run(argv: list[str], stdin: str) -> None:

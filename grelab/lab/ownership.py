@@ -5,9 +5,9 @@ A run is one Python process (a pytest worker, a `grelab` command). It holds an f
 even by SIGKILL, so a later run knows for certain which runs are dead and removes what they left:
 their namespaces (`grelab-<run-id>-<node>`) and every process still inside them or recorded by pid.
 
-Resources are paired with their cleanup the moment they are made (`run.defer(...)`), in the style of
-the kernel selftests' defer.sh; cleanups run last-in first-out at `run.close()`, at interpreter exit,
-and on SIGTERM.
+Resources are paired with their cleanup the moment they are made (`run.defer(...)`, or in a scope of
+the run's: `run.scope.child(...)`, see grelab.scope); cleanups run last-in first-out at `run.close()`, at
+interpreter exit, and on SIGTERM.
 """
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
+
+from grelab.scope import Scope
 
 RUN_ROOT = Path(os.environ.get("GRELAB_RUN_ROOT", "/run/grelab"))
 NETNS_DIR = Path("/run/netns")
@@ -104,7 +106,7 @@ class Run:
     id: str
     path: Path
     _lock_fd: int
-    _cleanups: list[tuple[str, Callable[[], None]]] = field(default_factory=list)
+    scope: Scope = field(default_factory=lambda: Scope("the run"))
     _mutex: threading.Lock = field(default_factory=threading.Lock)
     _names_given: dict[str, int] = field(default_factory=dict)
 
@@ -124,40 +126,19 @@ class Run:
             f.write(f"{pid} {_proc_start_time(pid)} {what}\n")
 
     def defer(self, cleanup: Callable[[], None], what: str = "") -> Callable[[], None]:
-        """Pair a resource with its cleanup now; cleanups run last-in first-out at close().
-
-        Returns a function that runs this one cleanup early (and only once)."""
-        entry = (what, cleanup)
-        with self._mutex:
-            self._cleanups.append(entry)
-
-        def run_now() -> None:
-            with self._mutex:
-                if entry not in self._cleanups:
-                    return
-                self._cleanups.remove(entry)
-            cleanup()
-
-        return run_now
+        """Pair a resource with its cleanup now, in the run's scope; returns a function that runs it early, once."""
+        return self.scope.defer(cleanup, what)
 
     def close(self) -> None:
-        """Run every deferred cleanup, newest first; one failing does not stop the rest."""
-        errors = []
-        while True:
-            with self._mutex:
-                if not self._cleanups:
-                    break
-                what, cleanup = self._cleanups.pop()
-            try:
-                cleanup()
-            except Exception as exc:  # noqa: BLE001 - cleanup must go on
-                errors.append(f"{what or cleanup}: {exc}")
-        for name in grelab_namespaces():
-            m = NAMESPACE_RE.match(name)
-            if m and m.group(1) == self.id:
-                remove_namespace(name)
-        if errors:
-            raise RuntimeError("cleanup failed: " + "; ".join(errors))
+        """Run every deferred cleanup, newest first (one failing does not stop the rest), then remove any
+        namespace of this run that is still there."""
+        try:
+            self.scope.close()
+        finally:
+            for name in grelab_namespaces():
+                m = NAMESPACE_RE.match(name)
+                if m and m.group(1) == self.id:
+                    remove_namespace(name)
 
 
 _run: Run | None = None

@@ -16,7 +16,7 @@ import time
 RTM_NEWLINK, RTM_DELLINK, RTM_NEWADDR, RTM_NEWROUTE = 16, 17, 20, 24
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
 NLMSG_ERROR = 2
-IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINKINFO, IFLA_NET_NS_FD = 1, 3, 4, 18, 28
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_LINKINFO, IFLA_NET_NS_FD = 1, 3, 4, 10, 18, 28
 IFLA_INFO_KIND, IFLA_INFO_DATA, VETH_INFO_PEER = 1, 2, 1
 IFA_ADDRESS, IFA_LOCAL, IFA_F_NODAD = 1, 2, 0x02
 RTA_DST, RTA_OIF, RTA_GATEWAY = 1, 4, 5
@@ -116,6 +116,19 @@ class Rtnl:
 
     def set_up(self, index: int) -> None:
         self.request(RTM_NEWLINK, ifinfo(index, up=True), f"set link {index} up")
+
+    def set_link(self, index: int, name: str | None = None, mac: str | None = None, master: int | None = None,
+                 up: bool = True) -> None:
+        """Rename, re-address, enslave (to a bridge) and bring up a link in one message: the kernel applies
+        the name before the flags, so a link that is down can be renamed and brought up at once."""
+        body = ifinfo(index, up)
+        if name is not None:
+            body += attr(IFLA_IFNAME, name.encode() + b"\0")
+        if mac is not None:
+            body += attr(IFLA_ADDRESS, bytes.fromhex(mac.replace(":", "")))
+        if master is not None:
+            body += attr(IFLA_MASTER, struct.pack("I", master))
+        self.request(RTM_NEWLINK, body, f"set link {index}")
 
     def delete_link(self, index: int) -> None:
         self.request(RTM_DELLINK, ifinfo(index), f"delete link {index}")

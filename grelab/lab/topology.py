@@ -43,7 +43,8 @@ class Node:
     forwarding: bool = False  # IPv4 and IPv6 forwarding: a router
     sysctls: dict[str, str] = field(default_factory=dict)  # "net.ipv4.conf.all.rp_filter": "0"
     nft: str | None = None  # an `nft -f` ruleset loaded after the links are up
-    dut: object | None = None  # a DUT object (namespace, plug, ip, sysctl) instead of a new namespace
+    dut: object | None = None  # a DUT (grelab.dut.base.Dut) instead of a new namespace
+    plan: object | None = None  # a DUT node's own grelab.dut.plan.Plan (tunnels, SAs), applied with its links
 
 
 @dataclass
@@ -79,15 +80,3 @@ def a_r_b(mtu_ar: int = 1500, mtu_rb: int = 1500, r: Node | None = None) -> Topo
                  mtu=mtu_rb),
         ],
     )
-
-
-# For a node where grelab itself ends tunnels: the namespace's kernel has no GRE or ESP and would answer
-# every tunnel packet addressed to it with ICMP protocol-unreachable; grelab reads them from a capture.
-NFT_DROP_TUNNELS = """
-table inet grelab_endpoint {
-    chain input {
-        type filter hook input priority 0; policy accept;
-        meta l4proto { gre, esp } drop
-    }
-}
-"""

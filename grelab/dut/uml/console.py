@@ -60,6 +60,14 @@ class Console:
         with self._cond:
             return self._panic is not None or self._closed
 
+    def death(self) -> str | None:
+        """How the guest died (its panic line and last console lines), or None while it lives."""
+        with self._cond:
+            if self._panic is None and not self._closed:
+                return None
+            what = f"guest panicked ({self._panic})" if self._panic is not None else "guest exited"
+        return f"{what}; its console's last lines:\n{self.tail()}"
+
     def tail(self) -> str:
         with self._cond:
             return "\n".join(self._tail)

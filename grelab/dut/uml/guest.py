@@ -10,18 +10,25 @@ namespace of a dead run also kills the guest; its pid is recorded with the run a
 from __future__ import annotations
 
 import ctypes
-import json
+import itertools
 import os
 import re
 import secrets
+import shlex
+import shutil
 import signal
+import socket
 import subprocess
 
-from grelab.dut.base import CommandResult, Dut, DutCommandError, DutError
+from grelab.dut.base import CommandResult, Counters, DutCommandError, DutError, ShellDut, parse_counters
+from grelab.dut.iproute2 import render
+from grelab.dut.plan import Plan
 from grelab.dut.uml import initramfs
 from grelab.dut.uml.console import Console, GuestDied
 from grelab.dut.plumbing import ip_batch, make_namespace
+from grelab.lab import netns
 from grelab.lab.ownership import current_run, pids_in_namespace
+from grelab.lab.rtnl import Rtnl
 
 IFACE_RE = re.compile(r"[a-z][a-z0-9_]{0,12}")  # +2 chars of prefix must fit IFNAMSIZ (15)
 # Skip built-in boot benchmarks (raid6's alone is ~0.85 s); nothing in a DUT uses raid6 or xor.
@@ -48,8 +55,13 @@ def _kill_pid(pid: int) -> None:
         pass
 
 
-class Uml(Dut):
-    """A user-mode-linux guest with one interface per name in `interfaces`, booted and ready on return."""
+class Uml(ShellDut):
+    """A user-mode-linux guest with one interface per name in `interfaces`, booted and ready on return.
+
+    Every process started in the guest costs ~25-200 ms, and the console reads a script one byte per system
+    call (~0.1 ms a byte), so what runs per case goes elsewhere: a plan is written as a script into a folder
+    of the host that the guest mounts (hostfs, /grelab), read there in blocks, and run in init's own shell,
+    which feeds its iproute2 lines to init's long-lived `ip -batch` processes: one round trip, no process."""
 
     capabilities = frozenset({"gre", "esp", "ipv6_transport", "several"})
 
@@ -62,9 +74,15 @@ class Uml(Dut):
             raise DutError(f"DUT {name}: interface names {self.interfaces}: need distinct names matching {IFACE_RE.pattern}")
         image = image or initramfs.prepare()
         # No IPv6 on the host side: bridges and taps would otherwise chatter (MLD, RS) into the lab.
+        run = current_run()
+        self.scope = run.scope.child(f"DUT {name}")
         self.namespace, remove_ns = make_namespace(name, "echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6;"
-                                                         "echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6")
-        self._undo = [remove_ns]
+                                                         "echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6",
+                                                   self.scope)
+        self.share = run.path / "uml" / f"{self.namespace}.share"  # the guest's /grelab
+        self.share.mkdir(parents=True)
+        self.scope.defer(lambda: shutil.rmtree(self.share, ignore_errors=True), f"{self.share}")
+        self._files = itertools.count(1)
         try:
             self._plumb()
             self._boot(image, mem_mib, boot_timeout, [FAST_BOOT] if fast_boot else [])
@@ -86,12 +104,12 @@ class Uml(Dut):
         argv = ["ip", "netns", "exec", self.namespace, str(image.kernel), f"mem={mem_mib}M",
                 f"initrd={image.initramfs}", "con=null", "ssl=null", "con0=fd:0,fd:1",
                 f"uml_dir={uml_dir}", f"umid={self.namespace}", "quiet", *BOOT_ARGS, *extra,
-                f"GRELAB_IFACES={','.join(self.interfaces)}"]
+                f"GRELAB_IFACES={','.join(self.interfaces)}", f"GRELAB_SHARE={self.share}"]
         argv += [f"vec{n}:transport=tap,ifname=t-{iface}" for n, iface in enumerate(self.interfaces)]
         self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                       stderr=subprocess.STDOUT, start_new_session=True)
         run.record_pid(self._proc.pid, f"uml guest {self.name}")
-        self._undo.insert(0, run.defer(self._kill, f"uml guest {self.name}"))
+        self.scope.defer(self._kill, f"uml guest {self.name}")
         self.console = Console(self._proc.stdin, self._proc.stdout, self.name)
         self.console.wait_for("@@READY", boot_timeout)
 
@@ -105,17 +123,60 @@ class Uml(Dut):
         self._proc.stdin.close()
 
     def plug(self, iface: str, veth_end: str) -> None:
-        """Bridge veth_end to the guest's iface, and give iface the veth end's MAC address: the lab's idea
-        of the DUT's address (its topology may fix it, for golden pcaps) becomes true. The veth end takes
-        a random one, since a bridge keeps frames for its ports' own addresses to itself."""
+        """Bridge veth_end to the guest's iface. The veth end takes a random MAC: a bridge keeps frames for its
+        ports' own addresses to itself, and the plan gives the guest's iface the lab's idea of its MAC."""
         if iface not in self.interfaces:
             raise DutError(f"DUT {self.name} has no interface {iface!r}; it has {', '.join(self.interfaces)}")
-        mac = json.loads(subprocess.run(["ip", "-n", self.namespace, "-j", "link", "show", "dev", veth_end],
-                                        capture_output=True, text=True, check=True).stdout)[0]["address"]
         spare = "02:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(5))
-        ip_batch(self.namespace, [f"link set dev {veth_end} address {spare} master b-{iface} up"])
-        # The vector driver takes a new address only while the link is down.
-        self.check(f"/sbin/ip link set dev {iface} down && /sbin/ip link set dev {iface} address {mac} up")
+
+        def bridge() -> None:
+            rtnl = Rtnl()
+            try:
+                rtnl.set_link(socket.if_nametoindex(veth_end), mac=spare, master=socket.if_nametoindex(f"b-{iface}"))
+            finally:
+                rtnl.close()
+        netns.run_in(self.namespace, bridge)
+
+    def apply(self, plan: Plan) -> None:
+        """The plan as a script in /grelab, run in init's shell: sysctls by shell builtins, iproute2 lines to
+        init's `ip -batch` processes, filters through iptables-restore (a process, only when there are any)."""
+        rendered = render(plan)
+        number = next(self._files)
+        unknown, learn, early = self._sysctl_script(rendered)
+        script = learn + "echo @@learnt\n" + early
+        for fd_in, fd_out, lines, section in ((8, 9, rendered.batch, "@@batch6"), (6, 7, rendered.batch6, "@@late")):
+            if lines:
+                text = "\n".join(line.text for line in lines)
+                script += f"ipb_send {fd_in} {shlex.quote(text)}\nipb_wait {fd_out} {fd_in} || grelab_failed=1\n"
+            script += f"echo {section}\n"
+        script += "".join(f"echo {shlex.quote(v)} > {shlex.quote(p)} || echo '@@sysctl-failed: {p}'\n"
+                          for p, v in rendered.late_sysctls)
+        for family in (4, 6):
+            text = rendered.iptables(family)
+            if text:
+                (self.share / f"{number}.ipt{family}").write_text(text)
+                tool = "ip6tables-restore" if family == 6 else "iptables-restore"
+                script += f"{tool} -n < /grelab/{number}.ipt{family} || grelab_failed=1\n"
+        path = self.share / f"{number}.sh"
+        path.write_text(script + '[ -z "$grelab_failed" ]; grelab_status=$?; unset grelab_failed; return $grelab_status\n')
+        try:
+            result = self._run(f". /grelab/{number}.sh", in_init_shell=True)
+        finally:
+            path.unlink(missing_ok=True)
+            for family in (4, 6):
+                (self.share / f"{number}.ipt{family}").unlink(missing_ok=True)
+        self._check_applied(rendered, unknown, result.output, result.ok)
+
+    def counters(self) -> Counters:
+        """One round trip in init's shell, one `cat` (see grelab_counters in reset.sh)."""
+        result = self._run("grelab_counters", in_init_shell=True)
+        if not result.ok:
+            raise DutCommandError(self.name, result)
+        names_line, _, rest = result.output.partition("\n")
+        names = names_line.removeprefix("@@names ").split()
+        values = rest.split("\n")
+        text = "".join(f"{name}:{value}\n" for name, value in zip(names, values))
+        return parse_counters(text + "@@xfrm\n" + _proc_tables("\n".join(values[len(names):])))
 
     def cmd(self, script: str, timeout: float = 10.0) -> CommandResult:
         return self._run(script, timeout)
@@ -136,9 +197,14 @@ class Uml(Dut):
         if not result.ok:
             raise DutCommandError(self.name, result)
 
+    @property
+    def died(self) -> str | None:
+        """How the guest died (a panic, with its last console lines), or None while it lives."""
+        console = getattr(self, "console", None)
+        return console.death() if console is not None else None
+
     def stop(self) -> None:
-        while self._undo:  # guest first, then its namespace; each once
-            self._undo.pop(0)()
+        self.scope.close()  # the guest first, then its folder and namespace; each once
 
     def memory_mib(self) -> float:
         """Proportional resident memory (PSS) of the guest's host processes, each address space once.
@@ -155,3 +221,12 @@ class Uml(Dut):
             except OSError:
                 pass
         return total / 1024
+
+
+def _proc_tables(text: str) -> str:
+    """/proc/net/xfrm_stat, snmp, netstat and snmp6 as `cat` gave them, in parse_counters' sections."""
+    lines = text.splitlines()
+    xfrm = [line for line in lines if line.startswith("Xfrm")]
+    snmp = [line for line in lines if ":" in line]
+    snmp6 = [line for line in lines if not line.startswith("Xfrm") and ":" not in line]
+    return "\n".join(xfrm + ["@@snmp"] + snmp + ["@@snmp6"] + snmp6) + "\n"

@@ -209,7 +209,7 @@ def prepare(cache: Path = CACHE) -> Image:
 def _write_cpio(out, files: list[tuple[str, Path]], generated: dict[str, str], links: list[tuple[str, Path]]) -> None:
     applets = subprocess.run([str(BUSYBOX), "--list-full"], capture_output=True, text=True, check=True).stdout.split()
     archive = _Cpio(out)
-    for mount_point in ("proc", "sys", "run", "tmp", HOST_USR.lstrip("/")):
+    for mount_point in ("proc", "sys", "run", "tmp", "grelab", HOST_USR.lstrip("/")):
         archive.directory(mount_point)
     # Device nodes the kernel needs before anything mounts devtmpfs: init's stdio, and /dev/null.
     archive.node("dev/console", 0o020600, 5, 1)

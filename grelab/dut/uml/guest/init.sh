@@ -7,6 +7,10 @@ mount -t sysfs sysfs /sys
 mount -t tmpfs tmpfs /run
 mount -t tmpfs tmpfs /tmp
 mount -r -t hostfs -o /usr hostfs /host-usr  # iptables and x_tables, on demand (see initramfs.py)
+# grelab's folder for this guest on the host: plans come in as files there, since the console reads a
+# script one byte per system call (~0.1 ms a byte) and a file is read in blocks.
+[ -z "$GRELAB_SHARE" ] || mount -t hostfs -o "$GRELAB_SHARE" hostfs /grelab
+trap '' PIPE  # a write to an `ip -batch` that died must fail, not kill init (and with it the guest)
 read -r modules < /etc/grelab-modules
 modprobe -a $modules || echo "grelab-init: modprobe failed"
 read -r GRELAB_BOOT_MODULES < /etc/grelab-boot-modules  # those and what they need: reset keeps them
@@ -19,33 +23,48 @@ echo 0 > /proc/sys/net/ipv6/conf/default/accept_dad
 # Two long-lived `ip -batch` processes, IPv4/any (fds 8 in, 9 out) and IPv6 (`ip -6`: fds 6, 7), for the
 # boot's and every reset's many iproute2 commands: a batch line cannot say -6, and one process per
 # command costs ~25 ms here. What they print (ip flushes stdout after each command) comes in order.
-mkfifo /run/ip.in /run/ip.out /run/ip6.in /run/ip6.out
-/sbin/ip -force -batch - < /run/ip.in > /run/ip.out 2>&1 &
-exec 8> /run/ip.in 9< /run/ip.out
-/sbin/ip -6 -force -batch - < /run/ip6.in > /run/ip6.out 2>&1 &
-exec 6> /run/ip6.in 7< /run/ip6.out
+# ipb_start IN OUT OPTIONS: (re)start the process behind fds IN/OUT. iproute2 exits on some errors (an
+# argument it cannot parse) even with -force: ipb_wait then restarts it, and the plan's error is reported.
+ipb_start() {
+  mkfifo /run/ip$1.in /run/ip$1.out 2>/dev/null
+  /sbin/ip $3 -force -batch - < /run/ip$1.in > /run/ip$1.out 2>&1 &
+  eval "exec $1> /run/ip$1.in $2< /run/ip$1.out; ipb_line$1=0"
+}
+ipb_start 8 9 ""
+ipb_start 6 7 -6
+NL='
+'
 # ipb_send IN LINES: hand iproute2 commands (batch syntax) to the process fed by fd IN, then a marker: a
 # command that always succeeds and prints one short known line (the rule at priority 32766, which the
 # boot and every reset leave in place). A failing marker such as `link show dev NOSUCH` would cost ~50 ms
-# here (ip looks an unknown name up through a netlink socket of its own), this one ~3 ms.
+# here (ip looks an unknown name up through a netlink socket of its own), this one ~3 ms. ip numbers the
+# lines it reads since it started: ipb_base<IN> remembers where these begin, so a failure is told by its
+# line in LINES.
 IPB_MARK='32766:	from all lookup main'
 ipb_send() {
+  local n=1 rest="$2"
+  while case "$rest" in *"$NL"*) true ;; *) false ;; esac; do rest=${rest#*"$NL"}; n=$((n + 1)); done
+  eval "ipb_base$1=\$ipb_line$1; ipb_line$1=\$((ipb_line$1 + n + 1))"
   printf '%s\nrule list pref 32766\n' "$2" >&"$1"
 }
-# ipb_wait OUT: print what that process said up to the marker; fail if a command failed.
+# ipb_wait OUT IN: print what that process said up to the marker, its failures as "@@failed <line of the
+# batch>"; fail if a command failed. If the process died, start it again and say so.
 ipb_wait() {
-  status=0
+  local status=0 said base
+  eval "base=\$ipb_base$2"
   while read -r said <&"$1"; do
     case "$said" in
       "$IPB_MARK") return $status ;;
-      "Command failed "*) status=1 ;;
+      "Command failed -:"*) status=1; echo "@@failed $((${said#Command failed -:} - base))" ;;
       *) echo "$said" ;;
     esac
   done
-  echo "grelab: ip -batch exited"
+  echo "@@died ip -batch exited"
+  eval "exec $2>&- $1<&-"
+  if [ "$2" = 6 ]; then ipb_start 6 7 -6; else ipb_start 8 9 ""; fi
   return 2
 }
-ipb() { ipb_send 8 "$1" && ipb_wait 9; }
+ipb() { ipb_send 8 "$1" && ipb_wait 9 8; }
 export GRELAB_IP_COPROCESS=1
 # A bare `ip` would be busybox's (its shell prefers applets), which has no xfrm: make it iproute2's.
 ip() { /sbin/ip "$@"; }
@@ -60,9 +79,15 @@ link set dev $name up"
   n=$((n + 1))
 done
 unset IFS
+# Before they first come up: no duplicate address detection on the guest's own interfaces either (they
+# existed before `all`/`default` were set), or their link-local addresses stay tentative for ~2 s.
+for link in /sys/class/net/vec*; do echo 0 > /proc/sys/net/ipv6/conf/${link##*/}/accept_dad; done
 ipb "$links"
 for link in /sys/class/net/*; do boot_links="$boot_links ${link##*/}"; done
 export GRELAB_BOOT_LINKS="$boot_links"  # reset keeps these (fallback tunnels such as gre0 cannot go)
+for link in $boot_links; do
+  case ",lo,$GRELAB_IFACES," in *",$link,"*) ;; *) GRELAB_FALLBACK_LINKS="$GRELAB_FALLBACK_LINKS $link" ;; esac
+done
 . /etc/grelab-reset.sh  # grelab_reset, run in this shell: a subshell's fork costs ~9 ms here
 
 # The console protocol: raw tty (no echo, no line length limit, no \r), one command as

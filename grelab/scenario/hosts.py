@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 
 ICMPV6_ECHO_REQUEST, ICMPV6_ECHO_REPLY = 128, 129
+ICMP_ECHO_REQUEST, ICMP_ECHO_REPLY = 8, 0
 TCP_CLOSE = 7  # tcpi_state in struct tcp_info
 
 
@@ -45,6 +46,40 @@ def ping6(lab, node: str, dst: str, ident: int = 0x4242, seq: int = 1, payload: 
                     return EchoReply(addr[0], got_ident, got_seq, data[8:], (time.monotonic() - start) * 1000)
         raise AssertionError(f"no echo reply from {dst} to {node} within {timeout} s (ident {ident}, seq {seq})")
     return lab.run_in(node, body)
+
+
+def ping4(lab, node: str, dst: str, ident: int = 0x4242, seq: int = 1, payload: bytes = b"grelab echo",
+          timeout: float = 3.0) -> EchoReply:
+    """One ICMP echo from `node` to `dst` (a raw socket, our identifier); the reply, or AssertionError."""
+    def body() -> EchoReply:
+        with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP) as s:
+            start = time.monotonic()
+            deadline = start + timeout
+            header = struct.pack("!BBHHH", ICMP_ECHO_REQUEST, 0, 0, ident, seq)
+            message = header[:2] + struct.pack("!H", _checksum(header + payload)) + header[4:] + payload
+            s.sendto(message, (dst, 0))
+            while (left := deadline - time.monotonic()) > 0:
+                s.settimeout(left)
+                try:
+                    data, addr = s.recvfrom(65535)
+                except socket.timeout:
+                    break
+                icmp = data[(data[0] & 0xF) * 4:]  # raw IPv4 sockets receive the IP header too
+                kind, _, _, got_ident, got_seq = struct.unpack_from("!BBHHH", icmp)
+                if kind == ICMP_ECHO_REPLY and (got_ident, got_seq) == (ident, seq):
+                    return EchoReply(addr[0], got_ident, got_seq, icmp[8:], (time.monotonic() - start) * 1000)
+        raise AssertionError(f"no echo reply from {dst} to {node} within {timeout} s (ident {ident}, seq {seq})")
+    return lab.run_in(node, body)
+
+
+def ping(lab, node: str, dst: str, **options) -> EchoReply:
+    """ping6 or ping4, by dst's address family."""
+    return (ping6 if ":" in dst else ping4)(lab, node, dst, **options)
+
+
+def _checksum(data: bytes) -> int:
+    total = int.from_bytes(data + b"\0" * (len(data) % 2), "big")  # 16-bit words summed mod 0xffff
+    return (-total) % 0xFFFF or 0xFFFF
 
 
 @dataclass(frozen=True)

@@ -9,21 +9,17 @@ made deterministic for golden pcaps (no TCP timestamps, no random IPv6 flow labe
 """
 from __future__ import annotations
 
-from scapy.utils import mac2str
-
 from grelab.craft.esp import SA
-from grelab.dut.base import Dut
+from grelab.dut.plan import Plan
 from grelab.dut.tunnel import esp_transport, gre_tunnel
-from grelab.golden.recorder import GoldenRecorder, is_chatter
 from grelab.lab.topology import End, Link, Node, Route, Topology
+from grelab.scenario.spec import GRE, QUIET_HOST, Comment, Scenario, Variant
 
 H1, R1_LAN, R1_WAN = "2001:db8:1::10", "2001:db8:1::1", "198.51.100.1"
 ISP_1, ISP_2 = "198.51.100.254", "203.0.113.254"
 H2, R2_LAN, R2_WAN = "2001:db8:2::10", "2001:db8:2::1", "203.0.113.1"
 LAN1, LAN2 = "2001:db8:1::/64", "2001:db8:2::/64"
-
 H1_MAC, H2_MAC = "02:00:00:00:01:10", "02:00:00:00:02:10"
-_H1_MAC_RAW, _H2_MAC_RAW = mac2str(H1_MAC), mac2str(H2_MAC)  # as on the wire
 # Where each golden link is seen: (node, interface).
 LINKS = {"lan1": ("h1", "eth0"), "transit": ("isp", "eth0"), "lan2": ("h2", "eth0")}
 
@@ -31,18 +27,26 @@ LINKS = {"lan1": ("h1", "eth0"), "transit": ("isp", "eth0"), "lan2": ("h2", "eth
 ESP_R1_TO_R2 = SA(0x00001001, "gcm128", bytes(range(1, 17)) + b"\x01\x02\x03\x04", src=R1_WAN, dst=R2_WAN)
 ESP_R2_TO_R1 = SA(0x00002001, "gcm128", bytes(range(17, 33)) + b"\x05\x06\x07\x08", src=R2_WAN, dst=R1_WAN)
 ESP_SAS = (ESP_R1_TO_R2, ESP_R2_TO_R1)
+IN_ESP = Variant("gre-in-esp", esp="gcm128", sas=ESP_SAS)
 
-_QUIET_HOST = {"net.ipv4.tcp_timestamps": "0", "net.ipv6.auto_flowlabels": "0"}
+COMMENTS = (
+    Comment("sent by h1 to h2's office; r1 must carry it through the tunnel", "lan1", sent_by="h1"),
+    Comment("delivered to h1 by r1, out of the tunnel, hop limit two less", "lan1"),
+    Comment("between the offices only {carrier}, carrying exactly one packet a host sent, hop limit one less",
+            "transit"),
+    Comment("sent by h2 to h1's office; r2 must carry it through the tunnel", "lan2", sent_by="h2"),
+    Comment("delivered to h2 by r2, out of the tunnel, hop limit two less", "lan2"),
+)
 
 
-def topology(r1: Dut, r2: Dut) -> Topology:
+def topology(r1, r2) -> Topology:
     return Topology(
         nodes=[
-            Node("h1", routes=[Route("default6", via=R1_LAN)], sysctls=_QUIET_HOST),
+            Node("h1", routes=[Route("default6", via=R1_LAN)], sysctls=QUIET_HOST),
             Node("r1", routes=[Route("default", via=ISP_1)], forwarding=True, dut=r1),
             Node("isp", sysctls={"net.ipv4.ip_forward": "1"}),
             Node("r2", routes=[Route("default", via=ISP_2)], forwarding=True, dut=r2),
-            Node("h2", routes=[Route("default6", via=R2_LAN)], sysctls=_QUIET_HOST),
+            Node("h2", routes=[Route("default6", via=R2_LAN)], sysctls=QUIET_HOST),
         ],
         links=[
             Link(End("h1", "eth0", [f"{H1}/64"], H1_MAC),
@@ -57,36 +61,20 @@ def topology(r1: Dut, r2: Dut) -> Topology:
     )
 
 
-def connect(r1: Dut, r2: Dut, esp: bool = False) -> None:
-    """Each router: a GRE tunnel to the other office, the far LAN routed into it; with esp, ESP transport
-    mode required for GRE between them both ways."""
-    gre_tunnel(r1, "gre1", R1_WAN, R2_WAN, routes=(LAN2,))
-    gre_tunnel(r2, "gre1", R2_WAN, R1_WAN, routes=(LAN1,))
-    if esp:
-        esp_transport(r1, ESP_R1_TO_R2, ESP_R2_TO_R1)
-        esp_transport(r2, ESP_R2_TO_R1, ESP_R1_TO_R2)
+def connect(variant: Variant, sas, **tunnel_options) -> dict[str, Plan]:
+    """Each router: a GRE tunnel to the other office, the far LAN routed into it; in an ESP variant, ESP
+    required for GRE between them both ways (sas(local, remote) -> the variant's SA pair)."""
+    plans = {"r1": gre_tunnel("gre1", R1_WAN, R2_WAN, routes=(LAN2,), **tunnel_options),
+             "r2": gre_tunnel("gre1", R2_WAN, R1_WAN, routes=(LAN1,), **tunnel_options)}
+    if variant.esp:
+        out, back = sas(R1_WAN, R2_WAN)
+        plans["r1"] += esp_transport(out, back)
+        plans["r2"] += esp_transport(back, out)
+    return plans
 
 
-def explain(golden: GoldenRecorder, carrier: str = "IPv4/GRE (0x86DD)") -> None:
-    """The story of each link, as comments on the golden's packets."""
-    def from_mac(raw):
-        return lambda frame: frame[6:12] == raw
-    golden.explain("sent by h1 to h2's office; r1 must carry it through the tunnel", "lan1", from_mac(_H1_MAC_RAW))
-    golden.explain("delivered to h1 by r1, out of the tunnel, hop limit two less", "lan1")
-    golden.explain(f"between the offices only {carrier}, carrying exactly one packet a host sent, hop limit one less",
-                   "transit")
-    golden.explain("sent by h2 to h1's office; r2 must carry it through the tunnel", "lan2", from_mac(_H2_MAC_RAW))
-    golden.explain("delivered to h2 by r2, out of the tunnel, hop limit two less", "lan2")
-
-
-def sent_by_hosts(golden: GoldenRecorder) -> list[bytes]:
-    """The IP packets h1 put on lan1 and h2 put on lan2, in time order: exactly what the tunnel must carry."""
-    sent = [(stamp, data) for link, mac in (("lan1", _H1_MAC_RAW), ("lan2", _H2_MAC_RAW))
-            for stamp, data in golden.frames(link)
-            if data[6:12] == mac and not is_chatter(data)]
-    return [data[14:] for _, data in sorted(sent)]
-
-
-def transit(golden: GoldenRecorder) -> list[bytes]:
-    """The transit link's frames, link chatter left out."""
-    return [data for _, data in golden.frames("transit") if not is_chatter(data)]
+def two_offices(name: str = "two_offices", variants=(GRE, IN_ESP), **changes) -> Scenario:
+    """The two offices as a Scenario; `changes` replace any of its fields (comments, tunnels, ...)."""
+    fields = dict(topology=topology, duts=("r1", "r2"), links=LINKS, hosts={"h1": H1, "h2": H2},
+                  comments=COMMENTS, tunnels=connect, variants=tuple(variants))
+    return Scenario(name, **{**fields, **changes})

@@ -1,0 +1,177 @@
+"""A scenario's network, live: what a case does and asserts, in the network's words.
+
+    reply = net.ping("h1", "h2")                              # h1's kernel pings h2's address
+    net.transit.carries_exactly(net.sent_by("h1", "h2"))       # only the tunnel, carrying just that
+    moved = net.dut("r1").counters().delta(before)             # which counter said so
+    net.send("grelab", IP(...)/GRE()/...)                     # crafted, framed and (ESP) encrypted for you
+    net.transit.expect(reply_template, ignore=["IP.id"])       # decrypted with the variant's SAs first
+    link, frames = net.expect_on_any(["lan2", "lan3"], template)   # "verify on any of these ports"
+
+Every golden link is captured from before the case body runs (grelab.golden.recorder); link chatter (ARP,
+ND, MLD), also inside the tunnel, never counts.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+from grelab.craft.esp import SA, encrypt
+from grelab.expect import expect as _expect
+from grelab.expect.expect import expect_none
+from grelab.expect.match import is_chatter
+from grelab.expect.tunnel import expect_tunnel_carries
+from grelab.errors import GrelabError
+from grelab.scenario import hosts
+from grelab.scenario.spec import Scenario, Variant
+
+
+class Link:
+    """A golden link of the scenario: its capture, its frames, what it must carry."""
+
+    def __init__(self, net: "Net", name: str):
+        self.net, self.name = net, name
+
+    @property
+    def capture(self):
+        return self.net._captures[self.name]
+
+    def frames(self) -> list[bytes]:
+        """Every frame on the link so far (the capture settled first), chatter left out."""
+        return [data for _, data in self.net.golden.frames(self.name) if not is_chatter(data, self.net.sas)]
+
+    def carries_exactly(self, passengers: list[bytes], proto: int = 0x86DD) -> None:
+        """Only the carrier (GRE of `proto`, inside ESP in an ESP variant) crossed, carrying exactly these."""
+        expect_tunnel_carries(self.frames(), passengers, sas=self.net.sas, proto=proto)
+
+    def expect(self, packets, **options) -> list:
+        """grelab.expect.expect on this link, ESP of the variant decrypted first."""
+        options.setdefault("sas", self.net.sas)
+        return _expect(self.capture, packets, **options)
+
+    def expect_none(self, packets=None, **options) -> None:
+        options.setdefault("sas", self.net.sas)
+        expect_none(self.capture, packets, **options)
+
+
+class Net:
+    """One case's network: the built lab, its DUTs (reset, with the variant's tunnels), golden captures."""
+
+    def __init__(self, scenario: Scenario, variant: Variant, lab, duts: dict, golden, sas: tuple[SA, ...]):
+        self.scenario, self.variant, self.lab, self.duts, self.golden, self.sas = \
+            scenario, variant, lab, duts, golden, sas
+        self._captures: dict = {}
+        self._esp_seq: dict[int, int] = {}
+
+    @classmethod
+    def start(cls, scenario: Scenario, variant: Variant, duts_fixture, lab_fixture, golden) -> "Net":
+        got = duts_fixture(*scenario.duts, interfaces=scenario.interfaces)
+        duts = dict(zip(scenario.duts, got if len(scenario.duts) > 1 else [got]))
+        sas: list[SA] = []
+
+        def sa_pair(local: str, remote: str) -> tuple[SA, SA]:
+            pair = scenario.sas(variant, local, remote)
+            sas.extend(sa for sa in pair if sa not in sas)
+            return pair
+        plans = scenario.tunnels(variant, sa_pair) if scenario.tunnels else {}
+        built = lab_fixture(scenario.with_plans(scenario.topology(**duts), plans))
+        net = cls(scenario, variant, built, duts, golden, tuple(sas))
+        for name, (node, ifname, *expression) in scenario.links.items():
+            net._captures[name] = golden.capture(name, built, node, ifname, *expression)
+        golden.sas(*net.sas)
+        for comment in scenario.comments:
+            match = None
+            if comment.sent_by is not None:
+                raw = net._mac_of(comment.sent_by)
+                match = (lambda raw: lambda frame: frame[6:12] == raw)(raw)
+            golden.explain(comment.text.format(carrier=variant.carrier(scenario.carrier)), comment.link, match)
+        return net
+
+    def link(self, name: str) -> Link:
+        if name not in self.scenario.links:
+            raise GrelabError(f"no link {name!r} in scenario {self.scenario.name}; links: {', '.join(self.scenario.links)}")
+        return Link(self, name)
+
+    @property
+    def transit(self) -> Link:
+        return self.link(self.scenario.transit)
+
+    def dut(self, name: str):
+        try:
+            return self.duts[name]
+        except KeyError:
+            raise GrelabError(f"no DUT {name!r} in scenario {self.scenario.name}; DUTs: {', '.join(self.duts)}") from None
+
+    def address(self, host: str) -> str:
+        try:
+            return self.scenario.hosts[host]
+        except KeyError:
+            raise GrelabError(f"no host {host!r} in scenario {self.scenario.name}; hosts: {', '.join(self.scenario.hosts)}") from None
+
+    # What hosts do, through their own kernels.
+    def ping(self, src: str, dst: str, **options) -> hosts.EchoReply:
+        """One echo from host src to host dst's address (ICMPv6 or ICMP, by the address)."""
+        return hosts.ping(self.lab, src, self.address(dst), **options)
+
+    def tcp(self, client: str, server: str, **options) -> hosts.TcpExchange:
+        return hosts.tcp_echo(self.lab, client, server, self.address(server), **options)
+
+    def sent_by(self, *names: str) -> list[bytes]:
+        """The IP packets these hosts put on their links, in time order: exactly what a tunnel must carry."""
+        sent = []
+        for host in names:
+            link, raw = self._link_of(host), self._mac_of(host)
+            sent += [(stamp, data) for stamp, data in self.golden.frames(link)
+                     if data[6:12] == raw and not is_chatter(data)]
+        return [data[14:] for _, data in sorted(sent)]
+
+    # What grelab itself does, as a node of the lab.
+    def send(self, node: str, packet, ifname: str | None = None) -> None:
+        """Send an IP packet from node (grelab crafting, as a far endpoint): framed from its link end to the
+        peer's MAC, and ESP-protected when the variant has an SA from its source (sequence numbers from 1)."""
+        from scapy.layers.l2 import Ether
+        end, peer = self._ends(node, ifname)
+        sa = next((sa for sa in self.sas if sa.src == packet.src and sa.dst == packet.dst), None)
+        if sa is not None:
+            seq = self._esp_seq[sa.spi] = self._esp_seq.get(sa.spi, 0) + 1
+            packet = encrypt(sa, packet, seq=seq)
+        with self.lab.sender(end.node, end.ifname) as tx:
+            tx.send(Ether(src=end.mac, dst=peer.mac) / packet)
+
+    def expect_on_any(self, links: list[str], packets, timeout: float = 1.0, **options) -> tuple[str, list]:
+        """Wait until the packets arrive on one of these links (whichever first); (that link, the frames)."""
+        deadline = time.monotonic() + timeout
+        views = [self.link(name) for name in links]
+        changed = threading.Event()
+        for view in views:
+            view.capture.on_frames(changed.set)
+        failures = []
+        while True:
+            failures.clear()
+            for view in views:
+                try:
+                    return view.name, view.expect(packets, timeout=0, **options)
+                except AssertionError as exc:
+                    failures.append(f"on {view.name}: {exc}")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"none of {', '.join(links)} got it within {timeout} s:\n" + "\n".join(failures))
+            changed.wait(left)
+            changed.clear()
+
+    def _ends(self, node: str, ifname: str | None):
+        for link in self.lab.topology.links:
+            for end, other in ((link.a, link.b), (link.b, link.a)):
+                if end.node == node and ifname in (None, end.ifname):
+                    return self.lab.link_end(end.node, end.ifname), self.lab.link_end(other.node, other.ifname)
+        raise GrelabError(f"node {node!r} has no link{' ' + ifname if ifname else ''} in scenario {self.scenario.name}")
+
+    def _link_of(self, host: str) -> str:
+        for name, (node, *_) in self.scenario.links.items():
+            if node == host:
+                return name
+        raise GrelabError(f"host {host!r} is on no golden link of scenario {self.scenario.name}")
+
+    def _mac_of(self, host: str) -> bytes:
+        from scapy.utils import mac2str
+        node, ifname, *_ = self.scenario.links[self._link_of(host)]
+        return mac2str(self.lab.link_end(node, ifname).mac)

@@ -1,0 +1,145 @@
+"""A scenario as data: its topology, which link is the transit, who the hosts are, what the golden says of
+each link, its variants (plain GRE, GRE inside ESP with a named algorithm) and the tunnels they need.
+
+    scenario = Scenario("two_offices", topology, duts=("r1", "r2"), links={...}, hosts={...},
+                        comments=[...], tunnels=connect, variants=[GRE, IN_ESP])
+    net = scenario.fixture()          # in the scenario module: the pytest fixture its cases take
+
+Good defaults make a new scenario short: a variant's SAs are derived from the scenario's name, the variant
+and the direction (reproducible keys; SPIs checked to be unique across every scenario of the process), the
+markers a variant needs (ESP, several DUTs) are added for it, hosts are made quiet (no TCP timestamps, no
+random IPv6 flow labels), and a capture of each golden link is armed before the case runs.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from grelab.craft.esp import ALGORITHMS, SA
+from grelab.errors import InputError, check_choice
+from grelab.lab.topology import Topology
+
+QUIET_HOST = {"net.ipv4.tcp_timestamps": "0", "net.ipv6.auto_flowlabels": "0"}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One telling of a scenario: `id` names its cases and goldens (test_echo[gre-in-esp] ->
+    echo-gre-in-esp.pcapng); esp: the ESP algorithm around the GRE (None: plain GRE); sas: explicit SAs
+    (else derived, see Scenario.sas); mode: ESP transport or tunnel mode."""
+
+    id: str
+    esp: str | None = None
+    sas: tuple[SA, ...] = ()
+    mode: str = "transport"
+
+    def __post_init__(self):
+        if self.esp is not None:
+            check_choice("variant esp", self.esp, list(ALGORITHMS))
+
+    def carrier(self, plain: str) -> str:
+        """How the transit's packets are described in the golden's comments."""
+        return f"ESP ({self.mode} mode) around {plain}" if self.esp else plain
+
+
+GRE = Variant("gre")
+IN_ESP = Variant("gre-in-esp", esp="gcm128")
+
+
+def in_esp(algorithm: str, mode: str = "transport") -> Variant:
+    """GRE inside ESP with that algorithm, the case id naming it (gre-in-esp-cbc128-sha256)."""
+    return Variant(f"gre-in-esp-{algorithm}", esp=algorithm, mode=mode)
+
+
+@dataclass(frozen=True)
+class Comment:
+    """What the golden says of frames on `link` (every link if None); with sent_by, only of frames that host
+    put on it. `{carrier}` in the text becomes the variant's carrier (e.g. "ESP (transport mode) around ...")."""
+
+    text: str
+    link: str | None = None
+    sent_by: str | None = None
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    topology: Callable[..., Topology]  # topology(**duts) -> Topology, DUT nodes given by name
+    duts: tuple[str, ...]
+    links: dict[str, tuple]  # golden link name -> (node, ifname) or (node, ifname, capture filter)
+    hosts: dict[str, str] = field(default_factory=dict)  # host node -> its address (ping, tcp)
+    transit: str = "transit"
+    carrier: str = "IPv4/GRE (0x86DD)"
+    comments: tuple[Comment, ...] = ()
+    tunnels: Callable | None = None  # tunnels(variant, sas) -> {dut name: Plan}
+    variants: tuple[Variant, ...] = (GRE, IN_ESP)
+    interfaces: tuple[str, ...] = ("wan", "lan")  # each DUT's
+    capabilities: frozenset[str] = frozenset({"gre"})  # needed beyond what the variants need
+
+    def __post_init__(self):
+        if self.transit not in self.links:
+            raise InputError("scenario transit", self.transit, "one of its links: " + ", ".join(self.links))
+        ids = [v.id for v in self.variants]
+        if len(set(ids)) != len(ids):
+            raise InputError("scenario variants", ids, "distinct ids")
+
+    def sas(self, variant: Variant, local: str, remote: str) -> tuple[SA, SA]:
+        """(local -> remote, remote -> local) SAs of the variant: its own, or derived from the scenario's
+        name, the variant and the direction, so they repeat run to run and differ between scenarios."""
+        if variant.sas:
+            forward = [sa for sa in variant.sas if (sa.src, sa.dst) == (local, remote)]
+            backward = [sa for sa in variant.sas if (sa.src, sa.dst) == (remote, local)]
+            if len(forward) != 1 or len(backward) != 1:
+                raise InputError(f"variant {variant.id} sas", variant.sas, f"one SA {local}->{remote} and one back")
+            return forward[0], backward[0]
+        return (derived_sa(self.name, variant, local, remote), derived_sa(self.name, variant, remote, local))
+
+    def fixture(self, name: str = "net"):
+        """The pytest fixture (named `net`) giving each case a grelab.scenario.net.Net, once per variant."""
+        import pytest
+
+        from grelab.scenario.net import Net
+
+        params = [pytest.param(v, id=v.id, marks=self.marks(v)) for v in self.variants]
+
+        @pytest.fixture(name=name, params=params)
+        def net(request, duts, lab, golden):
+            return Net.start(self, request.param, duts, lab, golden)
+        return net
+
+    def marks(self, variant: Variant) -> list:
+        import pytest
+        marks = [pytest.mark.needs_duts(len(self.duts))] if len(self.duts) > 1 else []
+        if variant.esp:
+            marks.append(pytest.mark.needs_esp)
+        if "ipv6_transport" in self.capabilities:
+            marks.append(pytest.mark.needs_ipv6_transport)
+        return marks
+
+    def with_plans(self, topology: Topology, plans: dict) -> Topology:
+        """The topology with each DUT node's plan (its tunnels) added, so the lab applies it in one go."""
+        nodes = [dataclasses.replace(n, plan=(n.plan + plans[n.name]) if n.plan else plans[n.name])
+                 if n.name in plans else n for n in topology.nodes]
+        return dataclasses.replace(topology, nodes=nodes)
+
+
+_spis: dict[int, str] = {}
+_spis_lock = threading.Lock()
+
+
+def derived_sa(scenario: str, variant: Variant, src: str, dst: str) -> SA:
+    """An SA whose SPI and keys are a hash of (scenario, variant, direction): the same every run, and
+    refused if its SPI was already handed to another (scenario, variant, direction) in this process."""
+    who = f"{scenario}/{variant.id}/{src}>{dst}"
+    digest = hashlib.sha256(who.encode()).digest()
+    spi = 0x10000000 | int.from_bytes(digest[:4], "big") & 0x0FFFFFFF  # below: SPIs written by hand
+    with _spis_lock:
+        if _spis.setdefault(spi, who) != who:
+            raise InputError("derived SPI", f"0x{spi:08x} for {who}", f"one not taken by {_spis[spi]}: rename the variant")
+    algo = ALGORITHMS[variant.esp]
+    keys = hashlib.sha256(digest).digest() + hashlib.sha256(digest + b"auth").digest()
+    return SA(spi, variant.esp, keys[:algo.key_len], keys[32:32 + algo.auth_key_len], src=src, dst=dst,
+              mode=variant.mode)
