@@ -84,6 +84,35 @@ class CaptureResult:
                                  "the results are incomplete (a bigger buffer, or send slower)")
 
 
+class _Closer:
+    """Closes packet sockets on a thread of its own: closing one waits for an RCU grace period (12-16 ms
+    here), which a case's teardown need not wait for. One long-lived thread, started on first use."""
+
+    def __init__(self):
+        self._queue: list[socket.socket] = []
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def close(self, sock: socket.socket) -> None:
+        with self._cond:
+            self._queue.append(sock)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="grelab-socket-closer", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue:
+                    self._cond.wait()
+                sock = self._queue.pop(0)
+            sock.close()
+
+
+_closer = _Closer()
+
+
 class Capture:
     """`with lab.capture("b", "eth0", "icmp6") as cap: ...send...; result = cap.wait(count=10)`."""
 
@@ -232,7 +261,7 @@ class Capture:
         if self._reader.is_alive():
             os.write(self._wake_w, b"x")
             self._reader.join()
-        self.sock.close()
+        _closer.close(self.sock)
         os.close(self._wake_r)
         os.close(self._wake_w)
 

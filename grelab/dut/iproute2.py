@@ -51,7 +51,7 @@ def render(plan: Plan) -> Rendered:
     for key, value in plan.sysctls:
         path = sysctl_path(key)
         parts = path.split("/")
-        (late if len(parts) > 6 and parts[5] in made else early).append((path, value))
+        (late if len(parts) > 7 and parts[6] in made else early).append((path, value))  # ./conf/DEV/key
     batch: list[Line] = []
     for interface in plan.interfaces:
         batch += [Line(text, interface) for text in interface_lines(interface)]

@@ -67,6 +67,8 @@ class Lab:
         self.run = run
         self.number = number
         self.scope = scope
+        self.group = 1000 + number % 100000  # the device group of its veth ends in DUT namespaces
+        self._unplug: set[str] = set()
         self.namespaces: dict[str, str] = {}  # node name -> network namespace name
         self._ends: dict[tuple[str, str], LinkEnd] = {}
         self._created_names: dict[tuple[str, str], str] = {}  # (node, ifname) -> name at creation
@@ -226,7 +228,7 @@ def _make_veth(lab: Lab, rtnl: Rtnl, link: Link, number: int) -> None:
             mac = end.mac or "02:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(5))
             fds.append(os.open(NETNS_DIR / lab.namespaces[end.node], os.O_RDONLY | os.O_CLOEXEC))
             index = 0 if is_dut else 100 + 2 * number + side  # 0: the DUT's namespace picks a free one
-            ends.append((index, name, fds[-1], link.mtu, mac))
+            ends.append((index, name, fds[-1], link.mtu, mac, lab.group if is_dut else 0))
             lab._ends[(end.node, end.ifname)] = LinkEnd(end.node, lab.namespaces[end.node], end.ifname, mac)
         rtnl.add_veth(*ends)
     finally:
@@ -273,22 +275,20 @@ def _destination(route: Route) -> str:
 
 def _plug(lab: Lab, node: Node, ifname: str, temp: str, index: int) -> None:
     namespace = lab.namespaces[node.name]
+    if namespace not in lab._unplug:
+        lab._unplug.add(namespace)
 
-    def unplug() -> None:  # the DUT's namespace outlives the lab: delete the pair now, by index
-        if not (NETNS_DIR / namespace).exists():
-            return  # the DUT is gone (stopped after a panic), and its namespace with the pair in it
-        def delete() -> None:
-            rtnl = Rtnl()
-            try:
-                rtnl.delete_link(index)
-            except OSError as exc:
-                if exc.errno != errno.ENODEV:  # gone already, with its peer's namespace
-                    raise
-            finally:
-                rtnl.close()
-        netns.run_in(namespace, delete)
-
-    lab._defer(unplug, f"veth {node.name}:{ifname}")
+        def unplug() -> None:  # the DUT's namespace outlives the lab: delete its ends of the pairs now
+            if not (NETNS_DIR / namespace).exists():
+                return  # the DUT is gone (stopped after a panic), and its namespace with the pairs in it
+            def delete() -> None:
+                rtnl = Rtnl()
+                try:
+                    rtnl.delete_group(lab.group)  # the lab's ends in this namespace, in one batch
+                finally:
+                    rtnl.close()
+            netns.run_in(namespace, delete)
+        lab._defer(unplug, f"veths of {node.name}")
     node.dut.plug(ifname, temp)
 
 

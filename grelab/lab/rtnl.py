@@ -21,7 +21,7 @@ IFLA_INFO_KIND, IFLA_INFO_DATA, VETH_INFO_PEER = 1, 2, 1
 IFA_ADDRESS, IFA_LOCAL, IFA_F_NODAD = 1, 2, 0x02
 RTA_DST, RTA_OIF, RTA_GATEWAY = 1, 4, 5
 IFF_UP = 0x1
-IFLA_OPERSTATE, IF_OPER_UP = 16, 6
+IFLA_OPERSTATE, IF_OPER_UP, IFLA_GROUP = 16, 6, 27
 RTMGRP_LINK = 0x1
 RT_TABLE_MAIN, RTPROT_STATIC, RT_SCOPE_UNIVERSE, RT_SCOPE_LINK, RTN_UNICAST = 254, 4, 0, 253, 1
 
@@ -48,9 +48,10 @@ def ifinfo(index: int = 0, up: bool = False) -> bytes:
     return struct.pack("BxHiII", socket.AF_UNSPEC, 0, index, IFF_UP if up else 0, IFF_UP if up else 0)
 
 
-def link_attrs(name: str, namespace_fd: int, mtu: int, mac: str) -> bytes:
+def link_attrs(name: str, namespace_fd: int, mtu: int, mac: str, group: int = 0) -> bytes:
     return (attr(IFLA_IFNAME, name.encode() + b"\0") + attr(IFLA_NET_NS_FD, struct.pack("I", namespace_fd))
-            + attr(IFLA_MTU, struct.pack("I", mtu)) + attr(IFLA_ADDRESS, bytes.fromhex(mac.replace(":", ""))))
+            + attr(IFLA_MTU, struct.pack("I", mtu)) + attr(IFLA_ADDRESS, bytes.fromhex(mac.replace(":", "")))
+            + (attr(IFLA_GROUP, struct.pack("I", group)) if group else b""))
 
 
 class Rtnl:
@@ -107,7 +108,7 @@ class Rtnl:
                 offset += (length + 3) & ~3
 
     def add_veth(self, a: tuple, b: tuple) -> None:
-        """a, b: (ifindex or 0, name, namespace fd, mtu, mac). Each end is created directly in its
+        """a, b: (ifindex or 0, name, namespace fd, mtu, mac[, device group]). Each end is created directly in its
         namespace, down (the kernel refuses to bring the peer up before the pair is joined)."""
         peer = ifinfo(b[0]) + link_attrs(*b[1:])
         info = attr(IFLA_INFO_KIND, b"veth") + attr(IFLA_INFO_DATA, attr(VETH_INFO_PEER, peer))
@@ -132,6 +133,11 @@ class Rtnl:
 
     def delete_link(self, index: int) -> None:
         self.request(RTM_DELLINK, ifinfo(index), f"delete link {index}")
+
+    def delete_group(self, group: int) -> None:
+        """Delete every link of a device group at once: one unregister batch, one RCU grace period (~20 ms
+        here) for all, where deleting them one by one pays it for each."""
+        self.request(RTM_DELLINK, ifinfo(0) + attr(IFLA_GROUP, struct.pack("I", group)), f"delete link group {group}")
 
     def add_address(self, index: int, address: str) -> None:
         iface = ipaddress.ip_interface(address)

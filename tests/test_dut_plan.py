@@ -1,0 +1,116 @@
+"""DUT plans as data and their iproute2 rendering: pure, checked line by line without a DUT."""
+import pytest
+
+from grelab.craft.esp import SA
+from grelab.dut.iproute2 import commands, iptables_restore, nft_ruleset, render
+from grelab.dut.plan import Filter, Interface, Plan, Route, Rule, Tunnel, XfrmPolicy, XfrmState
+from grelab.dut.tunnel import esp_transport, gre_tunnel
+from grelab.errors import InputError
+
+OUT = SA(0x1001, "gcm128", bytes(range(20)), src="192.0.2.1", dst="192.0.2.2")
+BACK = SA(0x2001, "gcm128", bytes(range(20, 40)), src="192.0.2.2", dst="192.0.2.1")
+
+
+def texts(lines):
+    return [line.text for line in lines]
+
+
+def test_a_plan_renders_in_order_interfaces_tunnels_routes_rules_states_policies():
+    plan = (Plan(interfaces=[Interface("wan", "02:00:00:00:0a:01", 1500, ["192.0.2.1/24"])],
+                 routes=[Route("default", via="192.0.2.254")], sysctls={"net.ipv4.ip_forward": 1})
+            + gre_tunnel("gre1", "192.0.2.1", "192.0.2.2", routes=("2001:db8:2::/64",), key=7, seq=True,
+                         addresses=("2001:db8:ff::1/64",))
+            + esp_transport(OUT, BACK)
+            + Plan(rules=[Rule(100, priority=10, family=6), Rule(100, priority=11, src="10.0.0.0/8")]))
+    r = render(plan)
+    assert r.sysctls == (("/proc/sys/net/ipv4/ip_forward", "1"),)
+    assert texts(r.batch) == [
+        "link set dev wan down",
+        "link set dev wan address 02:00:00:00:0a:01 mtu 1500",
+        "link set dev wan up",
+        "addr add 192.0.2.1/24 dev wan",
+        "link add gre1 type gre local 192.0.2.1 remote 192.0.2.2 key 7 seq ttl 64",
+        "link set dev gre1 addrgenmode none",
+        "link set dev gre1 up",
+        "addr add 2001:db8:ff::1/64 dev gre1 nodad",
+        "route add 0.0.0.0/0 via 192.0.2.254",
+        "route add 2001:db8:2::/64 dev gre1",
+        "rule add priority 11 from 10.0.0.0/8 table 100",
+        "xfrm state add src 192.0.2.1 dst 192.0.2.2 proto esp spi 0x00001001 mode transport replay-window 32 "
+        "aead rfc4106(gcm(aes)) 0x" + bytes(range(20)).hex() + " 128",
+        "xfrm state add src 192.0.2.2 dst 192.0.2.1 proto esp spi 0x00002001 mode transport replay-window 32 "
+        "aead rfc4106(gcm(aes)) 0x" + bytes(range(20, 40)).hex() + " 128",
+        "xfrm policy add src 192.0.2.1/32 dst 192.0.2.2/32 proto gre dir out action allow "
+        "tmpl src 192.0.2.1 dst 192.0.2.2 proto esp mode transport level required",
+        "xfrm policy add src 192.0.2.2/32 dst 192.0.2.1/32 proto gre dir in action allow "
+        "tmpl src 192.0.2.2 dst 192.0.2.1 proto esp mode transport level required",
+    ]
+    assert texts(r.batch6) == ["rule add priority 10 table 100"]  # an IPv6 rule without addresses: ip -6
+    assert r.batch[4].item == plan.tunnels[0]  # each line names the plan item it comes from
+
+
+def test_every_tunnel_option_becomes_its_iproute2_word():
+    t = Tunnel("t1", "2001:db8::1", "2001:db8::2", kind="ip6gretap", ikey=1, okey=2, iseq=True, icsum=True,
+               ocsum=True, ttl="inherit", tos="inherit", encaplimit="none", dev="wan", mtu=1448,
+               mac="02:00:00:00:00:99", link_local=True)
+    assert render(Plan(tunnels=[t])).batch[0].text == (
+        "link add t1 mtu 1448 address 02:00:00:00:00:99 type ip6gretap local 2001:db8::1 remote 2001:db8::2 "
+        "ikey 1 okey 2 iseq icsum ocsum hoplimit inherit tclass inherit encaplimit none dev wan")
+    four = Tunnel("t2", "192.0.2.1", "192.0.2.2", csum=True, oseq=True, tos=0x10, pmtudisc=False, ignore_df=True)
+    assert texts(render(Plan(tunnels=[four])).batch)[0] == (
+        "link add t2 type gre local 192.0.2.1 remote 192.0.2.2 oseq csum ttl 64 tos 16 nopmtudisc ignore-df")
+
+
+def test_xfrm_options_nat_t_marks_limits_and_null_keys():
+    sa = SA(0x10, "null-sha256", b"", bytes(32), src="192.0.2.1", dst="192.0.2.2", nat_t=(4500, 4500))
+    line = render(Plan(states=[XfrmState(sa, replay_window=64, mark=(5, 0xff), reqid=3, packet_limit=10)])).batch[0].text
+    assert ("replay-window 64 reqid 3 mark 0x5 mask 0xff encap espinudp 4500 4500 0.0.0.0 "
+            'enc ecb(cipher_null) "" auth-trunc hmac(sha256) 0x' + bytes(32).hex() + " 128 limit packet-hard 10") in line
+    policy = XfrmPolicy("192.0.2.0/24", "198.51.100.0/24", "fwd", "192.0.2.1", "192.0.2.2", mode="tunnel",
+                        priority=5, mark=7)
+    assert render(Plan(policies=[policy])).batch[0].text == (
+        "xfrm policy add src 192.0.2.0/24 dst 198.51.100.0/24 dir fwd priority 5 mark 0x7 mask 0xffffffff action allow "
+        "tmpl src 192.0.2.1 dst 192.0.2.2 proto esp mode tunnel level required")
+
+
+def test_sysctls_of_a_device_the_plan_makes_come_after_the_batch():
+    plan = gre_tunnel("gre1", "192.0.2.1", "192.0.2.2") + Plan(sysctls={
+        "net.ipv6.conf.gre1.disable_ipv6": 1, "net.ipv6.conf.wan.accept_dad": 0, "net/ipv6/conf/eth0.5/mtu": 1400})
+    r = render(plan)
+    assert r.late_sysctls == (("/proc/sys/net/ipv6/conf/gre1/disable_ipv6", "1"),)
+    assert ("/proc/sys/net/ipv6/conf/eth0.5/mtu", "1400") in r.sysctls
+    assert commands(r)[-1] == "echo 1 > /proc/sys/net/ipv6/conf/gre1/disable_ipv6"
+
+
+def test_filters_as_iptables_and_nft():
+    filters = [Filter("input", "drop", proto="gre", src="192.0.2.0/24", length=(1000, 1500)),
+               Filter("forward", "clamp-mss", set_mss=1436, oif="gre1"),
+               Filter("input", "drop", family=6, proto="icmp", iif="wan")]
+    assert iptables_restore(filters, 4) == ("*filter\n-A INPUT -p gre -s 192.0.2.0/24 -m length --length 1000:1500 -j DROP\n"
+                                            "COMMIT\n*mangle\n-A FORWARD -p tcp -o gre1 --tcp-flags SYN,RST SYN -j TCPMSS "
+                                            "--set-mss 1436\nCOMMIT\n")
+    assert iptables_restore(filters, 6) == "*filter\n-A INPUT -p ipv6-icmp -i wan -j DROP\nCOMMIT\n"
+    nft = nft_ruleset(filters)
+    assert "meta nfproto ipv4 meta l4proto gre ip saddr 192.0.2.0/24 ip length 1000-1500 drop" in nft
+    assert 'oifname "gre1" tcp flags & (syn|rst) == syn tcp option maxseg size set 1436' in nft
+
+
+@pytest.mark.parametrize("make, field", [
+    (lambda: Tunnel("gre1", "192.0.2.1", "2001:db8::1"), "gre1 remote"),
+    (lambda: Tunnel("gre1", "192.0.2.1", "192.0.2.2", key=2**32), "gre1 key"),
+    (lambda: Tunnel("gre1", "192.0.2.1", "192.0.2.2", encaplimit=4), "gre1 encaplimit"),
+    (lambda: Tunnel("gre1", "192.0.2.1", "192.0.2.2", ttl="sometimes"), "gre1 ttl"),
+    (lambda: Tunnel("a name; rm -rf /", "192.0.2.1", "192.0.2.2"), "tunnel name"),
+    (lambda: Interface("wan", mac="zz:00:00:00:00:00"), "wan mac"),
+    (lambda: Interface("wan", addresses=["192.0.2.1"]), "wan address"),
+    (lambda: Route("2001:db8::/64"), "route 2001:db8::/64"),
+    (lambda: Rule(100, priority=32766), "rule priority"),
+    (lambda: XfrmPolicy("192.0.2.1", "192.0.2.2", "sideways"), "policy dir"),
+    (lambda: Filter(action="clamp-mss"), "filter set_mss"),
+    (lambda: Plan(sysctls={"net.ipv4.ip_forward; reboot": 1}), "sysctl"),
+    (lambda: Plan(interfaces=[Interface("wan"), Interface("wan")]), "plan interfaces/tunnels"),
+])
+def test_bad_values_are_refused_when_the_plan_is_made_naming_the_field(make, field):
+    with pytest.raises(InputError) as error:
+        make()
+    assert error.value.field == field

@@ -1,0 +1,113 @@
+"""The scenario platform as users meet it: short scenario modules, cases that leave nothing behind (200 in a
+row keep a worker's file descriptors and threads flat), and a DUT that panics mid-case.
+
+The long ones run pytest on a scenario written into a scratch project, in a subprocess, as a user would.
+"""
+import ast
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def code_lines(path: Path) -> int:
+    """Lines of code apart from the module docstring, comments and blank lines."""
+    tree = ast.parse(path.read_text())
+    doc = tree.body[0] if tree.body and isinstance(tree.body[0], ast.Expr) and isinstance(tree.body[0].value, ast.Constant) else None
+    skip = set(range(doc.lineno, doc.end_lineno + 1)) if doc else set()
+    return sum(1 for n, line in enumerate(path.read_text().splitlines(), 1)
+               if n not in skip and line.strip() and not line.strip().startswith("#"))
+
+
+def test_each_scenario_module_is_its_story_and_at_most_25_lines_of_code():
+    for path in sorted((ROOT / "scenarios").glob("[a-z]*.py")):
+        assert ast.get_docstring(ast.parse(path.read_text())), f"{path.name} tells no story"
+        assert code_lines(path) <= 25, f"{path.name}: {code_lines(path)} lines of code"
+
+
+def run_pytest(tmp_path: Path, scenario: str, conftest: str = "", *args: str) -> subprocess.CompletedProcess:
+    (tmp_path / "scenarios").mkdir(exist_ok=True)
+    (tmp_path / "scenarios" / "story.py").write_text(scenario)
+    (tmp_path / "scenarios" / "conftest.py").write_text(conftest)
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path),
+                           "--update-golden", "scenarios/story.py", *args],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+
+
+MANY_CASES = '''"""200 cases in a row."""
+import pytest
+from scapy.layers.inet import IP
+from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6
+from scapy.layers.l2 import GRE
+from grelab.scenario import GRE as PLAIN
+from grelab.scenario.endpoint import FAR_LAN_HOST, GRELAB, H1, R1_WAN, grelab_endpoint
+
+net = grelab_endpoint(variants=[PLAIN]).fixture()
+
+
+@pytest.mark.parametrize("n", range(200))
+def test_echo(net, n):
+    net.send("grelab", IP(src=GRELAB, dst=R1_WAN) / GRE() / IPv6(src=FAR_LAN_HOST, dst=H1) / ICMPv6EchoRequest(seq=n))
+    assert len(net.transit.capture.wait(count=2, timeout=3).frames) == 2
+'''
+
+RECORD_RESOURCES = '''import json, os, threading, pytest
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_logfinish(nodeid, location):
+    with open(os.environ["GRELAB_RESOURCES"], "a") as out:
+        out.write(json.dumps([len(os.listdir("/proc/self/fd")), threading.active_count()]) + "\\n")
+'''
+
+
+def test_200_cases_in_a_row_leave_file_descriptors_and_threads_flat(tmp_path):
+    record = tmp_path / "resources.jsonl"
+    os.environ["GRELAB_RESOURCES"] = str(record)
+    try:
+        done = run_pytest(tmp_path, MANY_CASES, RECORD_RESOURCES)
+    finally:
+        del os.environ["GRELAB_RESOURCES"]
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "200 passed" in done.stdout
+    counts = [json.loads(line) for line in record.read_text().splitlines()]
+    assert len(counts) == 200
+    settled = counts[10]  # after the first cases: the DUT booted, the closer thread started
+    fds, threads = max(c[0] for c in counts[10:]), max(c[1] for c in counts[10:])
+    # A packet socket's close finishes on the closer thread a few ms after its case: allow those few.
+    assert fds <= settled[0] + 6 and counts[-1][0] <= settled[0] + 6, (settled, counts[-5:])
+    assert threads <= settled[1] + 1, (settled, counts[-5:])
+
+
+PANIC = '''"""A guest panics mid-case."""
+import os
+from grelab.lab.ownership import current_run
+from grelab.scenario import GRE
+from grelab.scenario.offices import two_offices
+
+net = two_offices(variants=[GRE]).fixture()
+
+
+def test_a_panic(net):
+    net.ping("h1", "h2")
+    net.dut("r1").cmd("echo c > /proc/sysrq-trigger")  # the kernel panics
+    net.ping("h1", "h2")
+
+
+def test_b_next_case(net):
+    net.ping("h1", "h2")
+    mine = [n for n in os.listdir("/run/netns") if n.startswith(f"grelab-{current_run().id}-")]
+    assert not [n for n in mine if n.endswith(".1")], mine  # the first case's lab is gone
+'''
+
+
+def test_a_panic_fails_its_case_with_one_error_naming_it_and_the_next_case_passes(tmp_path):
+    done = run_pytest(tmp_path, PANIC, "", "-rA")
+    out = done.stdout
+    assert done.returncode == 1, out[-3000:] + done.stderr[-3000:]
+    assert "1 failed, 1 passed" in out and " error" not in out.split("short test summary")[-1], out[-3000:]
+    assert out.count("DUT r1 died during this case: guest panicked (Kernel panic - not syncing") == 1, out[-3000:]
+    assert "sysrq triggered crash" in out
