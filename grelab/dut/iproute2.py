@@ -7,6 +7,7 @@ policies; sysctls of devices the batch creates come after it; filters last.
 """
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 
 from grelab.craft.esp import SA
@@ -252,8 +253,8 @@ def nft_ruleset(filters) -> str:
 def commands(rendered: Rendered) -> list[str]:
     """The rendered plan as one shell command per step, the way it is done without batches (a baseline, and a
     DUT with a plain shell): sysctls, `ip` per line, late sysctls."""
-    out = [f"echo {value} > {path}" for path, value in rendered.sysctls]
-    out += [f"/sbin/ip {line.text}" for line in rendered.batch]
-    out += [f"/sbin/ip -6 {line.text}" for line in rendered.batch6]
-    out += [f"echo {value} > {path}" for path, value in rendered.late_sysctls]
+    out = [f"echo {shlex.quote(value)} > {path}" for path, value in rendered.sysctls]
+    out += ["/sbin/ip " + shlex.join(shlex.split(line.text)) for line in rendered.batch]  # batch quoting -> shell's
+    out += ["/sbin/ip -6 " + shlex.join(shlex.split(line.text)) for line in rendered.batch6]
+    out += [f"echo {shlex.quote(value)} > {path}" for path, value in rendered.late_sysctls]
     return out

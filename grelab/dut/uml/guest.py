@@ -160,7 +160,7 @@ class Uml(ShellDut):
         path = self.share / f"{number}.sh"
         path.write_text(script + '[ -z "$grelab_failed" ]; grelab_status=$?; unset grelab_failed; return $grelab_status\n')
         try:
-            result = self._run(f". /grelab/{number}.sh", in_init_shell=True)
+            result = self._run(self._take_fresh_ip() + f". /grelab/{number}.sh", in_init_shell=True)
         finally:
             path.unlink(missing_ok=True)
             for family in (4, 6):
@@ -179,7 +179,14 @@ class Uml(ShellDut):
         return parse_counters(text + "@@xfrm\n" + _proc_tables("\n".join(values[len(names):])))
 
     def cmd(self, script: str, timeout: float = 10.0) -> CommandResult:
+        # A script may delete or rename links behind the back of init's `ip -batch` processes, whose name
+        # cache would then be stale: they start afresh before the next apply or reset (~60 ms, only then).
+        self._fresh_ip = "ipb_restart\n"
         return self._run(script, timeout)
+
+    def _take_fresh_ip(self) -> str:
+        line, self._fresh_ip = getattr(self, "_fresh_ip", ""), ""
+        return line
 
     def _run(self, script: str, timeout: float = 10.0, in_init_shell: bool = False) -> CommandResult:
         try:
@@ -192,7 +199,7 @@ class Uml(ShellDut):
     def reset(self) -> None:
         # In init's own shell (init sourced reset.sh at boot): it talks to init's long-lived `ip -batch`
         # processes over fds 6-9, and no fork is spent on a subshell.
-        script = self._sysctl_restore_script() + "grelab_reset " + " ".join(self.interfaces)
+        script = self._take_fresh_ip() + self._sysctl_restore_script() + "grelab_reset " + " ".join(self.interfaces)
         result = self._run(script, in_init_shell=True)
         if not result.ok:
             raise DutCommandError(self.name, result)

@@ -32,6 +32,13 @@ ipb_start() {
 }
 ipb_start 8 9 ""
 ipb_start 6 7 -6
+# ipb_restart: new processes, forgetting what the old ones knew. iproute2 caches interface names: a link
+# another process deleted and re-made under the same name would be looked up by its old index.
+ipb_restart() {
+  exec 8>&- 9<&- 6>&- 7<&-
+  ipb_start 8 9 ""
+  ipb_start 6 7 -6
+}
 NL='
 '
 # ipb_send IN LINES: hand iproute2 commands (batch syntax) to the process fed by fd IN, then a marker: a

@@ -1,0 +1,51 @@
+"""The figure users feel: one scenario case's wall time, DUTs already up, measured the way pytest runs it."""
+from __future__ import annotations
+
+import statistics
+import time
+
+from grelab.golden.recorder import GoldenRecorder
+from grelab.golden.store import GoldenStore
+from grelab.lab.build import build
+from grelab.lab.ownership import current_run
+from grelab.scenario.net import Net
+from grelab.scenario.offices import two_offices
+from grelab.scenario.spec import GRE
+
+
+def case_ms(count: int, per_command: bool = False) -> float:
+    """Median milliseconds of the two-office echo case (plain GRE) over count cases after a first one that
+    boots the DUTs: reset, build and apply, the echo and its tunnel check, golden compare, teardown. With
+    per_command, the DUTs take their plans one console command per iproute2 command (the old way)."""
+    from grelab.dut.bench import apply_per_command
+    from grelab.pytest_plugin import DutPool
+    from grelab.run import scenarios_dir
+    pool = DutPool("uml")
+    store = GoldenStore(scenarios_dir().parent / "pcaps")
+    scenario = two_offices(variants=(GRE,))
+    times = []
+    try:
+        for n in range(count + 1):
+            start = time.perf_counter()
+            scope = current_run().scope.child("bench case")
+            try:
+                def duts(*names, interfaces):
+                    got = pool.get_many(names, interfaces)
+                    if per_command:
+                        for dut in got:
+                            dut.apply = lambda plan, dut=dut: apply_per_command(dut, plan)
+                    return got
+                golden = GoldenRecorder(store, "two_offices", "echo-gre", "grelab bench")
+                net = Net.start(scenario, GRE, duts, lambda topology: build(topology, scope=scope), golden)
+                net.ping("h1", "h2")
+                net.transit.carries_exactly(net.sent_by("h1", "h2"))
+                failure, _ = golden.finish(update=False, keep_dir=None)
+                if failure:
+                    raise AssertionError(failure)
+            finally:
+                scope.close()
+            if n:  # the first case boots the DUTs
+                times.append((time.perf_counter() - start) * 1000)
+    finally:
+        pool.stop()
+    return statistics.median(times)
