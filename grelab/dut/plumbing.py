@@ -14,6 +14,7 @@ def make_namespace(node: str, setup: str) -> tuple[str, Callable[[], None]]:
     run = current_run()
     name = run.namespace_name(node)
     subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
+    run.claim_namespace(name)
     remove = run.defer(lambda: remove_namespace(name), f"namespace {name}")
     in_namespace(name, setup)
     return name, remove
