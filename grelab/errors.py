@@ -32,3 +32,19 @@ def check_choice(field: str, value, choices) -> str:
     if value not in choices:
         raise InputError(field, value, "one of " + ", ".join(map(str, choices)))
     return value
+
+
+class MalformedPacket(GrelabError):
+    """Bytes that are not a whole packet of the layer expected there: names the layer, the byte offset (from
+    the start of the bytes given) and the field that does not fit or is not allowed."""
+
+    def __init__(self, layer: str, offset: int, field: str, why: str = "truncated"):
+        self.layer, self.offset, self.field, self.why = layer, offset, field, why
+        super().__init__(f"malformed {layer} at offset {offset}: {field}: {why}")
+
+
+def check_int(field: str, value, low: int, high: int) -> int:
+    """For API arguments: value must already be an int (not a string to parse) with low <= value <= high."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InputError(field, value, f"an int from {low} to {high}")
+    return check_range(field, value, low, high)

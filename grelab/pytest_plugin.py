@@ -7,7 +7,9 @@ Fixtures:
     grelab_scope  the case's scope (grelab.scope): what is deferred there is closed when the case ends
 A scenario module gets its `net` fixture from its Scenario (grelab.scenario.spec.Scenario.fixture).
 Options: --dut, --update-golden, --keep-pcaps DIR.
-Markers: needs_esp, needs_ipv6_transport, needs_duts(n): a case the selected DUT cannot run is skipped, saying why.
+Markers: needs_esp, needs_ipv6_transport, needs_duts(n): with --dut auto, a case the selected DUT cannot run is
+skipped, saying why; with a DUT named explicitly it fails, and a DUT that cannot be selected at all is an error:
+a run that cannot test what it was asked to is never green.
 """
 from __future__ import annotations
 
@@ -37,6 +39,18 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
+    spec = config.getoption("--dut", "auto")
+    if spec != "auto":  # named explicitly: a typo or a broken set-up stops the run before anything is collected
+        try:
+            _pool(config).choice()
+        except DutError as exc:
+            raise pytest.UsageError(dut_problem(spec, exc)) from None
+
+
+def dut_problem(spec: str, exc: DutError) -> str:
+    """One line: `--dut SPEC: why it cannot be used` (select's messages may name the backend or span lines)."""
+    text = " ".join(str(exc).split())
+    return text if text.startswith("--dut ") else f"--dut {spec}: {text.removeprefix(spec + ': ')}"
 
 
 class DutPool:
@@ -128,22 +142,24 @@ def grelab_dut_pool(request):
 
 
 def pytest_runtest_setup(item):
-    """Skip, with the reason, a case whose markers ask for what the selected DUT cannot do."""
+    """A case whose markers ask for what the DUT cannot do: skipped, with the reason, under --dut auto; failed
+    when the DUT was named explicitly, or when no DUT can be selected at all."""
     wanted = [CAPABILITY_OF_MARKER[m.name] for m in item.iter_markers() if m.name in CAPABILITY_OF_MARKER]
     several = max((m.args[0] for m in item.iter_markers("needs_duts")), default=1)
     if not wanted and several == 1:
         return
-    from grelab.dut.base import DutError
     pool = _pool(item.config)
     try:
         choice = pool.choice()
     except DutError as exc:
-        pytest.skip(f"no usable DUT: {exc}")
+        pytest.fail(f"no usable DUT: {dut_problem(pool.spec, exc)}", pytrace=False)
     missing = [c for c in wanted if c not in choice.capabilities]
     if several > 1 and "several" not in choice.capabilities:
         missing.append(f"{several} DUTs at once")
-    if missing:
+    if missing and pool.spec == "auto":
         pytest.skip(f"DUT {choice.name} lacks: {', '.join(missing)}")
+    if missing:
+        pytest.fail(f"--dut {pool.spec} lacks what this case needs: {', '.join(missing)}", pytrace=False)
 
 
 @pytest.fixture
@@ -237,7 +253,18 @@ def _keep_only(item) -> None:
 
 
 def pytest_terminal_summary(terminalreporter):
-    """With --update-golden: which goldens were created, changed, or left as they were."""
+    """How many cases were skipped and why (one line per reason), so a mostly skipped run is seen for what it
+    is; with --update-golden: which goldens were created, changed, or left as they were."""
+    reasons: dict[str, int] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        longrepr = getattr(report, "longrepr", None)
+        reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        reasons[reason] = reasons.get(reason, 0) + 1
+    if reasons:
+        terminalreporter.section("grelab: skipped cases")
+        for reason, count in sorted(reasons.items(), key=lambda r: -r[1]):
+            terminalreporter.write_line(f"{count} skipped: {reason}")
     lines = [value for reports in terminalreporter.stats.values() for r in reports
              for key, value in getattr(r, "user_properties", []) if key == "golden" and r.when == "call"]
     if lines:

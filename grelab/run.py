@@ -69,6 +69,8 @@ def run(args) -> int:
         pytest_args += ["-k", args.keyword]
     table = ResultTable()
     code = pytest.main(pytest_args, plugins=[table])
+    if code in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERNAL_ERROR):
+        return 2  # pytest printed the one-line reason (e.g. a --dut that cannot be used); no table of nothing
     print()
     print("\n".join(table.lines()))
     print(f"\ngolden pcaps: {folder.parent / 'pcaps'}" +

@@ -30,3 +30,43 @@ def test_order_within_one_direction_is_kept():
 def test_a_missing_passenger_is_named():
     with pytest.raises(AssertionError, match=r"carried 2 passengers, expected 3[\s\S]*from 2001:db8:2::1: expected .* carried nothing"):
         expect_tunnel_carries(transit(a1, a2), [a1, a2, b1])
+
+
+def test_a_bad_gre_checksum_fails_naming_frame_and_field():
+    frame = bytearray(bytes(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / gre(IPv6(a1), csum=True)))
+    frame[38] ^= 0xFF  # the GRE checksum: peel says checksum=BAD, so must the assertion
+    with pytest.raises(AssertionError, match=r"transit frame 1: GRE checksum 0x.... is wrong .*checksum=BAD"):
+        expect_tunnel_carries([bytes(frame)], [a1])
+
+
+def test_a_bad_outer_ipv4_header_checksum_fails_naming_frame_and_field():
+    frame = bytearray(transit(a1)[0])
+    frame[24] ^= 0x01
+    with pytest.raises(AssertionError, match=r"transit frame 1: outer IPv4 header checksum 0x.... is wrong \(0x.... would be right\)"):
+        expect_tunnel_carries([bytes(frame)], [a1])
+
+
+def test_a_passenger_whose_length_disagrees_with_the_outer_lengths_fails():
+    outer = Ether(transit(a1)[0][:-1])  # one byte less of passenger; its own payload length still counts it
+    outer.len = outer.chksum = None  # the outer lengths made to match what is left
+    rebuilt = bytes(outer)
+    with pytest.raises(AssertionError, match=r"transit frame 1: passenger length: its header says 48 bytes, the outer lengths leave 47"):
+        expect_tunnel_carries([rebuilt], [a1])
+
+
+def test_an_outer_total_length_beyond_the_frame_fails():
+    frame = bytearray(transit(a1)[0])
+    frame[16:18] = (int.from_bytes(frame[16:18], "big") + 8).to_bytes(2, "big")
+    frame[24:26] = b"\0\0"
+    from scapy.utils import checksum
+    frame[24:26] = checksum(bytes(frame[14:34])).to_bytes(2, "big")
+    with pytest.raises(AssertionError, match=r"transit frame 1: outer IPv4 total length 80: the frame holds 72 bytes after Ethernet"):
+        expect_tunnel_carries([bytes(frame)], [a1])
+
+
+def test_an_empty_or_truncated_expected_passenger_is_refused_by_name():
+    from grelab.errors import MalformedPacket
+    with pytest.raises(MalformedPacket, match="no bytes at all"):
+        expect_tunnel_carries(transit(a1), [b""])
+    with pytest.raises(MalformedPacket, match="malformed IPv6 at offset"):
+        expect_tunnel_carries(transit(a1), [a1[:30]])

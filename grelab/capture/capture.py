@@ -72,8 +72,8 @@ class CaptureResult:
     def packets(self) -> list:
         """The frames dissected by scapy (slow: ~6,000 frames/s), once."""
         if self._packets is None:
-            from scapy.layers.l2 import Ether
-            self._packets = [Ether(data) for _, data in self.frames]
+            from grelab.craft.dissect import frame  # here: scapy is slow to import, and only this needs it
+            self._packets = [frame(data) for _, data in self.frames]
             for packet, (stamp, _) in zip(self._packets, self.frames):
                 packet.time = stamp
         return self._packets

@@ -15,8 +15,9 @@ from scapy.layers.inet6 import IPv6
 from scapy.layers.ipsec import ESP, IPSecIntegrityError, SecurityAssociation
 from scapy.packet import Packet
 
+from grelab.craft.dissect import dissect, dissect_ip
 from grelab.craft.gre import address
-from grelab.errors import GrelabError, InputError, check_choice, check_range
+from grelab.errors import GrelabError, InputError, MalformedPacket, check_choice, check_range
 
 
 @dataclass(frozen=True)
@@ -132,19 +133,43 @@ def encrypt(sa: SA, packet: Packet, seq: int = 1, iv: bytes | None = None) -> Pa
 
 def decrypt(sa: SA, packet: Packet | bytes) -> Packet:
     """The packet inside an ESP packet: with the outer header (transport mode) or without it (tunnel mode).
-    Raises IntegrityError when the ICV does not verify."""
+    Raises IntegrityError when the ICV does not verify, MalformedPacket when the ESP cannot hold this SA's
+    IV, padding and ICV."""
+    if not isinstance(sa, SA):
+        raise InputError("sa", type(sa).__name__, "a grelab.craft.SA")
     if isinstance(packet, (bytes, bytearray)):
         packet = dissect_ip(bytes(packet))
+    elif not isinstance(packet, Packet):
+        raise InputError("packet", type(packet).__name__, "an IP or IPv6 packet (scapy) or its bytes")
     esp = packet.getlayer(ESP)
     if esp is None:
         raise InputError("packet", packet.summary(), "an IP or IPv6 packet carrying ESP")
     if esp.spi != sa.spi:
         raise InputError("ESP SPI", f"0x{esp.spi:08x}", f"the SA's SPI 0x{sa.spi:08x}")
+    offset = len(packet) - len(esp)
+    _check_esp_length(sa, esp, offset)
     try:
         return sa.scapy(esp.seq).decrypt(packet)
     except IPSecIntegrityError:
         raise IntegrityError(f"ESP SPI 0x{sa.spi:08x} seq {esp.seq}: integrity check failed ({sa.algorithm}): "
                              "wrong key, wrong SA, or the packet was changed") from None
+    except (ValueError, struct.error, IndexError, TypeError) as exc:  # what authenticated bytes still hide
+        raise MalformedPacket("ESP", offset + 8, "data", f"does not decrypt ({exc})") from None
+
+
+def _check_esp_length(sa: SA, esp: ESP, offset: int) -> None:
+    """The ESP data (after SPI and sequence number) holds the IV, the pad length and next header, and the
+    ICV, with the encrypted part a whole number of cipher blocks (RFC 4303 2.4): otherwise scapy's and
+    cryptography's errors ("Nonce must be between 8 and 128 bytes") would speak instead."""
+    algo, data = sa.algo, len(esp.data or b"")
+    least = algo.iv_len + 2 + algo.icv_len
+    if data < least:
+        raise MalformedPacket("ESP", offset + 8, "data", f"{data} bytes; {sa.algorithm} needs at least "
+                              f"{least} (IV {algo.iv_len}, pad length and next header 2, ICV {algo.icv_len})")
+    if (data - algo.iv_len - algo.icv_len) % max(algo.block, 4):
+        raise MalformedPacket("ESP", offset + 8 + algo.iv_len, "encrypted data",
+                              f"{data - algo.iv_len - algo.icv_len} bytes, not a multiple of "
+                              f"{max(algo.block, 4)} ({sa.algorithm})")
 
 
 def decrypt_frame(frame: bytes, sas) -> bytes:
@@ -156,7 +181,7 @@ def decrypt_frame(frame: bytes, sas) -> bytes:
     if sa is None:
         return frame
     from scapy.layers.l2 import Ether  # here: the rest of this module works on IP packets only
-    ether = Ether(frame)
+    ether = dissect(frame, Ether)
     plain = decrypt(sa, ether.payload.copy())
     return bytes(ether.__class__(dst=ether.dst, src=ether.src, type=ether.type) / plain)
 
@@ -184,11 +209,6 @@ def _esp_spi(frame: bytes) -> int | None:
     elif proto != 50:
         return None
     return int.from_bytes(frame[offset:offset + 4], "big") if len(frame) >= offset + 4 else None
-
-
-def dissect_ip(raw: bytes) -> Packet:
-    """An IPv4 or IPv6 packet, by its version nibble."""
-    return (IP if raw[:1] and raw[0] >> 4 == 4 else IPv6)(raw)
 
 
 def _check_key(field: str, value: bytes, length: int) -> None:

@@ -3,6 +3,10 @@
     >>> print(peel(frame, sas=[sa]))
     Ethernet / IPv4 192.0.2.1 > 192.0.2.2 / ESP spi=0x00000100 seq=1 gcm128 / GRE proto=0x86dd key=1 seq=2
     checksum=good -> IPv6 / ICMPv6 Echo Request ...
+
+Any bytes are accepted: a layer that is cut short or inconsistent is described as Wireshark would
+("[Malformed GRE at offset 34: key: truncated]", "IPv4 total length 84 > 60 bytes captured"), and an
+outermost header that is not whole raises MalformedPacket naming the layer, offset and field.
 """
 from __future__ import annotations
 
@@ -12,12 +16,16 @@ from dataclasses import dataclass, field
 from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.ipsec import ESP
-from scapy.layers.l2 import GRE, Ether
-from scapy.packet import NoPayload, Packet
+from scapy.layers.l2 import GRE, GRE_PPTP, Ether
+from scapy.packet import NoPayload, Packet, Raw
 from scapy.utils import checksum
 
 from grelab.craft import esp
-from grelab.errors import check_choice
+from grelab.craft.dissect import check_whole, dissect, dissect_link
+from grelab.errors import MalformedPacket
+
+# What an IP header's protocol / next header says comes next, for naming a payload scapy could not parse.
+NEXT = {47: GRE, 50: ESP, 17: UDP}
 
 
 @dataclass
@@ -29,28 +37,34 @@ class Peeled:
     checksum_ok: bool | None = None  # the GRE checksum, when present
     esp_spi: int | None = None
     esp_seq: int | None = None
+    passenger_problem: str | None = None  # the passenger's own header is cut short
 
     def __str__(self) -> str:
-        passenger = self.passenger.summary() if self.passenger is not None else "(passenger not reached)"
+        passenger = f"[{self.passenger_problem}]" if self.passenger_problem else \
+            self.passenger.summary() if self.passenger is not None else "(passenger not reached)"
         return " / ".join(self.layers) + " -> " + passenger
 
 
 def peel(data: bytes | Packet, sas: Iterable[esp.SA] = (), link: str = "ethernet") -> Peeled:
     """Dissect data (an Ethernet frame, or an IP packet with link="ip"), decrypt ESP with the SA of its SPI,
-    and stop at the first GRE header: its payload is the passenger. Raises esp.IntegrityError on a bad ICV."""
-    if isinstance(data, Packet):
-        layer = data
-    else:
-        check_choice("link", link, ["ethernet", "ip"])
-        layer = Ether(data) if link == "ethernet" else esp.dissect_ip(data)
+    and stop at the first GRE header: its payload is the passenger. Raises esp.IntegrityError on a bad ICV,
+    MalformedPacket when the outermost header is not whole."""
+    layer = data if isinstance(data, Packet) else dissect_link(data, link)
+    wire = len(layer)
     by_spi = {sa.spi: sa for sa in sas}
     report, ip = Peeled(), None
     while not isinstance(layer, NoPayload):
+        if isinstance(layer, (IP, IPv6, GRE, UDP, ESP)) and layer.original:
+            try:  # scapy leaves the fields past the end of short bytes at their defaults: say so instead
+                check_whole(bytes(layer.original), type(layer), wire - len(layer))
+            except MalformedPacket as exc:
+                report.layers.append(f"[{exc}]")
+                return report
         if isinstance(layer, Ether):
             report.layers.append("Ethernet")
         elif isinstance(layer, (IP, IPv6)):
             ip = layer
-            report.layers.append(f"IPv{layer.version} {layer.src} > {layer.dst}")
+            report.layers.append(f"IPv{layer.version} {layer.src} > {layer.dst}" + _ip_problem(layer, wire - len(layer)))
         elif isinstance(layer, UDP) and isinstance(layer.payload, ESP):
             report.layers.append(f"UDP {layer.sport} > {layer.dport} (NAT-T)")
         elif isinstance(layer, ESP):
@@ -62,15 +76,59 @@ def peel(data: bytes | Packet, sas: Iterable[esp.SA] = (), link: str = "ethernet
             report.layers.append(f"ESP spi=0x{layer.spi:08x} seq={layer.seq} {sa.algorithm} {sa.mode}")
             clear = esp.decrypt(sa, ip.copy())  # scapy's decrypt edits the packet it is given
             layer = clear.payload if sa.mode == "transport" else clear  # transport: the same IP header again
+            wire = len(clear) + wire - len(ip)  # offsets below count in the decrypted packet
             continue
+        elif isinstance(layer, GRE_PPTP):  # protocol type 0x880b: PPTP's enhanced GRE (RFC 2637), a call ID
+            report.layers.append(f"GRE (PPTP, RFC 2637) version={layer.version} proto=0x{layer.proto:04x} "
+                                 f"call_id={layer.call_id}")
+            return report
         elif isinstance(layer, GRE):
             report.gre, report.passenger = layer, layer.payload
             report.layers.append(_describe_gre(layer, report))
+            inner = layer.payload
+            if isinstance(inner, (IP, IPv6, Ether)) and inner.original:
+                try:
+                    check_whole(bytes(inner.original), type(inner), wire - len(inner))
+                except MalformedPacket as exc:
+                    report.passenger_problem = str(exc)
+            return report
+        elif isinstance(layer, Raw) and _next_of(layer.underlayer) is not None:
+            # scapy gave up on the header the IP layer announces: say where it breaks
+            offset = wire - len(layer)
+            try:
+                dissect(bytes(layer), _next_of(layer.underlayer), offset)
+                report.layers.append(layer.name)
+            except MalformedPacket as exc:
+                report.layers.append(f"[{exc}]")
             return report
         else:
             report.layers.append(layer.name)
         layer = layer.payload
     return report
+
+
+def _next_of(under) -> type | None:
+    """The layer class an IPv4/IPv6 header announces as its payload (GRE, ESP, UDP), if we know it."""
+    if isinstance(under, IP):
+        return NEXT.get(under.proto) if under.frag == 0 else None
+    if isinstance(under, IPv6):
+        return NEXT.get(under.nh)
+    return None
+
+
+def _ip_problem(ip, offset: int) -> str:
+    """" [...]" when the header's lengths disagree with the bytes there are, as Wireshark flags it."""
+    have = len(ip.original) if ip.original else len(ip)
+    if isinstance(ip, IP):
+        if ip.ihl < 5:
+            return f" [malformed IPv4 at offset {offset}: ihl {ip.ihl} < 5]"
+        if ip.len < ip.ihl * 4:
+            return f" [malformed IPv4 at offset {offset}: total length {ip.len} < header length {ip.ihl * 4}]"
+        if ip.len > have:
+            return f" [truncated: IPv4 total length {ip.len} > {have} bytes captured]"
+    elif 40 + ip.plen > have:
+        return f" [truncated: IPv6 payload length {ip.plen} > {have - 40} bytes captured]"
+    return ""
 
 
 def _describe_gre(gre: GRE, report: Peeled) -> str:
@@ -79,8 +137,11 @@ def _describe_gre(gre: GRE, report: Peeled) -> str:
         words.append(f"key={gre.key}")
     if gre.seqnum_present:
         words.append(f"seq={gre.sequence_number}")
+    if gre.routing_present:
+        words.append("routing=1 (RFC 1701 source routes: not parsed)")
     if gre.chksum_present:
-        report.checksum_ok = checksum(bytes(gre)) == 0  # RFC 2784: over the GRE header and payload
+        # RFC 2784: over the GRE header and payload as they were on the wire, not as scapy would rebuild them
+        report.checksum_ok = checksum(bytes(gre.original) if gre.original else bytes(gre)) == 0
         words.append("checksum=" + ("good" if report.checksum_ok else "BAD"))
     if gre.version:
         words.append(f"version={gre.version}")

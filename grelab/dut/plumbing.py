@@ -15,6 +15,7 @@ def make_namespace(node: str, setup: str, scope: Scope | None = None) -> tuple[s
     run = current_run()
     name = run.namespace_name(node)
     subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
+    run.claim_namespace(name)
     remove = (scope or run.scope).defer(lambda: remove_namespace(name), f"namespace {name}")
     in_namespace(name, setup)
     return name, remove

@@ -12,9 +12,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from scapy.layers.l2 import Ether
 from scapy.packet import Packet
 
+from grelab.craft.dissect import frame as dissect_frame
 from grelab.errors import GrelabError
 
 _IGNORE_RE = re.compile(r"^([A-Za-z0-9_]+)(?::(\d+))?\.([A-Za-z0-9_]+)$")
@@ -51,7 +51,7 @@ class Template:
     def __init__(self, packet, ignore=()):
         raw = packet if isinstance(packet, bytes) else bytes(packet)
         self.raw = raw
-        self.packet = Ether(raw)  # dissected back: computed fields (lengths, checksums) have their values
+        self.packet = dissect_frame(raw)  # dissected back: computed fields (lengths, checksums) have their values
         self.ignore = frozenset(ignore)
         self._masked: set[tuple[str, int | None, str]] = set()
         for name in self.ignore:
@@ -71,7 +71,7 @@ class Template:
             return True
         verdict = self._verdicts.get(frame)
         if verdict is None:
-            verdict = self._verdicts[frame] = not self.differences(Ether(frame), limit=1)
+            verdict = self._verdicts[frame] = not self.differences(dissect_frame(frame), limit=1)
         return verdict
 
     def differences(self, got: Packet, limit: int | None = None) -> list[Difference]:

@@ -6,10 +6,10 @@ next closest, how many frames arrived (and were dropped), and hexdumps.
 """
 from __future__ import annotations
 
-from scapy.layers.l2 import Ether
 from scapy.utils import hexdump
 
 from grelab.capture.capture import CaptureResult
+from grelab.craft.dissect import frame
 from grelab.expect.match import Template, layers
 
 CLOSEST = 3
@@ -43,11 +43,11 @@ def failure_report(headline: str, template: Template, result: CaptureResult, can
     lines = [headline, _received(result),
              f"don't-care fields: {', '.join(sorted(template.ignore)) or 'none'}",
              f"expected: {template.packet.summary()}"]
-    scored = sorted((len(template.differences(Ether(raw))), i, raw) for i, raw in enumerate(dict.fromkeys(candidates)))
+    scored = sorted((len(template.differences(frame(raw))), i, raw) for i, raw in enumerate(dict.fromkeys(candidates)))
     if not scored:
         lines.append("nothing else received (noise aside)")
     for rank, (count, _, raw) in enumerate(scored[:CLOSEST]):
-        got = Ether(raw)
+        got = frame(raw)
         lines.append(f"closest received #{rank + 1} ({count} differing fields): {got.summary()}")
         lines += [f"  {d}" for d in template.differences(got)]
         if rank == 0:
@@ -60,7 +60,7 @@ def failure_report(headline: str, template: Template, result: CaptureResult, can
 def silence_report(headline: str, result: CaptureResult, offending: list[bytes]) -> str:
     """For expect_none: what arrived, the first few summarised and the first one dumped."""
     lines = [headline, _received(result)]
-    lines += [f"  {Ether(raw).summary()}" for raw in offending[:CLOSEST]]
+    lines += [f"  {frame(raw).summary()}" for raw in offending[:CLOSEST]]
     if offending:
-        lines += ["hexdump of the first:", hexdump(Ether(offending[0]), dump=True)]
+        lines += ["hexdump of the first:", hexdump(offending[0], dump=True)]
     return "\n".join(lines)

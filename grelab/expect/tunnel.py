@@ -3,6 +3,9 @@
     expect_tunnel_carries(transit_frames, lan_ipv6_packets)              # plain GRE, IPv6 inside
     expect_tunnel_carries(transit_frames, lan_ipv6_packets, sas=[a, b])  # only ESP, decrypting to that GRE
 
+Each transit frame must hold what the wire must hold: a whole outer IPv4 header with a right checksum and a
+total length the frame has, a right GRE checksum when one is present, an ESP ICV that verifies, and a
+passenger whose own length is what the outer lengths leave for it. A DUT that corrupts what it sends fails.
 Passengers are compared byte for byte except the hop limit (TTL), which each router on the way decrements.
 """
 from __future__ import annotations
@@ -13,9 +16,11 @@ from scapy.layers.inet import IP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.ipsec import ESP
 from scapy.layers.l2 import Ether
+from scapy.utils import checksum
 
+from grelab.craft.dissect import dissect, dissect_ip
 from grelab.craft.peel import peel
-from grelab.errors import GrelabError
+from grelab.errors import GrelabError, InputError, MalformedPacket
 from grelab.expect.match import Template
 
 ETHERTYPE_IPV4 = 0x0800
@@ -24,28 +29,20 @@ _FRAME = Ether(src="02:00:00:00:00:00", dst="02:00:00:00:00:00")  # only to comp
 
 def expect_tunnel_carries(transit: list[bytes], passengers: list[bytes], sas=(), proto: int = 0x86DD) -> None:
     """Every transit frame is IPv4 carrying GRE of protocol type `proto` (inside ESP when `sas` are given,
-    and then never plain GRE), and the passengers are exactly `passengers` (IP packets), in order within
-    each direction (by source address)."""
+    and then never plain GRE), well formed (see the module's docstring), and the passengers are exactly
+    `passengers` (IP packets), in order within each direction (by source address)."""
+    for n, packet in enumerate(passengers, 1):
+        if not isinstance(packet, (bytes, bytearray)):
+            raise InputError(f"passenger {n}", type(packet).__name__, "the bytes of an IP or IPv6 packet")
+        dissect_ip(bytes(packet))  # MalformedPacket if not even its header is there
     problems, carried = [], []
     for n, frame in enumerate(transit, 1):
-        outer = Ether(frame)
-        if outer.type != ETHERTYPE_IPV4:
-            problems.append(f"transit frame {n}: ethertype 0x{outer.type:04x}, not IPv4: {outer.summary()}")
-            continue
-        if sas and not outer.haslayer(ESP):
-            problems.append(f"transit frame {n}: not ESP-protected: {outer.summary()}")
-            continue
         try:
-            peeled = peel(outer, sas)  # the frame parsed once: peel decrypts a copy of its IP layer
-        except GrelabError as exc:
-            problems.append(f"transit frame {n}: {exc}")
+            passenger = _passenger(frame, sas, proto)
+        except _Bad as bad:
+            problems.append(f"transit frame {n}: {bad}")
             continue
-        if peeled.gre is None:
-            problems.append(f"transit frame {n}: no GRE inside: {peeled}")
-        elif peeled.gre.proto != proto:
-            problems.append(f"transit frame {n}: GRE protocol type 0x{peeled.gre.proto:04x}, not 0x{proto:04x}: {peeled}")
-        else:
-            carried.append(bytes(peeled.passenger))
+        carried.append(passenger)
     want, got = _by_source(passengers), _by_source(carried)
     if got != want:
         problems.append(f"the tunnel carried {len(carried)} passengers, expected {len(passengers)}")
@@ -54,12 +51,67 @@ def expect_tunnel_carries(transit: list[bytes], passengers: list[bytes], sas=(),
                 if w != g:
                     problems.append(f"  passenger {n} from {_address(source)}: expected {_summary(w)}, "
                                     f"carried {_summary(g)}")
-                    if w and g:
-                        kind = IPv6 if w[0] >> 4 == 6 else IP
-                        problems.extend(f"    {d}" for d in Template(bytes(_FRAME / kind(w))).differences(_FRAME / kind(g)))
+                    problems.extend(f"    {d}" for d in _differences(w, g))
                     break
     if problems:
         raise AssertionError("transit does not hold exactly the tunnelled passengers:\n" + "\n".join(problems))
+
+
+class _Bad(Exception):
+    """What is wrong with one transit frame."""
+
+
+def _passenger(frame: bytes, sas, proto: int) -> bytes:
+    """The passenger of one transit frame, after checking everything around it; raises _Bad saying what is wrong."""
+    try:
+        outer = dissect(frame, Ether)
+    except MalformedPacket as exc:
+        raise _Bad(str(exc)) from None
+    if outer.type != ETHERTYPE_IPV4:
+        raise _Bad(f"ethertype 0x{outer.type:04x}, not IPv4: {outer.summary()}")
+    _check_outer_ipv4(frame[14:])
+    if sas and not outer.haslayer(ESP):
+        raise _Bad(f"not ESP-protected: {outer.summary()}")
+    try:
+        peeled = peel(outer, sas)  # the frame parsed once: peel decrypts a copy of its IP layer
+    except GrelabError as exc:
+        raise _Bad(str(exc)) from None
+    if peeled.gre is None:
+        raise _Bad(f"no GRE inside: {peeled}")
+    if peeled.gre.proto != proto:
+        raise _Bad(f"GRE protocol type 0x{peeled.gre.proto:04x}, not 0x{proto:04x}: {peeled}")
+    if peeled.checksum_ok is False:
+        raise _Bad(f"GRE checksum 0x{peeled.gre.chksum:04x} is wrong (over the GRE header and payload): {peeled}")
+    passenger = bytes(peeled.passenger)
+    said = _own_length(passenger)
+    if said != len(passenger):
+        raise _Bad(f"passenger length: its header says {said} bytes, the outer lengths leave {len(passenger)} "
+                   f"for it: {peeled}")
+    return passenger
+
+
+def _check_outer_ipv4(header: bytes) -> None:
+    """The outer IPv4 header as on the wire: whole, its checksum right, its total length in the frame."""
+    if len(header) < 20 or header[0] >> 4 != 4 or len(header) < (header[0] & 0xF) * 4 or header[0] & 0xF < 5:
+        raise _Bad(f"outer IPv4 header malformed: {header[:20].hex()} ({len(header)} bytes after Ethernet)")
+    length = (header[0] & 0xF) * 4
+    if checksum(header[:length]):
+        right = checksum(header[:10] + b"\0\0" + header[12:length])
+        raise _Bad(f"outer IPv4 header checksum 0x{header[10:12].hex()} is wrong (0x{right:04x} would be right)")
+    total = int.from_bytes(header[2:4], "big")
+    if not length <= total <= len(header):
+        raise _Bad(f"outer IPv4 total length {total}: the frame holds {len(header)} bytes after Ethernet, "
+                   f"the header {length}")
+
+
+def _own_length(packet: bytes) -> int | None:
+    """The length an IPv4/IPv6 packet's header says it has (None for anything else, or a header cut short)."""
+    version = packet[0] >> 4 if packet else None
+    if version == 6 and len(packet) >= 40:
+        return 40 + int.from_bytes(packet[4:6], "big")
+    if version == 4 and len(packet) >= 20:
+        return int.from_bytes(packet[2:4], "big")
+    return None
 
 
 def _by_source(packets: list[bytes]) -> dict[bytes, list[bytes]]:
@@ -67,25 +119,54 @@ def _by_source(packets: list[bytes]) -> dict[bytes, list[bytes]]:
     packets crossing in opposite directions (both ends' FINs) may pass the transit either way round."""
     out: dict[bytes, list[bytes]] = {}
     for packet in packets:
-        source = packet[8:24] if packet[0] >> 4 == 6 else packet[12:16]
-        out.setdefault(source, []).append(_hop_limit_zero(packet))
+        out.setdefault(_source(packet), []).append(_hop_limit_zero(packet))
     return out
 
 
+def _source(packet: bytes) -> bytes:
+    version = packet[0] >> 4 if packet else None
+    if version == 6 and len(packet) >= 24:
+        return packet[8:24]
+    if version == 4 and len(packet) >= 16:
+        return packet[12:16]
+    return b""
+
+
 def _address(source: bytes) -> str:
-    return str(ipaddress.ip_address(source))
+    return str(ipaddress.ip_address(source)) if source else "(no source address)"
 
 
 def _summary(packet: bytes) -> str:
     if not packet:
         return "nothing"
-    return (IPv6 if packet[0] >> 4 == 6 else IP)(packet).summary()
+    try:
+        return dissect_ip(packet).summary()
+    except MalformedPacket as exc:
+        return f"[{exc}]"
+
+
+def _differences(want: bytes, got: bytes) -> list:
+    """Field by field, when both are whole IP packets of one version."""
+    try:
+        w, g = dissect_ip(want), dissect_ip(got)
+    except MalformedPacket:
+        return []
+    if type(w) is not type(g):
+        return []
+    return Template(bytes(_FRAME / w)).differences(_FRAME / g)
 
 
 def _hop_limit_zero(packet: bytes) -> bytes:
-    """The packet with its hop limit (IPv6) or TTL (IPv4, checksum redone) zeroed: routers change it."""
-    if packet[0] >> 4 == 6:
+    """The packet with its hop limit (IPv6) or TTL (IPv4) zeroed: routers change it. The IPv4 checksum is
+    updated for that change only (RFC 1624), so a checksum that was wrong stays wrong and shows."""
+    version = packet[0] >> 4 if packet else None
+    if version == 6 and len(packet) >= 8:
         return packet[:7] + b"\x00" + packet[8:]
-    ip = IP(packet)
-    ip.ttl, ip.chksum = 0, None
-    return bytes(ip)
+    if version == 4 and len(packet) >= 20:
+        old = int.from_bytes(packet[8:10], "big")  # TTL and protocol: one 16-bit word of the sum
+        new = packet[9]
+        total = (~int.from_bytes(packet[10:12], "big") & 0xFFFF) + (~old & 0xFFFF) + new
+        while total >> 16:
+            total = (total & 0xFFFF) + (total >> 16)
+        return packet[:8] + b"\x00" + packet[9:10] + (~total & 0xFFFF).to_bytes(2, "big") + packet[12:]
+    return packet

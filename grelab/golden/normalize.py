@@ -19,6 +19,7 @@ from scapy.layers.ipsec import ESP
 from scapy.layers.l2 import GRE, Ether
 from scapy.packet import Packet
 
+from grelab.craft.dissect import frame as dissect_frame
 from grelab.craft.esp import SA, decrypt, encrypt
 
 
@@ -32,7 +33,9 @@ class Normalizer:
         self._isn: dict[tuple, int] = {}
 
     def frame(self, data: bytes) -> bytes:
-        pkt = Ether(data)
+        pkt = dissect_frame(data)
+        if not isinstance(pkt, Ether):
+            return data  # too short for Ethernet: nothing the kernel randomised can be in it
         changed = self._walk(pkt)
         return bytes(pkt) if changed else data
 

@@ -13,8 +13,7 @@ import re
 from contextlib import contextmanager
 from pathlib import Path
 
-from scapy.layers.l2 import Ether
-
+from grelab.craft.dissect import frame as dissect_frame
 from grelab.golden.case import Frame, read_pcapng, write_pcapng
 from grelab.expect.match import Template
 
@@ -118,7 +117,7 @@ def describe_difference(golden: list[Frame], got: list[Frame]) -> str:
             if w is not None and h is not None:
                 if w.comment != h.comment:
                     lines.append(f"    comment: {w.comment!r} != {h.comment!r}")
-                lines.extend(f"    {d}" for d in Template(w.data).differences(Ether(h.data)))
+                lines.extend(f"    {d}" for d in Template(w.data).differences(dissect_frame(h.data)))
             break
     return "\n".join(lines)
 
@@ -126,5 +125,5 @@ def describe_difference(golden: list[Frame], got: list[Frame]) -> str:
 def _summary(frame: Frame | None) -> str:
     if frame is None:
         return "(none)"
-    text = Ether(frame.data).summary()
+    text = dissect_frame(frame.data).summary()
     return f"{text}  [{frame.comment}]" if frame.comment else text

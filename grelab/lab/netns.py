@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable, TypeVar
 
 from grelab.errors import GrelabError
-from grelab.lab.ownership import NETNS_DIR, delete_namespace  # noqa: F401 - re-exported as netns.delete_namespace
+from grelab.lab.ownership import NETNS_DIR, current_run, delete_namespace  # noqa: F401 - re-exported
 
 libc = ctypes.CDLL(None, use_errno=True)
 CLONE_NEWNET = 0x40000000
@@ -94,6 +94,7 @@ def create_namespace(namespace: str, setup: Callable[[], None] | None = None) ->
 
     NETNS_DIR.mkdir(exist_ok=True)
     on_thread(body)
+    current_run().claim_namespace(namespace)
 
 
 def write_sysctl(key: str, value) -> None:

@@ -109,6 +109,7 @@ class Run:
     scope: Scope = field(default_factory=lambda: Scope("the run"))
     _mutex: threading.Lock = field(default_factory=threading.Lock)
     _names_given: dict[str, int] = field(default_factory=dict)
+    _made: dict[str, tuple[int, int]] = field(default_factory=dict)  # namespace name -> (st_dev, st_ino)
 
     def namespace_name(self, node: str) -> str:
         """`grelab-<run-id>-<node>`, or `...-<node>.<n>` for the n-th one of that node in this run: unique
@@ -119,6 +120,18 @@ class Run:
         with self._mutex:
             n = self._names_given[node] = self._names_given.get(node, 0) + 1
         return f"{PREFIX}{self.id}-{node}" + (f".{n}" if n > 1 else "")
+
+    def claim_namespace(self, name: str) -> None:
+        """Record the identity of /run/netns/NAME right after this run created it: ownership is that identity,
+        not the name (a bind mount of the host's namespace named like ours must not pass)."""
+        st = os.stat(NETNS_DIR / name)
+        with self._mutex:
+            self._made[name] = (st.st_dev, st.st_ino)
+
+    def made(self, name: str) -> tuple[int, int] | None:
+        """The (st_dev, st_ino) of a namespace this run created under that name, or None."""
+        with self._mutex:
+            return self._made.get(name)
 
     def record_pid(self, pid: int, what: str) -> None:
         """Remember a process this run started (a DUT guest, tcpdump) so a sweep can kill it if we die."""

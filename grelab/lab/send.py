@@ -2,8 +2,8 @@
 
 `scapy.sendp` opens and closes a socket per call (~41 packets/s here); a kept-open AF_PACKET socket
 with sendmmsg (up to 1024 frames per system call, through ctypes: Python has no sendmmsg) sends
-~500k 86-byte frames/s. Frames go out exactly as given: set `Ether(dst=...)` yourself, scapy's
-routing table is the root namespace's.
+~500k 86-byte frames/s. Frames go out exactly as given: a scapy frame without `Ether(dst=...)` is refused,
+since scapy would resolve it (and send ARP) in the ROOT namespace, on the host's own interfaces.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import os
 import socket
 from array import array
 
-from grelab.errors import GrelabError
+from grelab.errors import GrelabError, InputError
 from grelab.lab import netns
 from grelab.lab.ownership import NAMESPACE_RE, current_run
 
@@ -26,23 +26,36 @@ class NotOurInterface(GrelabError):
     """grelab sends and captures only on interfaces in namespaces this run created."""
 
 
-def check_ours(namespace: str, ifname: str) -> None:
-    """Refuse an interface outside the namespaces of this run: never touch the host's own links."""
+def check_ours(namespace: str, ifname: str) -> tuple[int, int]:
+    """Refuse an interface outside the namespaces of this run: never touch the host's own links. Returns the
+    namespace's identity (st_dev, st_ino), recorded when this run created it and checked again now."""
+    run = current_run()
     match = NAMESPACE_RE.match(namespace or "")
-    if match is None or match.group(1) != current_run().id:
+    if match is None or match.group(1) != run.id:
         raise NotOurInterface(
             f"refusing to use interface {ifname!r} in namespace {namespace!r}: grelab only sends and "
-            f"captures inside namespaces this run created (grelab-{current_run().id}-<node>)")
-    if not (netns.NETNS_DIR / namespace).exists():
-        raise NotOurInterface(f"namespace {namespace!r} does not exist (the lab was torn down?)")
+            f"captures inside namespaces this run created (grelab-{run.id}-<node>)")
+    try:
+        st = os.stat(netns.NETNS_DIR / namespace)
+    except FileNotFoundError:
+        raise NotOurInterface(f"namespace {namespace!r} does not exist (the lab was torn down?)") from None
+    made = run.made(namespace)
+    if made is None or made != (st.st_dev, st.st_ino):
+        raise NotOurInterface(
+            f"refusing to use interface {ifname!r} in namespace {namespace!r}: named like ours, but not the "
+            f"namespace this run created (its identity {st.st_dev}:{st.st_ino} is not the one recorded)")
+    return made
 
 
 def open_packet_socket(namespace: str, ifname: str, protocol: int, before_bind=None) -> socket.socket:
     """An AF_PACKET socket bound to ifname inside namespace. before_bind(sock) runs first, while the
     socket cannot receive anything yet (it is created with protocol 0)."""
-    check_ours(namespace, ifname)
+    identity = check_ours(namespace, ifname)
 
     def make() -> socket.socket:
+        st = os.stat("/proc/thread-self/ns/net")  # where setns really took us, not what the path says now
+        if (st.st_dev, st.st_ino) != identity:
+            raise NotOurInterface(f"namespace {namespace!r} changed under us: refusing {ifname!r}")
         try:
             socket.if_nametoindex(ifname)  # a missing interface named plainly, before any socket is made
         except OSError:
@@ -61,10 +74,23 @@ def open_packet_socket(namespace: str, ifname: str, protocol: int, before_bind=N
 
 
 def frames_of(packets) -> list[bytes]:
-    """A scapy packet, bytes, or a list of either -> a list of bytes."""
+    """A scapy packet, bytes, or a list of either -> a list of bytes. A scapy Ethernet frame must name its
+    destination MAC: building it without one makes scapy resolve it through the root namespace's routes and
+    ARP there, from whatever namespace the caller is in."""
     if isinstance(packets, (bytes, bytearray)) or hasattr(packets, "build"):
         packets = [packets]
-    return [p if isinstance(p, bytes) else bytes(p) for p in packets]
+    out = []
+    for n, p in enumerate(packets):
+        if isinstance(p, (bytes, bytearray)):
+            out.append(bytes(p))
+            continue
+        if not hasattr(p, "build"):
+            raise InputError(f"frame {n}", type(p).__name__, "a scapy packet or bytes")
+        if p.__class__.__name__ == "Ether" and p.fields.get("dst") is None:  # .dst itself would resolve it
+            raise InputError(f"frame {n} Ether.dst", None, "an explicit destination MAC, Ether(dst=...): scapy "
+                             "would resolve it, and send ARP, in the root namespace")
+        out.append(bytes(p))
+    return out
 
 
 def message_table(bases: array, lengths: array) -> tuple[array, array]:
