@@ -19,7 +19,7 @@ import subprocess
 
 from grelab.dut.base import CommandResult, Dut, DutCommandError, DutError
 from grelab.dut.uml import initramfs
-from grelab.dut.uml.console import Console, GuestDied
+from grelab.dut.uml.console import Console, GuestDied, watch
 from grelab.dut.plumbing import ip_batch, make_namespace
 from grelab.lab.ownership import current_run, pids_in_namespace
 
@@ -93,6 +93,7 @@ class Uml(Dut):
         run.record_pid(self._proc.pid, f"uml guest {self.name}")
         self._undo.insert(0, run.defer(self._kill, f"uml guest {self.name}"))
         self.console = Console(self._proc.stdin, self._proc.stdout, self.name)
+        watch(self._proc, self.console)
         self.console.wait_for("@@READY", boot_timeout)
 
     def _kill(self) -> None:
