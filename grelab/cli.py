@@ -6,7 +6,7 @@ import importlib
 import sys
 from collections.abc import Collection
 
-from grelab.errors import GrelabError
+from grelab.errors import GrelabError, one_line
 
 # subcommand -> (module, one-line help). Modules are imported only when their subcommand runs.
 SUBCOMMANDS = {
@@ -41,7 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args._module.run(args) or 0
     except GrelabError as exc:
-        print(f"grelab {args.command}: {exc}", file=sys.stderr)
+        print(f"grelab {args.command}: {one_line(exc)}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the last resort: still one line naming the path, never a traceback
+        print(f"grelab {args.command}: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

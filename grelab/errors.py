@@ -48,3 +48,12 @@ def check_int(field: str, value, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InputError(field, value, f"an int from {low} to {high}")
     return check_range(field, value, low, high)
+
+
+def one_line(text: str) -> str:
+    """A message of several lines (a list of reasons) as one line, for command lines and usage errors."""
+    parts = [part.strip() for part in str(text).splitlines() if part.strip()]
+    out = parts[0] if parts else ""
+    for part in parts[1:]:
+        out += (" " if out.endswith(":") else "; ") + part
+    return out

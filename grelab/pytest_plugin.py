@@ -49,7 +49,8 @@ def pytest_configure(config):
 
 def dut_problem(spec: str, exc: DutError) -> str:
     """One line: `--dut SPEC: why it cannot be used` (select's messages may name the backend or span lines)."""
-    text = " ".join(str(exc).split())
+    from grelab.errors import one_line
+    text = one_line(exc)
     return text if text.startswith("--dut ") else f"--dut {spec}: {text.removeprefix(spec + ': ')}"
 
 

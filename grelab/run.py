@@ -57,6 +57,8 @@ def run(args) -> int:
             known = sorted(p.stem for p in folder.glob("[a-z]*.py"))
             raise InputError("SCENARIO", name, "one of " + ", ".join(known))
         targets.append(str(module))
+    from grelab.dut.select import select
+    select(args.dut)  # every scenario needs a DUT: one that cannot be used is a one-line error (exit 2) up front
     pytest_args = (targets or [str(folder)]) + ["--dut", args.dut, "-q", "-p", "no:cacheprovider",
                                                 "--rootdir", str(folder.parent)]
     if args.workers not in ("0", 0):

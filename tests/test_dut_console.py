@@ -2,9 +2,11 @@
 console's last lines, and a guest of a run killed with SIGKILL removed by the next run's sweep."""
 import os
 import select
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -51,8 +53,22 @@ def test_a_panic_is_reported_with_the_console_tail(guest):
     message = str(died.value)
     assert "guest panicked" in message and "about to crash" in message
     assert not (NETNS_DIR / guest.namespace).exists()  # killed at once, its namespace gone
-    with pytest.raises(GuestDied, match="guest exited"):
+    with pytest.raises(GuestDied, match="guest died"):
         guest.cmd("true")
+
+
+def test_a_guest_killed_by_sigkill_is_reported_dead_at_once():
+    dut = Uml(["wan"], name="killed")
+    try:
+        os.kill(dut._proc.pid, signal.SIGKILL)
+        start = time.monotonic()
+        with pytest.raises(GuestDied, match=r"guest died: its process \d+ was killed by signal 9"):
+            dut.cmd("true", timeout=30)
+        # an event, not the deadline: far less than the 30 s a hang would take, even on a busy machine
+        assert time.monotonic() - start < 5
+        assert not (NETNS_DIR / dut.namespace).exists()  # what was left of it went at once
+    finally:
+        dut.stop()
 
 
 def test_a_sigkilled_run_leaves_no_guest_after_the_next_sweep(tmp_path):

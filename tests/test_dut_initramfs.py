@@ -40,3 +40,26 @@ def test_the_image_holds_what_the_guest_needs():
                  "sha512_generic.ko", "authenc.ko", "ipv6.ko"):
         assert need in modules, need
     assert not {"raid6_pq.ko", "btrfs.ko"} & modules
+
+
+def test_a_truncated_cached_image_is_rebuilt(tmp_path):
+    image = initramfs.prepare(cache=tmp_path).initramfs
+    whole = image.read_bytes()
+    image.write_bytes(whole[:len(whole) // 2])  # what a full disk or a killed copy leaves
+    again = initramfs.prepare(cache=tmp_path).initramfs
+    assert again == image and image.read_bytes() == whole
+
+
+def test_a_damaged_image_that_cannot_be_rebuilt_is_refused_with_the_hint(tmp_path, monkeypatch):
+    import errno
+    import pytest
+    from grelab.dut.base import DutError
+    image = initramfs.prepare(cache=tmp_path).initramfs
+    image.write_bytes(image.read_bytes()[:-1])
+
+    def read_only(*_):
+        raise OSError(errno.EROFS, "Read-only file system")
+    monkeypatch.setattr(initramfs, "_write_cpio", read_only)  # a cache folder that can no longer be written
+    with pytest.raises(DutError, match=r"is damaged \(\d+ bytes, \d+ recorded at build\) and cannot be rebuilt "
+                                       r"here \(Read-only file system\): run `grelab dut prepare`"):
+        initramfs.prepare(cache=tmp_path)

@@ -188,11 +188,11 @@ def test_doctor_rows_are_the_truth():
             assert ("--dut uml, which works here" in detail) == _uml_works()
     assert rows["UML"][0] == _uml_works()
     assert rows["TUN/TAP"][0] == (selection.tun_problem() is None)
-    assert rows["root"] == (os.geteuid() == 0, rows["root"][1])
+    assert rows["privileges"][0] == (not selection.missing_capabilities())
     for what, (ok, detail) in rows.items():
         if not ok:
             assert any(how in detail for how in ("use a kernel", "apt-get", "setup.sh", "modprobe", "run as root",
-                                                 "needs")), (what, detail)
+                                                 "needs", "not tested")), (what, detail)
 
 
 def test_doctor_reports_the_choice(capsys):
@@ -201,7 +201,7 @@ def test_doctor_reports_the_choice(capsys):
     out = capsys.readouterr().out
     if usable:
         assert "--dut auto picks: " + ("host" if probe().usable else "uml") in out
-    for check in ("root", "veth", "host GRE (ip_gre)", "host ESP", "TUN/TAP", "UML", "tshark"):
+    for check in ("privileges", "veth", "host GRE (ip_gre)", "host ESP", "TUN/TAP", "UML", "tshark"):
         assert check in out
 
 
@@ -221,3 +221,25 @@ def test_doctor_fails_when_nothing_is_usable(monkeypatch, capsys):
     assert "nothing usable" in out
     assert "MISSING  host GRE (ip_gre)" in out and "or get the uml DUT working" in out
     assert "--dut uml, which works here" not in out
+
+
+def test_capabilities_are_read_from_the_effective_set():
+    assert selection.missing_capabilities("CapEff:\t000001ffffffffff\n") == []
+    assert selection.missing_capabilities("CapEff:\t0000000000003000\n") == ["CAP_SYS_ADMIN"]  # NET_ADMIN, NET_RAW
+    assert selection.missing_capabilities("CapEff:\t0000000000000000\n") == ["CAP_NET_ADMIN", "CAP_SYS_ADMIN", "CAP_NET_RAW"]
+
+
+def test_doctor_without_net_admin_and_sys_admin_says_so_and_fails():
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(["setpriv", "--inh-caps=-all", "--bounding-set=-net_admin,-sys_admin", sys.executable,
+                           "-m", "grelab.cli", "doctor"], capture_output=True, text=True, timeout=120, cwd=root,
+                          env={**os.environ, "PYTHONPATH": str(root)})
+    assert done.returncode == 1, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert any(line.startswith("MISSING  privileges") and "lack CAP_NET_ADMIN, CAP_SYS_ADMIN" in line for line in lines)
+    assert "needs CAP_SYS_ADMIN, which this process lacks" in done.stdout
+    assert "CONFIG_VETH" not in done.stdout and "root ok" not in done.stdout
+    assert "--dut auto: nothing usable. --dut auto: this process lacks CAP_NET_ADMIN, CAP_SYS_ADMIN" in done.stdout

@@ -118,7 +118,7 @@ OPS = st.lists(st.tuples(st.sampled_from(KINDS), st.integers(0, 2000), st.intege
                min_size=1, max_size=4)
 
 
-@settings(derandomize=True, max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(derandomize=True, database=None, max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(base=st.integers(0, len(BASES) - 1), ops=OPS)
 def test_mutated_frames_raise_only_grelab_errors(base, ops):
     good, carried = BASES[base]

@@ -45,8 +45,17 @@ def test_grelab_run_with_an_unknown_dut_fails_with_one_line(tmp_path):
     done = grelab("run", "two_offices", "--dut", "nosuch")
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
-    assert lines == ["ERROR: --dut nosuch: not auto, host, uml, module:Class, or an entry point of group grelab.dut"]
+    assert lines == ["grelab run: --dut nosuch: not auto, host, uml, module:Class, or an entry point of group grelab.dut"]
     assert "passed" not in done.stdout and "skipped" not in done.stdout  # no table of nothing
+
+
+def test_grelab_run_with_a_broken_image_cache_fails_with_one_line(tmp_path):
+    cache = tmp_path / "not-a-folder"
+    cache.write_text("")
+    done = grelab("run", "two_offices", "--dut", "uml", env={"GRELAB_CACHE": str(cache)})
+    assert done.returncode == 2 and len(done.stderr.splitlines()) == 1
+    assert done.stderr.startswith(f"grelab run: uml: cannot prepare the guest image: {cache}/uml/")
+    assert "Not a directory" in done.stderr and "GRELAB_CACHE" in done.stderr
 
 
 @pytest.mark.parametrize("dut", ["uml", "auto"])

@@ -7,9 +7,9 @@ keys are fixed test keys: the same command always writes the same bytes.
 """
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
+from pathlib import Path
 
 from scapy.layers.inet import ICMP
 from scapy.layers.inet6 import ICMPv6EchoRequest
@@ -21,6 +21,7 @@ from grelab.craft.esp_sa import esp_sa_text, tshark_options
 from grelab.craft.fast import FastESP, Stream
 from grelab.craft.gre import OUTER, PASSENGERS, TRANSPORTS, gre, passenger
 from grelab.errors import GrelabError, InputError, check_range
+from grelab.outputs import check_outputs, write_all
 
 SPI = 0x00001000
 OUTER_MACS = b"\x02\x00\x5e\x00\x00\x02", b"\x02\x00\x5e\x00\x00\x01"  # destination, source
@@ -50,15 +51,15 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     sa = _sa(args)
-    for path in filter(None, (args.output, args.keys)):
-        if os.path.exists(path) and not args.force:
-            raise InputError("output file", path, "a path that does not exist yet (or --force to overwrite)")
+    outputs = {"-o": args.output} | ({"--keys": args.keys} if args.keys else {})
+    check_outputs(outputs, args.force)
     packets = build(args, sa)
-    write_pcapng(args.output, packets)
+    writers = {args.output: lambda tmp: write_pcapng(tmp, packets)}
+    if args.keys:
+        writers[args.keys] = lambda tmp: Path(tmp).write_text(esp_sa_text([sa] if sa else []))
+    write_all(writers)
     print(f"wrote {len(packets)} packet{'s' * (len(packets) != 1)} to {args.output}")
     if args.keys:
-        with open(args.keys, "w") as f:
-            f.write(esp_sa_text([sa] if sa else []))
         print(f"wrote Wireshark ESP keys to {args.keys} (copy to ~/.config/wireshark/esp_sa)")
     if args.show:
         print(tshark_summary(args.output, [sa] if sa else []), end="")

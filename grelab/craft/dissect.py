@@ -61,6 +61,17 @@ def frame(data: bytes) -> Packet:
         return Raw(bytes(data))
 
 
+def ip_length(packet: bytes) -> int | None:
+    """The length an IPv4 (total length) or IPv6 (40 + payload length) header says its packet has; None
+    for anything else, or a header cut short."""
+    version = packet[0] >> 4 if packet else None
+    if version == 6 and len(packet) >= 40:
+        return 40 + int.from_bytes(packet[4:6], "big")
+    if version == 4 and len(packet) >= 20:
+        return int.from_bytes(packet[2:4], "big")
+    return None
+
+
 def check_whole(data: bytes, layer: type[Packet], base: int = 0) -> None:
     """Raise MalformedPacket if data does not hold a whole `layer` header."""
     offset, field = where_it_breaks(data, layer)

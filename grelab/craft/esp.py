@@ -17,7 +17,7 @@ from scapy.packet import Packet
 
 from grelab.craft.dissect import dissect, dissect_ip
 from grelab.craft.gre import address
-from grelab.errors import GrelabError, InputError, MalformedPacket, check_choice, check_range
+from grelab.errors import GrelabError, InputError, MalformedPacket, check_choice, check_int
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ class SA:
     nat_t: tuple[int, int] | None = None
 
     def __post_init__(self):
-        check_range("SPI", self.spi, 1, 0xFFFFFFFF)  # 0 is reserved (RFC 4303 2.1)
+        check_int("SPI", self.spi, 1, 0xFFFFFFFF)  # 0 is reserved (RFC 4303 2.1); an int, not "0x10"
         algo = ALGORITHMS[check_choice("ESP algorithm", self.algorithm, list(ALGORITHMS))]
         _check_key(f"{self.algorithm} key", self.key, algo.key_len)
         _check_key(f"{self.algorithm} auth_key", self.auth_key, algo.auth_key_len)
@@ -79,7 +79,7 @@ class SA:
             if not isinstance(self.nat_t, (tuple, list)) or len(self.nat_t) != 2:
                 raise InputError("nat_t", self.nat_t, "(source port, destination port)")
             for port in self.nat_t:
-                check_range("NAT-T port", port, 1, 0xFFFF)
+                check_int("NAT-T port", port, 1, 0xFFFF)
 
     @property
     def algo(self) -> Algorithm:
@@ -114,7 +114,9 @@ def default_iv(algorithm: str, seq: int) -> bytes:
 def encrypt(sa: SA, packet: Packet, seq: int = 1, iv: bytes | None = None) -> Packet:
     """ESP-protect an IP/IPv6 packet (typically IP/GRE/...) with scapy: transport mode keeps the packet's IP
     header (which must carry the SA's addresses), tunnel mode wraps the whole packet in a new one."""
-    seq = check_range("ESP sequence number", seq, 1, 0xFFFFFFFF)
+    if not isinstance(sa, SA):
+        raise InputError("sa", type(sa).__name__, "a grelab.craft.SA")
+    seq = check_int("ESP sequence number", seq, 1, 0xFFFFFFFF)
     iv = default_iv(sa.algorithm, seq) if iv is None else iv
     _check_key("ESP IV", iv, sa.algo.iv_len)
     if not isinstance(packet, (IP, IPv6)):

@@ -27,7 +27,8 @@ from scapy.layers.l2 import GRE
 from scapy.packet import Packet
 
 from grelab.craft import esp
-from grelab.errors import InputError, check_range
+from grelab.craft.dissect import dissect_ip, ip_length
+from grelab.errors import InputError, check_int
 
 _ARRAY_CODES = {1: "B", 2: "H", 4: "I"}
 
@@ -36,6 +37,8 @@ class Stream:
     """Packets like `template`, with fields varied per packet: build({(GRE, "sequence_number"): range(1, 1001)})."""
 
     def __init__(self, template: Packet):
+        if not isinstance(template, Packet):
+            raise InputError("template", type(template).__name__, "a scapy packet")
         self.raw = bytes(template)
         self.packet = template.__class__(self.raw)  # dissected: every field holds its built value
         self._checksums = []  # (checksum offset, covered from, covered to, zero is sent as 0xffff), innermost first
@@ -124,6 +127,8 @@ class FastESP:
     IV grelab.craft.esp.default_iv derives from it, as grelab.craft.esp.encrypt would."""
 
     def __init__(self, sa: esp.SA):
+        if not isinstance(sa, esp.SA):
+            raise InputError("sa", type(sa).__name__, "a grelab.craft.SA")
         self.sa, algo = sa, sa.algo
         self.spi = struct.pack("!I", sa.spi)
         self.align = lcm(algo.block, 4)  # RFC 4303 2.4: the encrypted part ends on a 4-byte boundary
@@ -134,8 +139,13 @@ class FastESP:
         if not packets:
             return []
         sa, algo = self.sa, self.sa.algo
-        check_range("ESP sequence number", first_seq, 1, 0xFFFFFFFF - len(packets) + 1)
+        check_int("ESP sequence number", first_seq, 1, 0xFFFFFFFF - len(packets) + 1)
         sample = packets[0]
+        if not isinstance(sample, bytes):
+            raise InputError("packet 0", type(sample).__name__, "the bytes of an IPv4 or IPv6 packet")
+        dissect_ip(sample)  # a whole IP header, version 4 or 6, or MalformedPacket saying where it breaks
+        if ip_length(sample) != len(sample):
+            raise InputError("packet 0", f"{len(sample)} bytes", f"the {ip_length(sample)} bytes its IP header says")
         version = sample[0] >> 4
         keep = 0  # transport mode keeps the packet's own IP header
         if sa.mode == "transport":

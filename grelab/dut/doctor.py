@@ -1,8 +1,9 @@
 """`grelab doctor`: what this machine can do for grelab, and which DUT `--dut auto` picks.
 
-Each check says what it found and, when something is missing, how to get it. `--boot` also starts the
-chosen DUT once. Exit status 0 when the DUT `--dut` names is usable (for auto: at least one backend),
-1 when it is not.
+Each check says what it found and, when something is missing, how to get it. Privileges are read from the
+process's effective capabilities (uid 0 without CAP_NET_ADMIN/CAP_SYS_ADMIN can do nothing), and a check that
+fails for want of them says so rather than blame the kernel's config. `--boot` also starts the chosen DUT
+once. Exit status 0 when the DUT `--dut` names is usable (for auto: at least one backend), 1 when it is not.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import time
 from grelab.dut.base import DutError
 from grelab.dut import host
 from grelab.dut.host import try_in_scratch_namespace
-from grelab.dut.select import TUN, kernel_lacks, select, tun_problem, uml_choice
+from grelab.dut.select import TUN, kernel_lacks, missing_capabilities, select, tun_problem, uml_choice
 
 HOST_ROWS = (("gre", "host GRE (ip_gre)"), ("ipv6_transport", "host GRE over IPv6 (ip6_gre)"),
              ("esp", "host ESP (esp4 + AES-GCM)"))
@@ -22,23 +23,36 @@ HOST_ROWS = (("gre", "host GRE (ip_gre)"), ("ipv6_transport", "host GRE over IPv
 def checks() -> list[tuple[str, bool, str]]:
     """(what, ok, detail) for each capability, in the order a packet needs them; detail says how to get
     what is missing."""
-    root = os.geteuid() == 0
-    rows = [("root", root, "uid 0" if root else "grelab makes namespaces and links: run it as root")]
+    lacking = missing_capabilities()
+    have = f"uid {os.geteuid()}, effective capabilities"
+    rows = [("privileges", not lacking, f"{have} include CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_NET_RAW" if not lacking
+             else f"{have} lack {', '.join(lacking)}: grelab makes namespaces, links and packet sockets: run "
+                  "it as root with full capabilities (or grant these)")]
     ok, said = try_in_scratch_namespace("true")
     rows.append(("network namespaces", ok, "unshare -n works" if ok else
-                 f"{said}: needs root (or CAP_SYS_ADMIN) and a kernel with CONFIG_NET_NS"))
+                 f"{said}: needs CAP_SYS_ADMIN, which this process lacks" if "CAP_SYS_ADMIN" in lacking else
+                 f"{said}: needs a kernel with CONFIG_NET_NS"))
+    namespaces = ok
     ok, said = try_in_scratch_namespace("ip link add grelab-a type veth peer name grelab-b")
-    rows.append(("veth", ok, "veth pairs can be made" if ok else f"{said}: needs CONFIG_VETH (modprobe veth)"))
+    rows.append(("veth", ok, "veth pairs can be made" if ok else
+                 "not tested: no namespace could be made (see above)" if not namespaces else
+                 f"{said}: needs CAP_NET_ADMIN, which this process lacks" if "CAP_NET_ADMIN" in lacking else
+                 f"{said}: needs CONFIG_VETH (modprobe veth)"))
     try:
         uml = (True, uml_choice().why)
     except DutError as exc:
         uml = (False, str(exc).removeprefix("uml: "))
+    if lacking and uml[0]:  # its image is there, but no guest can be plugged in without them
+        uml = (False, f"{uml[1]}, but the guest's namespace and taps need the privileges this process lacks")
     otherwise = "or --dut uml, which works here" if uml[0] else "or get the uml DUT working (see UML below)"
     found = host.probe()
     for capability, label in HOST_ROWS:
         if capability in found.capabilities:
             rows.append((label, True, "works in a namespace"))
         else:
+            if lacking:
+                rows.append((label, False, "not tested: needs the privileges this process lacks (see above)"))
+                continue
             lacks = kernel_lacks(capability, found.missing.get(capability, ""))
             rows.append((label, False, f"this kernel lacks {lacks}; use a kernel with it, {otherwise}"))
     tun = tun_problem()

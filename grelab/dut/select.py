@@ -13,6 +13,7 @@ import gzip
 import importlib
 import importlib.metadata
 import os
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,9 @@ HOST_NEEDS = {
     "ipv6_transport": ("ip6_gre", ("CONFIG_IPV6_GRE",)),
     "esp": ("esp4 with AES-GCM", ("CONFIG_INET_ESP", "CONFIG_XFRM_USER", "CONFIG_CRYPTO_GCM")),
 }
+# What grelab does needs these capabilities (bit numbers from linux/capability.h): namespaces and mounts
+# (SYS_ADMIN), links, addresses, taps (NET_ADMIN), packet sockets (NET_RAW). uid 0 alone is not enough.
+CAPABILITIES = {"CAP_NET_ADMIN": 12, "CAP_SYS_ADMIN": 21, "CAP_NET_RAW": 13}
 # Files the guest image copies from the host, and the Debian package that provides each.
 PACKAGE_OF = {"/etc/protocols": "netbase"}
 # Errors of writing the image rather than of reading its inputs.
@@ -74,6 +78,23 @@ def kernel_lacks(capability: str, said: str = "") -> str:
     else:
         which = " / ".join(options)
     return f"{module} ({which}{'; the kernel said: ' + said if said else ''})"
+
+
+def missing_capabilities(status: str | None = None) -> list[str]:
+    """The capabilities of CAPABILITIES this process lacks in its effective set (CapEff of /proc/self/status)."""
+    status = Path("/proc/self/status").read_text() if status is None else status
+    match = re.search(r"^CapEff:\s*([0-9a-fA-F]+)$", status, re.M)
+    effective = int(match.group(1), 16) if match else 0
+    return [name for name, bit in CAPABILITIES.items() if not effective >> bit & 1]
+
+
+def privilege_problem() -> str | None:
+    """Why this process cannot make namespaces, links and packet sockets (None when it can)."""
+    missing = missing_capabilities()
+    if not missing:
+        return None
+    return (f"this process lacks {', '.join(missing)} (uid {os.geteuid()}): run as root with full capabilities, "
+            "or grant them (e.g. docker run --cap-add NET_ADMIN --cap-add SYS_ADMIN --cap-add NET_RAW)")
 
 
 def host_problem(found=None) -> str | None:
@@ -172,6 +193,9 @@ def custom_choice(spec: str) -> Choice:
 def select(spec: str = "auto") -> Choice:
     """The backend `spec` names; for auto the first usable of host, uml. Raises DutError saying why not
     and how to get it."""
+    problem = privilege_problem()
+    if problem:  # every DUT and every lab needs them: say so, not what the probes fail on without them
+        raise DutError(f"--dut {spec}: {problem}")
     if spec == "host":
         try:
             return host_choice()

@@ -18,7 +18,7 @@ from scapy.layers.ipsec import ESP
 from scapy.layers.l2 import Ether
 from scapy.utils import checksum
 
-from grelab.craft.dissect import dissect, dissect_ip
+from grelab.craft.dissect import dissect, dissect_ip, ip_length
 from grelab.craft.peel import peel
 from grelab.errors import GrelabError, InputError, MalformedPacket
 from grelab.expect.match import Template
@@ -83,7 +83,7 @@ def _passenger(frame: bytes, sas, proto: int) -> bytes:
     if peeled.checksum_ok is False:
         raise _Bad(f"GRE checksum 0x{peeled.gre.chksum:04x} is wrong (over the GRE header and payload): {peeled}")
     passenger = bytes(peeled.passenger)
-    said = _own_length(passenger)
+    said = ip_length(passenger)
     if said != len(passenger):
         raise _Bad(f"passenger length: its header says {said} bytes, the outer lengths leave {len(passenger)} "
                    f"for it: {peeled}")
@@ -102,16 +102,6 @@ def _check_outer_ipv4(header: bytes) -> None:
     if not length <= total <= len(header):
         raise _Bad(f"outer IPv4 total length {total}: the frame holds {len(header)} bytes after Ethernet, "
                    f"the header {length}")
-
-
-def _own_length(packet: bytes) -> int | None:
-    """The length an IPv4/IPv6 packet's header says it has (None for anything else, or a header cut short)."""
-    version = packet[0] >> 4 if packet else None
-    if version == 6 and len(packet) >= 40:
-        return 40 + int.from_bytes(packet[4:6], "big")
-    if version == 4 and len(packet) >= 20:
-        return int.from_bytes(packet[2:4], "big")
-    return None
 
 
 def _by_source(packets: list[bytes]) -> dict[bytes, list[bytes]]:

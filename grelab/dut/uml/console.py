@@ -36,6 +36,7 @@ class Console:
         self._tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         self._lines: list[str] = []  # lines since the current command was sent
         self._closed = False
+        self._exited: str | None = None  # how the guest's process ended, once it has
         self._panic: str | None = None
         self._busy = threading.Lock()
         self._reader = threading.Thread(target=self._read, name=f"console-{name}", daemon=True)
@@ -54,11 +55,18 @@ class Console:
             self._closed = True
             self._cond.notify_all()
 
+    def exited(self, how: str) -> None:
+        """The guest's process ended (see watch): every wait ends now, saying so, instead of at its deadline.
+        The console pipe alone does not tell: the guest's helper processes may keep it open."""
+        with self._cond:
+            self._exited = how
+            self._cond.notify_all()
+
     @property
     def dead(self) -> bool:
         """The guest panicked or exited (a command past its deadline leaves it alive, maybe busy)."""
         with self._cond:
-            return self._panic is not None or self._closed
+            return self._panic is not None or self._closed or self._exited is not None
 
     def death(self) -> str | None:
         """How the guest died (its panic line and last console lines), or None while it lives."""
@@ -87,8 +95,10 @@ class Console:
     def _check_alive(self, deadline: float, hang: str) -> None:
         if self._panic is not None:
             raise self._failure(f"guest panicked ({self._panic})")
+        if self._exited is not None:
+            raise self._failure(f"guest died: {self._exited}")
         if self._closed:
-            raise self._failure("guest exited")
+            raise self._failure("guest died: its console closed")
         if time.monotonic() >= deadline:
             raise self._failure(f"guest hung: {hang}")
 
@@ -109,7 +119,7 @@ class Console:
                 self._to.write(f"{cid} {len(lines)}{here}\n{chr(10).join(lines)}\n".encode())
                 self._to.flush()
             except (BrokenPipeError, ValueError):
-                raise self._failure("guest exited") from None
+                raise self._failure("guest died: its console closed") from None
             deadline = time.monotonic() + timeout
             with self._cond:
                 while True:
@@ -125,3 +135,13 @@ class Console:
                             return CommandResult(script, int(m.group(1)), "\n".join(body))
                     self._check_alive(deadline, f"{script!r} did not finish within {timeout:g} s")
                     self._cond.wait(max(0.0, deadline - time.monotonic()))
+
+
+def watch(process, console: Console) -> None:
+    """Tell the console when the guest's process exits (a thread waits on it): a guest killed by SIGKILL is
+    reported dead at once, not as hung when a command's deadline passes."""
+    def wait() -> None:
+        status = process.wait()
+        console.exited(f"its process {process.pid} was killed by signal {-status}" if status < 0
+                       else f"its process {process.pid} exited with status {status}")
+    threading.Thread(target=wait, name=f"guest-exit-{console.name}", daemon=True).start()

@@ -24,7 +24,7 @@ from grelab.dut.base import CommandResult, Counters, DutCommandError, DutError, 
 from grelab.dut.iproute2 import render
 from grelab.dut.plan import Plan
 from grelab.dut.uml import initramfs
-from grelab.dut.uml.console import Console, GuestDied
+from grelab.dut.uml.console import Console, GuestDied, watch
 from grelab.dut.plumbing import ip_batch, make_namespace
 from grelab.lab import netns
 from grelab.lab.ownership import current_run, pids_in_namespace
@@ -111,6 +111,7 @@ class Uml(ShellDut):
         run.record_pid(self._proc.pid, f"uml guest {self.name}")
         self.scope.defer(self._kill, f"uml guest {self.name}")
         self.console = Console(self._proc.stdin, self._proc.stdout, self.name)
+        watch(self._proc, self.console)
         self.console.wait_for("@@READY", boot_timeout)
 
     def _kill(self) -> None:

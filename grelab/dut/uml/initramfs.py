@@ -178,7 +178,9 @@ def prepare(cache: Path = CACHE) -> Image:
 
     The cache key hashes every Debian input's path, size and mtime, and the content of this builder and
     the guest scripts, so a Debian upgrade or an edit here makes a new image, another checkout of the same
-    code uses the same one, and an unchanged machine costs a few stats."""
+    code uses the same one, and an unchanged machine costs a few stats and one hash of the image: its size
+    and sha256 are recorded at build time and checked before use, so a damaged image (truncated by a full
+    disk, changed by hand) is rebuilt, or refused with the set-up hint when it cannot be."""
     files, generated, links = _inputs()
     h = hashlib.sha256()
     ours = {Path(__file__), GUEST_FILES / "init.sh", RESET_SCRIPT}  # by content: every checkout shares an image
@@ -190,20 +192,62 @@ def prepare(cache: Path = CACHE) -> Image:
             h.update(f"{guest_path} {host_path} {st.st_size} {st.st_mtime_ns}\n".encode())
     h.update(repr(sorted(generated.items())).encode())
     target = cache / h.hexdigest()[:16] / "initramfs.cpio"
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(f".tmp{os.getpid()}")
+    damage = _damage(target) if target.exists() else None
+    if not target.exists() or damage:
         try:
-            with open(tmp, "wb") as out:
-                _write_cpio(out, files, generated, links)
-            os.replace(tmp, target)  # atomic: a concurrent prepare sees no image or a whole one
-        finally:
-            tmp.unlink(missing_ok=True)
+            _build(target, files, generated, links)
+        except OSError as exc:
+            if not damage:
+                raise
+            raise DutError(f"the cached guest image {target} is damaged ({damage}) and cannot be rebuilt here "
+                           f"({exc.strerror or exc}): run `grelab dut prepare` as root, or {SETUP_HINT}") from None
     os.utime(target.parent)  # in use: another checkout's prepare keeps it
     for old in cache.iterdir():  # images of older inputs, unused for a day
         if old != target.parent and time.time() - old.stat().st_mtime > UNUSED_IMAGE_S:
             shutil.rmtree(old, ignore_errors=True)
     return Image(KERNEL, target)
+
+
+def _record(image: Path) -> Path:
+    return image.with_name(image.name + ".sha256")
+
+
+def _fingerprint(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return f"{path.stat().st_size} {digest.hexdigest()}"
+
+
+def _damage(image: Path) -> str | None:
+    """What is wrong with a cached image (None when its size and sha256 are those recorded at build)."""
+    try:
+        recorded = _record(image).read_text().strip()
+    except FileNotFoundError:
+        return "no size and sha256 recorded for it"
+    size = image.stat().st_size
+    if recorded.split()[0] != str(size):
+        return f"{size} bytes, {recorded.split()[0]} recorded at build"
+    if _fingerprint(image) != recorded:
+        return "its sha256 differs from the one recorded at build"
+    return None
+
+
+def _build(target: Path, files, generated, links) -> None:
+    """Write the archive beside target, record its size and sha256, then rename it into place."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(f".tmp{os.getpid()}")
+    record_tmp = tmp.with_name(tmp.name + ".sha256")
+    try:
+        with open(tmp, "wb") as out:
+            _write_cpio(out, files, generated, links)
+        record_tmp.write_text(_fingerprint(tmp) + "\n")
+        os.replace(record_tmp, _record(target))  # the record first: an image is never there without its own
+        os.replace(tmp, target)  # atomic: a concurrent prepare sees no image or a whole one
+    finally:
+        tmp.unlink(missing_ok=True)
+        record_tmp.unlink(missing_ok=True)
 
 
 def _write_cpio(out, files: list[tuple[str, Path]], generated: dict[str, str], links: list[tuple[str, Path]]) -> None:
