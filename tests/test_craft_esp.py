@@ -20,13 +20,18 @@ SCAPY_NAMES = {"gcm128": ("AES-GCM", None), "gcm256": ("AES-GCM", None), "cbc128
 KEY_LENGTHS = {"gcm128": (20, 0), "gcm256": (36, 0), "cbc128-sha256": (16, 32), "cbc256-sha256": (32, 32),
                "null-sha256": (0, 32)}
 CASES = list(itertools.product(SCAPY_NAMES, esp.MODES, (False, True), ("ipv4", "ipv6")))
+# One algorithm of each shape (IV, block, ICV, salt, how the ICV is made) beside the five above: tests that go
+# through every mode x NAT-T x transport take these; every algorithm goes through transport mode over IPv4.
+SHAPES = [*SCAPY_NAMES, "3des-sha1", "ctr128-sha384", "cbc256-sha512", "null-cmac", "cbc128-md5", "gcm128-icv8",
+          "gcm256-icv12", "ccm128", "ccm256-icv8", "gmac256", "chacha20-poly1305"]
 
 
-def make_sa(algorithm, mode="transport", nat_t=False, transport="ipv4", spi=0x1234):
-    key_len, auth_len = KEY_LENGTHS[algorithm]
+def make_sa(algorithm, mode="transport", nat_t=False, transport="ipv4", spi=0x1234, esn=False):
+    key_len, auth_len = KEY_LENGTHS.get(algorithm) or (esp.ALGORITHMS[algorithm].key_len,
+                                                       esp.ALGORITHMS[algorithm].auth_key_len)
     src, dst = OUTER[transport]
     return esp.SA(spi, algorithm, bytes(range(7, 7 + key_len)), bytes(range(90, 90 + auth_len)), src, dst, mode,
-                  (4500, 4500) if nat_t else None)
+                  (4500, 4500) if nat_t else None, esn)
 
 
 def scapy_sa(sa: esp.SA, seq: int) -> SecurityAssociation:
@@ -108,7 +113,8 @@ def test_esp_sa_rows_use_wiresharks_names():
     assert esp_sa_row(cbc).endswith('"HMAC-SHA-256-128 [RFC4868]","0x' + bytes(range(90, 122)).hex() + '"')
     text = esp_sa_text([gcm, cbc])
     assert text.startswith("#") and text.splitlines()[1:] == [esp_sa_row(gcm), esp_sa_row(cbc)]
-    assert tshark_options([gcm]) == ["-o", "esp.enable_encryption_decode:TRUE", "-o", "uat:esp_sa:" + esp_sa_row(gcm)]
+    assert tshark_options([gcm]) == ["-o", "esp.enable_encryption_decode:TRUE", "-o",
+                                      "esp.enable_authentication_check:TRUE", "-o", "uat:esp_sa:" + esp_sa_row(gcm)]
 
 
 @pytest.mark.parametrize("mode, nat_t", list(itertools.product(esp.MODES, (False, True))))

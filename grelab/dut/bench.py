@@ -10,6 +10,8 @@ import statistics
 import time
 
 from grelab.bench import Measure
+from grelab.craft.esp import SA
+from grelab.dut.tunnel import xfrm_state
 from grelab.dut.uml.guest import Uml
 
 RESET_WITH_EXEC = "unset GRELAB_IP_COPROCESS; grelab_reset wan lan"  # in a subshell, as any command
@@ -21,8 +23,7 @@ def configure(dut: Uml) -> None:
     dut.ip("link", "add", "gre1", "type", "gre", "local", "192.0.2.254", "remote", "192.0.2.1")
     dut.ip("link", "set", "gre1", "up")
     dut.ip("addr", "add", "2001:db8:ff::2/64", "dev", "gre1")
-    dut.ip("xfrm", "state", "add", "src", "192.0.2.1", "dst", "192.0.2.254", "proto", "esp", "spi", "0x1001",
-           "mode", "transport", "aead", "rfc4106(gcm(aes))", "0x" + "11" * 20, "128")
+    xfrm_state(dut, SA(0x1001, "gcm128", b"\x11" * 20, src="192.0.2.1", dst="192.0.2.254"))
 
 
 def boot_to_tunnel(fast_boot: bool) -> tuple[float, Uml]:

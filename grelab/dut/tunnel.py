@@ -7,18 +7,9 @@ from __future__ import annotations
 
 import ipaddress
 
+from grelab.craft.algorithms import xfrm_algorithm_words, xfrm_esn_words
 from grelab.craft.esp import SA
 from grelab.dut.base import Dut
-
-# grelab's algorithm name -> the kernel's transform for `ip xfrm state` (after the key).
-XFRM_TRANSFORMS = {
-    "gcm128": ["aead", "rfc4106(gcm(aes))", "{key}", "128"],
-    "gcm256": ["aead", "rfc4106(gcm(aes))", "{key}", "128"],
-    "cbc128-sha256": ["enc", "cbc(aes)", "{key}", "auth-trunc", "hmac(sha256)", "{auth_key}", "128"],
-    "cbc256-sha256": ["enc", "cbc(aes)", "{key}", "auth-trunc", "hmac(sha256)", "{auth_key}", "128"],
-    "null-sha256": ["enc", "ecb(cipher_null)", "", "auth-trunc", "hmac(sha256)", "{auth_key}", "128"],
-}
-
 
 def gre_tunnel(dut: Dut, name: str, local: str, remote: str, *, key: int | None = None, seq: bool = False,
                csum: bool = False, ttl: int = 64, addresses: tuple[str, ...] = (),
@@ -44,11 +35,12 @@ def gre_tunnel(dut: Dut, name: str, local: str, remote: str, *, key: int | None 
         dut.ip("route", "add", prefix, "dev", name)
 
 
-def esp_transport(dut: Dut, outbound: SA, inbound: SA, proto: str = "gre") -> None:
+def esp_transport(dut: Dut, outbound: SA, inbound: SA, proto: str = "gre", seq_hi: int = 0) -> None:
     """Protect `proto` between the SAs' endpoints with ESP: states for both directions, and policies that
-    require ESP both ways, so plain GRE arriving is refused (counted in /proc/net/xfrm_stat)."""
+    require ESP both ways, so plain GRE arriving is refused (counted in /proc/net/xfrm_stat). seq_hi: with
+    ESN, the high-order sequence number bits both states start from."""
     for sa in (outbound, inbound):
-        xfrm_state(dut, sa)
+        xfrm_state(dut, sa, seq_hi)
     local, remote = outbound.src, outbound.dst
     width = "/32" if ipaddress.ip_address(local).version == 4 else "/128"
     for direction, src, dst in (("out", local, remote), ("in", remote, local)):
@@ -57,12 +49,10 @@ def esp_transport(dut: Dut, outbound: SA, inbound: SA, proto: str = "gre") -> No
                "dir", direction, "tmpl", "src", sa.src, "dst", sa.dst, "proto", "esp", "mode", sa.mode)
 
 
-def xfrm_state(dut: Dut, sa: SA) -> None:
-    """`ip xfrm state add` for one grelab SA (any algorithm, transport or tunnel mode, NAT-T)."""
+def xfrm_state(dut: Dut, sa: SA, seq_hi: int = 0) -> None:
+    """`ip xfrm state add` for one grelab SA (any algorithm, transport or tunnel mode, NAT-T, ESN)."""
     words = ["xfrm", "state", "add", "src", sa.src, "dst", sa.dst, "proto", "esp", "spi", f"0x{sa.spi:08x}",
              "mode", sa.mode, "replay-window", "32"]
     if sa.nat_t:
         words += ["encap", "espinudp", str(sa.nat_t[0]), str(sa.nat_t[1]), "0.0.0.0"]
-    keys = {"key": "0x" + sa.key.hex() if sa.key else "", "auth_key": "0x" + sa.auth_key.hex()}
-    words += [w.format(**keys) for w in XFRM_TRANSFORMS[sa.algorithm]]
-    dut.ip(*words)
+    dut.ip(*words, *xfrm_algorithm_words(sa), *xfrm_esn_words(sa, seq_hi))
