@@ -216,7 +216,7 @@ def test_an_hmac_truncated_to_96_bits_is_named():
     esp_bytes = bytes(protected[ESP])[:-16]
     protected[ESP].data = protected[ESP].data[:-16] + hmac.digest(sa.auth_key, esp_bytes, "sha256")[:12]
     del protected.len, protected.chksum
-    with pytest.raises(esp.IntegrityError, match=r"ICV length: the ICV is hmac\(sha256\) truncated to 12 bytes, not 16"):
+    with pytest.raises(esp.IntegrityError, match=r"ICV length: the ICV is hmac\(sha256\) truncated to 12 bytes"):
         esp.decrypt(sa, bytes(protected))
 
 
@@ -244,8 +244,9 @@ def test_esp_sa_for_algorithms_wireshark_lacks():
     assert wireshark_algorithms(ccm) is None
     with pytest.raises(InputError, match="Wireshark 4.0 can decrypt"):
         esp_sa_row(ccm)
-    assert esp_sa_row(cmac).endswith('"ANY 96 bit authentication [no checking]","0x' + bytes(range(90, 106)).hex() + '"')
-    assert '"AES-CBC [RFC3602]"' in esp_sa_row(esn) and '"ANY 96 bit authentication [no checking]"' in esp_sa_row(esn)
+    any_96 = '"ANY 96 bit authentication [no checking]"'
+    assert esp_sa_row(cmac).endswith(any_96 + ',"0x' + bytes(range(90, 106)).hex() + '"')
+    assert '"AES-CBC [RFC3602]"' in esp_sa_row(esn) and any_96 in esp_sa_row(esn)
     text = esp_sa_text([ccm, cmac])
     assert "# SPI 0x00001234 (ccm128): Wireshark 4.0 cannot decrypt this algorithm" in text
     assert len(tshark_options([ccm, cmac])) == 6  # the two preferences and cmac's row only

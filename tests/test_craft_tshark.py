@@ -113,7 +113,8 @@ def test_esp_decrypts_in_wireshark_down_to_gre_and_the_passenger(esp_kinds):
 
 
 def test_a_changed_packet_has_a_bad_icv_in_wireshark(tmp_path):
-    sas = [make_sa(algorithm, spi=spi) for spi, algorithm in enumerate(("gcm128-icv12", "3des-sha1", "ctr256-sha512"), 1)]
+    algorithms = ("gcm128-icv12", "3des-sha1", "ctr256-sha512")
+    sas = [make_sa(algorithm, spi=spi) for spi, algorithm in enumerate(algorithms, 1)]
     damaged = []
     for sa in sas:
         packet = bytearray(bytes(esp.encrypt(sa, gre(passenger("ipv6")), seq=1)))

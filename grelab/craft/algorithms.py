@@ -9,8 +9,9 @@ Names: a combined-mode cipher (AEAD, RFC 4303 3.2.3) alone, its ICV length when 
 "gcm256-icv8", "ccm128-icv12", "gmac128", "chacha20-poly1305"; any other cipher with any integrity algorithm:
 "<cipher>-<integrity>", "cbc128-sha256", "3des-sha1", "null-cmac" (NULL encryption needs integrity, RFC 4303 3.2).
 
-AES comes with 128- and 256-bit keys (192 would add rows, not code paths). Not here: AES-XCBC-MAC-96 (RFC 3566): neither scapy nor `cryptography` has XCBC, and a MAC built here from
-AES blocks would be a hand-rolled primitive. AES-CMAC-96 (RFC 4494) stands for the AES-based MAC instead.
+AES comes with 128- and 256-bit keys (192 would add rows, not code paths). Not here: AES-XCBC-MAC-96 (RFC 3566):
+neither scapy nor `cryptography` has XCBC, and a MAC built here from AES blocks would be a hand-rolled primitive.
+AES-CMAC-96 (RFC 4494) stands for the AES-based MAC instead.
 """
 from __future__ import annotations
 

@@ -166,7 +166,8 @@ def likely_cause(sa: SA, packet: Packet, seq_hi: int = 0) -> str:
     high-order bits), another ICV length of the same MAC (`ip xfrm ... auth` truncates HMACs to 96 bits), another
     algorithm taking keys of the same lengths. When nothing does, the likely cause is the key."""
     esp_layer, algo = packet[ESP], sa.algo
-    tries = [(f"ESN {'off' if sa.esn else 'on (high-order bits 0)'}", "ESN", dataclasses.replace(sa, esn=not sa.esn), 0)]
+    toggled = dataclasses.replace(sa, esn=not sa.esn)
+    tries = [(f"ESN {'off' if sa.esn else 'on (high-order bits 0)'}", "ESN", toggled, 0)]
     if sa.esn:
         tries += [(f"ESN high-order bits {hi}, not {seq_hi}", "ESN", sa, hi) for hi in (seq_hi - 1, seq_hi + 1)
                   if 0 <= hi <= 0xFFFFFFFF]
