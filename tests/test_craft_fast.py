@@ -12,7 +12,7 @@ from grelab.craft.fast import FastESP, Stream
 from grelab.craft.gre import OUTER, PASSENGERS, TRANSPORTS, gre, gre_header, passenger
 from grelab.errors import InputError
 
-from test_craft_esp import make_sa
+from test_craft_esp import SCAPY_NAMES, SHAPES, make_sa
 
 ECHO = {"ipv6": ICMPv6EchoRequest, "ipv4": ICMP, "ethernet": ICMPv6EchoRequest}
 
@@ -56,8 +56,9 @@ def test_byte_fields_at_odd_and_even_offsets_weigh_right_in_checksums():
                                transport="ipv6")) for i in range(256)]
 
 
-@pytest.mark.parametrize("algorithm, mode, nat_t, transport",
-                         list(itertools.product(esp.ALGORITHMS, esp.MODES, (False, True), TRANSPORTS)))
+@pytest.mark.parametrize("algorithm, mode, nat_t, transport", sorted(
+    set(itertools.product(SCAPY_NAMES, esp.MODES, (False, True), TRANSPORTS)) |
+    {(algorithm, "tunnel", True, "ipv6") for algorithm in SHAPES}))
 def test_fast_esp_matches_scapy(algorithm, mode, nat_t, transport):
     sa = make_sa(algorithm, mode, nat_t, transport)
     packets = Stream(gre(passenger("ipv4"), transport=transport, seq=0)).build({(GRE, "sequence_number"): range(4)})
@@ -65,6 +66,18 @@ def test_fast_esp_matches_scapy(algorithm, mode, nat_t, transport):
     for i, (plain, fast) in enumerate(zip(packets, protected)):
         assert fast == bytes(esp.encrypt(sa, esp.dissect_ip(plain), seq=1000 + i))
         assert bytes(esp.decrypt(sa, fast)) == plain
+
+
+@pytest.mark.parametrize("algorithm, esn", list(itertools.product(esp.ALGORITHMS, (False, True))))
+def test_fast_esp_matches_scapy_for_every_algorithm_with_and_without_esn(algorithm, esn):
+    """With ESN, across the wrap of the low-order 32 bits: 0x1ffffffff, then 0x200000000 (0 on the wire)."""
+    sa = make_sa(algorithm, esn=esn)
+    first = 0x1FFFFFFFF if esn else 0xFFFFFFFE
+    packets = Stream(gre(passenger("ipv4"), seq=0)).build({(GRE, "sequence_number"): range(2)})
+    for i, (plain, fast) in enumerate(zip(packets, FastESP(sa).encrypt(packets, first_seq=first))):
+        assert fast == bytes(esp.encrypt(sa, esp.dissect_ip(plain), seq=first + i))
+        assert fast[24:28] == ((first + i) & 0xFFFFFFFF).to_bytes(4, "big")  # only the low-order bits are sent
+        assert bytes(esp.decrypt(sa, fast, seq_hi=(first + i) >> 32)) == plain
 
 
 def test_fast_esp_refuses_packets_it_cannot_template():
@@ -92,9 +105,11 @@ def test_bad_stream_input(vary, field, allowed):
 
 @settings(max_examples=40, deadline=None)
 @given(algorithm=st.sampled_from(list(esp.ALGORITHMS)), mode=st.sampled_from(esp.MODES), nat_t=st.booleans(),
-       transport=st.sampled_from(TRANSPORTS), size=st.integers(0, 64), first_seq=st.integers(1, 0xFFFFFFFF - 2))
-def test_fast_esp_matches_scapy_for_every_padding(algorithm, mode, nat_t, transport, size, first_seq):
-    sa = make_sa(algorithm, mode, nat_t, transport)
+       transport=st.sampled_from(TRANSPORTS), size=st.integers(0, 64), first_seq=st.integers(1, 0xFFFFFFFF - 2),
+       esn_high=st.one_of(st.none(), st.integers(0, 0xFFFFFFFF - 1)))
+def test_fast_esp_matches_scapy_for_every_padding(algorithm, mode, nat_t, transport, size, first_seq, esn_high):
+    sa = make_sa(algorithm, mode, nat_t, transport, esn=esn_high is not None)
+    first_seq += (esn_high or 0) << 32
     packets = [bytes(gre(bytes([n]) * size, proto=0x88B5, transport=transport, key=n)) for n in range(2)]
     for i, fast in enumerate(FastESP(sa).encrypt(packets, first_seq=first_seq)):
         assert fast == bytes(esp.encrypt(sa, esp.dissect_ip(packets[i]), seq=first_seq + i))

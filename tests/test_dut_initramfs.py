@@ -37,7 +37,8 @@ def test_the_image_holds_what_the_guest_needs():
         assert need in names, need
     modules = {n.rsplit("/", 1)[-1] for n in names if n.endswith(".ko")}
     for need in ("ip_gre.ko", "ip6_gre.ko", "esp4.ko", "esp6.ko", "xfrm_user.ko", "drbg.ko", "gcm.ko",
-                 "sha512_generic.ko", "authenc.ko", "ipv6.ko"):
+                 "sha512_generic.ko", "authenc.ko", "ipv6.ko", "authencesn.ko", "ccm.ko", "cmac.ko", "des_generic.ko",
+                 "chacha20poly1305.ko", "chacha_generic.ko", "poly1305_generic.ko"):
         assert need in modules, need
     assert not {"raid6_pq.ko", "btrfs.ko"} & modules
 

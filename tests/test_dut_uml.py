@@ -12,10 +12,7 @@ from scapy.layers.ipsec import ESP, SecurityAssociation
 from scapy.layers.l2 import GRE, Ether
 from scapy.packet import Raw
 
-from grelab.craft.esp import ALGORITHMS, SA, decrypt, encrypt
 from grelab.dut.base import counter_delta
-from grelab.dut.tunnel import esp_transport as plan_esp_transport
-from grelab.dut.tunnel import gre_tunnel as plan_gre_tunnel
 from grelab.dut.uml.guest import Uml
 from grelab.lab.build import build
 from grelab.lab.topology import End, Link, Node, Topology
@@ -190,16 +187,3 @@ def test_iptables_filters_and_reset_takes_the_filter_away(lab, guest):
     gre_tunnel(guest)
     assert exchange(lab, to_dut / long_echo, "ip proto 47")[ICMPv6EchoReply].seq == 7
 
-
-@pytest.mark.parametrize("algorithm", sorted(ALGORITHMS))
-def test_every_algorithm_row_is_accepted_by_the_kernel(lab, guest, algorithm):
-    """Each row of grelab's algorithm table, applied as a plan: the DUT takes grelab's ESP(GRE) and
-    answers with ESP that grelab decrypts to the echo reply."""
-    algo = ALGORITHMS[algorithm]
-    keys = dict(key=bytes(range(1, 1 + algo.key_len)), auth_key=bytes(range(100, 100 + algo.auth_key_len)))
-    to_dut, from_dut = SA(0x3001, algorithm, **keys, src=H, dst=R), SA(0x3002, algorithm, **keys, src=R, dst=H)
-    guest.apply(plan_gre_tunnel("gre1", R, H, addresses=(f"{R6}/64",)) + plan_esp_transport(from_dut, to_dut))
-    request = encrypt(to_dut, IP(src=H, dst=R) / echo(5), seq=1)
-    reply = exchange(lab, Ether(src=H_MAC, dst=lab.dut_mac) / request, "ip proto 50")
-    inner = decrypt(from_dut, reply[IP])
-    assert inner[IPv6].src == R6 and inner[ICMPv6EchoReply].seq == 5

@@ -17,6 +17,7 @@ from scapy.layers.l2 import GRE
 from scapy.utils import PcapNgWriter
 
 from grelab.craft import esp
+from grelab.craft.algorithms import names_summary
 from grelab.craft.esp_sa import esp_sa_text, tshark_options
 from grelab.craft.fast import FastESP, Stream
 from grelab.craft.gre import OUTER, PASSENGERS, TRANSPORTS, gre, passenger
@@ -39,7 +40,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--key", metavar="N", help="GRE key (RFC 2890), 0..4294967295")
     parser.add_argument("--seq", metavar="N", help="first GRE sequence number (RFC 2890); counts up with --count")
     parser.add_argument("--csum", action="store_true", help="GRE checksum (RFC 2784)")
-    parser.add_argument("--esp", choices=list(esp.ALGORITHMS), help="protect the GRE packets with ESP")
+    parser.add_argument("--esp", choices=list(esp.ALGORITHMS), metavar="ALGORITHM",
+                        help="protect the GRE packets with ESP: " + names_summary())
     parser.add_argument("--esp-mode", choices=esp.MODES, default=None, help="ESP transport (default) or tunnel mode")
     parser.add_argument("--nat-t", action="store_true", help="ESP in UDP 4500 (RFC 3948)")
     parser.add_argument("--count", metavar="N", default="1", help="number of packets, 1..65535 (default 1)")

@@ -1,49 +1,29 @@
 """ESP (RFC 4303) around GRE, through scapy's SecurityAssociation: the reference path the fast path must match.
 
 An SA here is one direction of one IPsec SA: who sends (src) to whom (dst), the SPI, the algorithm and its keys,
-transport or tunnel mode, and optionally NAT traversal in UDP (RFC 3948). The same SA feeds scapy, the fast path
-(grelab.craft.fast) and Wireshark's esp_sa table (grelab.craft.esp_sa).
+transport or tunnel mode, optionally NAT traversal in UDP (RFC 3948) and extended sequence numbers (ESN, RFC 4303
+2.2.1: 64-bit sequence numbers whose high-order 32 bits are not sent but go into the ICV). The same SA feeds scapy,
+the fast path (grelab.craft.fast), the kernel (grelab.craft.algorithms.xfrm_algorithm_words) and Wireshark's esp_sa
+table (grelab.craft.esp_sa). The algorithms are rows of grelab.craft.algorithms.ALGORITHMS.
 """
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import struct
 from dataclasses import dataclass
 
 from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import IPv6
-from scapy.layers.ipsec import ESP, IPSecIntegrityError, SecurityAssociation
+from scapy.layers.ipsec import ESP, CryptAlgo, IPSecIntegrityError, SecurityAssociation
 from scapy.packet import Packet
 
 from grelab.craft.dissect import dissect, dissect_ip
+from grelab.craft.algorithms import ALGORITHMS, Algorithm
 from grelab.craft.gre import address
 from grelab.errors import GrelabError, InputError, MalformedPacket, check_choice, check_int
 
 
-@dataclass(frozen=True)
-class Algorithm:
-    """One ESP transform: a cipher (maybe NULL) plus integrity (an AEAD's own tag, or an HMAC)."""
-    name: str  # grelab's name, as on the command line
-    scapy_crypt: str
-    scapy_auth: str | None
-    key_len: int  # cipher key bytes, including GCM's 4-byte salt (RFC 4106 section 8.1)
-    auth_key_len: int  # 0 when the cipher authenticates itself
-    iv_len: int
-    block: int  # the cipher's block: padding aligns the encrypted part to max(block, 4) (RFC 4303 2.4)
-    icv_len: int
-    wireshark_crypt: str  # exact names from Wireshark's esp_sa table
-    wireshark_auth: str
-
-
-ALGORITHMS = {a.name: a for a in (
-    Algorithm("gcm128", "AES-GCM", None, 16 + 4, 0, 8, 1, 16, "AES-GCM with 16 octet ICV [RFC4106]", "NULL"),
-    Algorithm("gcm256", "AES-GCM", None, 32 + 4, 0, 8, 1, 16, "AES-GCM with 16 octet ICV [RFC4106]", "NULL"),
-    Algorithm("cbc128-sha256", "AES-CBC", "SHA2-256-128", 16, 32, 16, 16, 16, "AES-CBC [RFC3602]",
-              "HMAC-SHA-256-128 [RFC4868]"),
-    Algorithm("cbc256-sha256", "AES-CBC", "SHA2-256-128", 32, 32, 16, 16, 16, "AES-CBC [RFC3602]",
-              "HMAC-SHA-256-128 [RFC4868]"),
-    Algorithm("null-sha256", "NULL", "SHA2-256-128", 0, 32, 0, 1, 16, "NULL", "HMAC-SHA-256-128 [RFC4868]"),
-)}
 MODES = ("transport", "tunnel")
 NAT_T_PORT = 4500  # RFC 3948
 
@@ -56,7 +36,8 @@ class IntegrityError(GrelabError):
 class SA:
     """One direction of an IPsec SA. src/dst are the ESP packet's outer addresses (in transport mode, the GRE
     endpoints themselves). key: the cipher key (GCM: key || 4-byte salt); auth_key: the HMAC key.
-    nat_t: (source port, destination port) of the UDP encapsulation, or None."""
+    nat_t: (source port, destination port) of the UDP encapsulation, or None. esn: extended sequence numbers: the
+    sequence numbers given to encrypt are 64-bit, decrypt is told the high-order bits it expects."""
     spi: int
     algorithm: str
     key: bytes
@@ -65,6 +46,7 @@ class SA:
     dst: str = "192.0.2.2"
     mode: str = "transport"
     nat_t: tuple[int, int] | None = None
+    esn: bool = False
 
     def __post_init__(self):
         check_int("SPI", self.spi, 1, 0xFFFFFFFF)  # 0 is reserved (RFC 4303 2.1); an int, not "0x10"
@@ -72,6 +54,8 @@ class SA:
         _check_key(f"{self.algorithm} key", self.key, algo.key_len)
         _check_key(f"{self.algorithm} auth_key", self.auth_key, algo.auth_key_len)
         check_choice("ESP mode", self.mode, MODES)
+        if not isinstance(self.esn, bool):
+            raise InputError("esn", self.esn, "True or False")
         src = address("SA src", self.src)
         object.__setattr__(self, "src", src)  # one spelling, for comparisons and Wireshark's table
         object.__setattr__(self, "dst", address("SA dst", self.dst, f"ipv{self.version}"))
@@ -89,15 +73,24 @@ class SA:
     def version(self) -> int:
         return ipaddress.ip_address(self.src).version
 
+    @property
+    def max_seq(self) -> int:
+        return (1 << 64 if self.esn else 1 << 32) - 1
+
     def scapy(self, seq: int) -> SecurityAssociation:
-        """scapy's SecurityAssociation for this SA, its next sequence number set to seq."""
+        """scapy's SecurityAssociation for this SA, its next sequence number set to seq (with ESN, 64 bits: scapy
+        takes the high-order half apart)."""
         algo = self.algo
         outer = IP if self.version == 4 else IPv6
-        return SecurityAssociation(
-            ESP, spi=self.spi, seq_num=seq, crypt_algo=algo.scapy_crypt, crypt_key=self.key or None,
-            auth_algo=algo.scapy_auth, auth_key=self.auth_key or None,
+        sa = SecurityAssociation(
+            ESP, spi=self.spi, seq_num=seq & 0xFFFFFFFF, crypt_algo=algo.scapy_crypt, crypt_key=self.key or None,
+            crypt_icv_size=algo.cipher.icv_len or None, auth_algo=algo.scapy_auth, auth_key=self.auth_key or None,
             tunnel_header=outer(src=self.src, dst=self.dst) if self.mode == "tunnel" else None,
-            nat_t_header=UDP(sport=self.nat_t[0], dport=self.nat_t[1]) if self.nat_t else None)
+            nat_t_header=UDP(sport=self.nat_t[0], dport=self.nat_t[1]) if self.nat_t else None,
+            esn_en=self.esn, esn=seq >> 32)
+        if algo.cipher.scapy_algo is not None:
+            sa.crypt_algo = algo.cipher.scapy_algo
+        return sa
 
 
 def nat_t_ports(enabled: bool) -> tuple[int, int] | None:
@@ -113,19 +106,22 @@ def default_iv(algorithm: str, seq: int) -> bytes:
 
 def encrypt(sa: SA, packet: Packet, seq: int = 1, iv: bytes | None = None) -> Packet:
     """ESP-protect an IP/IPv6 packet (typically IP/GRE/...) with scapy: transport mode keeps the packet's IP
-    header (which must carry the SA's addresses), tunnel mode wraps the whole packet in a new one."""
+    header (which must carry the SA's addresses), tunnel mode wraps the whole packet in a new one. With ESN,
+    seq is the 64-bit sequence number; its low-order 32 bits go on the wire."""
     if not isinstance(sa, SA):
         raise InputError("sa", type(sa).__name__, "a grelab.craft.SA")
-    seq = check_int("ESP sequence number", seq, 1, 0xFFFFFFFF)
+    seq = check_int("ESP sequence number", seq, 1, sa.max_seq)
     iv = default_iv(sa.algorithm, seq) if iv is None else iv
     _check_key("ESP IV", iv, sa.algo.iv_len)
     if not isinstance(packet, (IP, IPv6)):
         raise InputError("packet", type(packet).__name__, "an IP or IPv6 packet")
+    if packet.version != (4 if isinstance(packet, IP) else 6):  # scapy would take a wrong one for the other
+        raise InputError("packet IP version", packet.version, "4 for IP, 6 for IPv6")
     if sa.mode == "transport" and (address("packet src", packet.src), address("packet dst", packet.dst)) != \
             (sa.src, sa.dst):
         raise InputError("packet addresses", f"{packet.src} -> {packet.dst}",
                          f"the transport-mode SA's {sa.src} -> {sa.dst}")
-    protected = sa.scapy(seq).encrypt(packet, seq_num=seq, iv=iv)
+    protected = sa.scapy(seq).encrypt(packet, seq_num=seq & 0xFFFFFFFF, iv=iv)
     if sa.nat_t and sa.version == 6:
         # scapy zeroes the UDP checksum as RFC 3948 allows for IPv4; IPv6 forbids a zero UDP checksum (RFC 8200).
         protected[UDP].chksum = None
@@ -133,10 +129,12 @@ def encrypt(sa: SA, packet: Packet, seq: int = 1, iv: bytes | None = None) -> Pa
     return protected
 
 
-def decrypt(sa: SA, packet: Packet | bytes) -> Packet:
+def decrypt(sa: SA, packet: Packet | bytes, seq_hi: int = 0, verify: bool = True) -> Packet:
     """The packet inside an ESP packet: with the outer header (transport mode) or without it (tunnel mode).
-    Raises IntegrityError when the ICV does not verify, MalformedPacket when the ESP cannot hold this SA's
-    IV, padding and ICV."""
+    seq_hi: with ESN, the high-order 32 bits of the sequence number the receiver expects (they are not sent).
+    Raises IntegrityError when the ICV does not verify, saying what likely differs (key, ICV length, ESN or
+    algorithm), MalformedPacket when the ESP cannot hold this SA's IV, padding and ICV. verify=False skips the
+    check: to look inside ESP whose integrity key (or ESN state) is unknown."""
     if not isinstance(sa, SA):
         raise InputError("sa", type(sa).__name__, "a grelab.craft.SA")
     if isinstance(packet, (bytes, bytearray)):
@@ -149,12 +147,24 @@ def decrypt(sa: SA, packet: Packet | bytes) -> Packet:
     if esp.spi != sa.spi:
         raise InputError("ESP SPI", f"0x{esp.spi:08x}", f"the SA's SPI 0x{sa.spi:08x}")
     offset = len(packet) - len(esp)
-    _check_esp_length(sa, esp, offset)
+    seq_hi = check_int("ESN high-order bits", seq_hi, 0, 0xFFFFFFFF)
     try:
-        return sa.scapy(esp.seq).decrypt(packet)
+        _check_esp_length(sa, esp, offset)
+    except MalformedPacket:
+        # Lengths that do not fit this SA may fit another ICV length or algorithm: say so when one verifies.
+        cause = likely_cause(sa, packet, seq_hi) if verify and len(esp.data or b"") >= sa.algo.iv_len + 2 else ""
+        if cause and not cause.startswith("likely cause: key"):
+            raise IntegrityError(f"ESP SPI 0x{sa.spi:08x} seq {esp.seq}: integrity check failed ({sa.algorithm}): "
+                                 + cause) from None
+        raise
+    scapy_sa = sa.scapy((seq_hi << 32 if sa.esn else 0) | esp.seq)
+    if not verify:
+        return _decrypt_unverified(sa, scapy_sa, packet)
+    try:
+        return scapy_sa.decrypt(packet)  # scapy changes the packet only once it verified
     except IPSecIntegrityError:
         raise IntegrityError(f"ESP SPI 0x{sa.spi:08x} seq {esp.seq}: integrity check failed ({sa.algorithm}): "
-                             "wrong key, wrong SA, or the packet was changed") from None
+                             + likely_cause(sa, packet, seq_hi)) from None
     except (ValueError, struct.error, IndexError, TypeError) as exc:  # what authenticated bytes still hide
         raise MalformedPacket("ESP", offset + 8, "data", f"does not decrypt ({exc})") from None
 
@@ -172,6 +182,57 @@ def _check_esp_length(sa: SA, esp: ESP, offset: int) -> None:
         raise MalformedPacket("ESP", offset + 8 + algo.iv_len, "encrypted data",
                               f"{data - algo.iv_len - algo.icv_len} bytes, not a multiple of "
                               f"{max(algo.block, 4)} ({sa.algorithm})")
+
+
+def _decrypt_unverified(sa: SA, scapy_sa: SecurityAssociation, packet: Packet) -> Packet:
+    algo = sa.algo
+    if algo.integrity is not None:  # the cipher does not need the ICV: scapy just skips the check
+        return scapy_sa.decrypt(packet, verify=False)
+    # A combined mode verifies as it decrypts: open the ciphertext with the cipher alone (the table's `unverified`),
+    # then let scapy unframe it as NULL encryption with the same IV length.
+    esp = packet[ESP]
+    iv, body = esp.data[:algo.iv_len], esp.data[algo.iv_len:len(esp.data) - algo.icv_len]
+    esp.data = iv + algo.cipher.unverified(sa.key)(iv, body)
+    scapy_sa.crypt_algo, scapy_sa.crypt_icv_size = CryptAlgo("NULL", cipher=None, mode=None, iv_size=algo.iv_len), 0
+    return scapy_sa.decrypt(packet, verify=False)
+
+
+_ICV_LENGTHS = (8, 12, 16, 24, 32)
+
+
+def likely_cause(sa: SA, packet: Packet, seq_hi: int = 0) -> str:
+    """Why an ESP packet does not verify with sa, found by trying what else would verify: ESN on or off (or other
+    high-order bits), another ICV length of the same MAC (`ip xfrm ... auth` truncates HMACs to 96 bits), another
+    algorithm taking keys of the same lengths. When nothing does, the likely cause is the key."""
+    esp_layer, algo = packet[ESP], sa.algo
+    toggled = dataclasses.replace(sa, esn=not sa.esn)
+    tries = [(f"ESN {'off' if sa.esn else 'on (high-order bits 0)'}", "ESN", toggled, 0)]
+    if sa.esn:
+        tries += [(f"ESN high-order bits {hi}, not {seq_hi}", "ESN", sa, hi) for hi in (seq_hi - 1, seq_hi + 1)
+                  if 0 <= hi <= 0xFFFFFFFF]
+    for name, other in ALGORITHMS.items():
+        if name != sa.algorithm and (other.key_len, other.auth_key_len) == (algo.key_len, algo.auth_key_len):
+            same_cipher = (other.cipher.scapy, other.scapy_auth) == (algo.cipher.scapy, algo.scapy_auth)
+            tries.append((f"{name} ({other.icv_len}-byte ICV, not {algo.icv_len})" if same_cipher else name,
+                          "ICV length" if same_cipher else "algorithm", dataclasses.replace(sa, algorithm=name),
+                          seq_hi))
+    for what, cause, candidate, hi in tries:
+        try:
+            candidate.scapy((hi << 32 if candidate.esn else 0) | esp_layer.seq).decrypt(packet.copy())
+        except Exception:  # noqa: BLE001 - any failure means: not this one
+            continue
+        return f"likely cause: {cause}: it verifies with {what}"
+    if algo.integrity is not None:
+        raw, mac = bytes(esp_layer), algo.integrity.mac(sa.auth_key)
+        for esn in (sa.esn, not sa.esn):
+            high = struct.pack("!I", seq_hi) if esn else b""
+            for n in _ICV_LENGTHS:
+                if n != algo.icv_len and len(raw) > 8 + n and raw[-n:] == mac(raw[:-n] + high)[:n]:
+                    return (f"likely cause: ICV length: the ICV is {algo.integrity.xfrm} truncated to {n} bytes, "
+                            f"not {algo.icv_len}" + (f" (and ESN {'on' if esn else 'off'})" if esn != sa.esn else "")
+                            + (" (`ip xfrm state ... auth` truncates to 96 bits: use auth-trunc)" if n == 12 else ""))
+    return ("likely cause: key: no other ESN setting, ICV length or algorithm with these key lengths verifies "
+            "(or the packet is another SA's, or was changed on the way)")
 
 
 def decrypt_frame(frame: bytes, sas) -> bytes:

@@ -45,10 +45,12 @@ class Peeled:
         return " / ".join(self.layers) + " -> " + passenger
 
 
-def peel(data: bytes | Packet, sas: Iterable[esp.SA] = (), link: str = "ethernet") -> Peeled:
+def peel(data: bytes | Packet, sas: Iterable[esp.SA] = (), link: str = "ethernet", verify: bool = True,
+         seq_hi: int = 0) -> Peeled:
     """Dissect data (an Ethernet frame, or an IP packet with link="ip"), decrypt ESP with the SA of its SPI,
-    and stop at the first GRE header: its payload is the passenger. Raises esp.IntegrityError on a bad ICV,
-    MalformedPacket when the outermost header is not whole."""
+    and stop at the first GRE header: its payload is the passenger. Raises esp.IntegrityError on a bad ICV, unless
+    verify=False (to look inside ESP whose integrity key is unknown), MalformedPacket when the outermost header is
+    not whole. seq_hi: ESN's high-order bits (esp.decrypt)."""
     layer = data if isinstance(data, Packet) else dissect_link(data, link)
     wire = len(layer)
     by_spi = {sa.spi: sa for sa in sas}
@@ -74,7 +76,7 @@ def peel(data: bytes | Packet, sas: Iterable[esp.SA] = (), link: str = "ethernet
                 report.layers.append(f"ESP spi=0x{layer.spi:08x} seq={layer.seq} (no SA given: still encrypted)")
                 return report
             report.layers.append(f"ESP spi=0x{layer.spi:08x} seq={layer.seq} {sa.algorithm} {sa.mode}")
-            clear = esp.decrypt(sa, ip.copy())  # scapy's decrypt edits the packet it is given
+            clear = esp.decrypt(sa, ip.copy(), seq_hi, verify)  # scapy's decrypt edits the packet it is given
             layer = clear.payload if sa.mode == "transport" else clear  # transport: the same IP header again
             wire = len(clear) + wire - len(ip)  # offsets below count in the decrypted packet
             continue

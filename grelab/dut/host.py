@@ -14,6 +14,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from grelab.craft.algorithms import xfrm_algorithm_words
+from grelab.craft.esp import SA
 from grelab.dut.base import CommandResult, DutError, ShellDut
 from grelab.dut.plumbing import make_namespace
 from grelab.lab import netns
@@ -24,8 +26,8 @@ RESET_SCRIPT = Path(__file__).parent / "reset.sh"
 PROBES = {
     "gre": "ip link add grelab-gre type gre local 192.0.2.1 remote 192.0.2.2",
     "ipv6_transport": "ip link add grelab-gre6 type ip6gre local 2001:db8::1 remote 2001:db8::2",
-    "esp": "ip xfrm state add src 192.0.2.1 dst 192.0.2.2 proto esp spi 0x100 mode transport "
-           "aead 'rfc4106(gcm(aes))' 0x" + "00" * 20 + " 128",
+    "esp": "ip xfrm state add src 192.0.2.1 dst 192.0.2.2 proto esp spi 0x100 mode transport " +
+           shlex.join(xfrm_algorithm_words(SA(0x100, "gcm128", bytes(20)))),
 }
 
 

@@ -10,18 +10,8 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from grelab.craft.esp import SA
+from grelab.craft.algorithms import xfrm_algorithm_words, xfrm_esn_words
 from grelab.dut.plan import Filter, Interface, Plan, Route, Rule, Tunnel, XfrmPolicy, XfrmState, sysctl_path
-
-# grelab's algorithm name -> the kernel's transform for `ip xfrm state` (after the key).
-XFRM_TRANSFORMS = {
-    "gcm128": ["aead", "rfc4106(gcm(aes))", "{key}", "128"],
-    "gcm256": ["aead", "rfc4106(gcm(aes))", "{key}", "128"],
-    "cbc128-sha256": ["enc", "cbc(aes)", "{key}", "auth-trunc", "hmac(sha256)", "{auth_key}", "128"],
-    "cbc256-sha256": ["enc", "cbc(aes)", "{key}", "auth-trunc", "hmac(sha256)", "{auth_key}", "128"],
-    "null-sha256": ["enc", "ecb(cipher_null)", "", "auth-trunc", "hmac(sha256)", "{auth_key}", "128"],
-}
-
 
 @dataclass(frozen=True)
 class Line:
@@ -142,11 +132,6 @@ def _mark_words(mark) -> list[str]:
     return ["mark", f"0x{mark[0]:x}", "mask", f"0x{mark[1]:x}"] if mark else []
 
 
-def xfrm_algorithm_words(sa: SA) -> list[str]:
-    keys = {"key": "0x" + sa.key.hex() if sa.key else "", "auth_key": "0x" + sa.auth_key.hex()}
-    return [w.format(**keys) for w in XFRM_TRANSFORMS[sa.algorithm]]
-
-
 def state_line(s: XfrmState) -> str:
     sa = s.sa
     words = ["xfrm", "state", "add", "src", sa.src, "dst", sa.dst, "proto", "esp", "spi", f"0x{sa.spi:08x}",
@@ -157,6 +142,7 @@ def state_line(s: XfrmState) -> str:
     if sa.nat_t:
         words += ["encap", "espinudp", str(sa.nat_t[0]), str(sa.nat_t[1]), "0.0.0.0"]
     words += [w if w else '""' for w in xfrm_algorithm_words(sa)]  # NULL's empty key, as the batch reads it
+    words += xfrm_esn_words(sa, s.seq_hi)
     for name, word in (("byte_limit", "byte-hard"), ("packet_limit", "packet-hard")):
         if getattr(s, name) is not None:
             words += ["limit", word, str(getattr(s, name))]

@@ -234,10 +234,12 @@ def _mark(field_name: str, mark) -> tuple[int, int] | None:
 class XfrmState:
     """An SA in the DUT: the same grelab SA that crafts and decrypts on grelab's side, so keys never disagree.
 
-    NAT traversal comes from sa.nat_t. Lifetimes: the SA expires (hard) after that many bytes or packets."""
+    NAT traversal comes from sa.nat_t; ESN from sa.esn, the state starting at high-order bits seq_hi.
+    Lifetimes: the SA expires (hard) after that many bytes or packets."""
 
     sa: SA
     replay_window: int = 32
+    seq_hi: int = 0
     mark: int | tuple[int, int] | None = None
     reqid: int | None = None
     byte_limit: int | None = None
@@ -246,7 +248,8 @@ class XfrmState:
     def __post_init__(self):
         if not isinstance(self.sa, SA):
             raise InputError("xfrm state sa", self.sa, "a grelab.craft.esp.SA")
-        check_range("replay_window", self.replay_window, 0, 4096)
+        check_range("replay_window", self.replay_window, 1 if self.sa.esn else 0, 4096)  # ESN needs a window
+        check_range("xfrm state seq_hi", self.seq_hi, 0, 0xFFFFFFFF)
         object.__setattr__(self, "mark", _mark("xfrm state", self.mark))
         for name in ("reqid", "byte_limit", "packet_limit"):
             if getattr(self, name) is not None:

@@ -35,10 +35,14 @@ CACHE = Path(os.environ.get("GRELAB_CACHE", "/var/cache/grelab")) / "uml"
 GUEST_FILES = Path(__file__).parent / "guest"
 RESET_SCRIPT = Path(__file__).parent.parent / "reset.sh"
 
-# Loaded at boot, in this order after their dependencies: tunnels, IPsec, the crypto ESP needs.
+# Loaded at boot, in this order after their dependencies: tunnels, IPsec, the crypto ESP needs. Nothing loads a
+# crypto module on demand in the guest, so every algorithm of grelab.craft.algorithms needs its modules here:
+# des_generic (3DES), ccm, chacha20poly1305 with chacha_generic and poly1305_generic (it asks for them by name),
+# cmac, authencesn (ESN with a separate integrity algorithm). md5, sha1, sha256 and aes are built in.
 MODULES = [
     "ipv6", "ip_gre", "ip6_gre", "esp4", "esp6", "xfrm_user",
-    "drbg", "sha512_generic", "authenc", "hmac", "cbc", "ctr", "gcm", "ghash_generic", "seqiv", "echainiv",
+    "drbg", "sha512_generic", "authenc", "authencesn", "hmac", "cmac", "cbc", "ctr", "gcm", "ghash_generic", "ccm",
+    "des_generic", "chacha_generic", "poly1305_generic", "chacha20poly1305", "seqiv", "echainiv",
 ]
 # Not loaded at boot (that would cost boot time): x_tables, loaded when iptables or a rule needs them.
 ON_DEMAND = ["kernel/net/netfilter/x_tables.ko", "kernel/net/netfilter/xt_*.ko",

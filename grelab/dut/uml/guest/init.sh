@@ -25,10 +25,14 @@ echo 0 > /proc/sys/net/ipv6/conf/default/accept_dad
 # command costs ~25 ms here. What they print (ip flushes stdout after each command) comes in order.
 # ipb_start IN OUT OPTIONS: (re)start the process behind fds IN/OUT. iproute2 exits on some errors (an
 # argument it cannot parse) even with -force: ipb_wait then restarts it, and the plan's error is reported.
+ipb_generation=0
 ipb_start() {
-  mkfifo /run/ip$1.in /run/ip$1.out 2>/dev/null
-  /sbin/ip $3 -force -batch - < /run/ip$1.in > /run/ip$1.out 2>&1 &
-  eval "exec $1> /run/ip$1.in $2< /run/ip$1.out; ipb_line$1=0"
+  ipb_generation=$((ipb_generation + 1))
+  local fifo=/run/ip$1.$ipb_generation  # fifos of their own: an old process still draining its input reads none of it
+  mkfifo $fifo.in $fifo.out
+  /sbin/ip $3 -force -batch - < $fifo.in > $fifo.out 2>&1 &
+  eval "exec $1> $fifo.in $2< $fifo.out"
+  eval "ipb_line$1=0"
 }
 ipb_start 8 9 ""
 ipb_start 6 7 -6
@@ -36,6 +40,7 @@ ipb_start 6 7 -6
 # another process deleted and re-made under the same name would be looked up by its old index.
 ipb_restart() {
   exec 8>&- 9<&- 6>&- 7<&-
+  rm -f /run/ip[0-9]*.*
   ipb_start 8 9 ""
   ipb_start 6 7 -6
 }
