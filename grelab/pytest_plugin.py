@@ -61,12 +61,14 @@ class DutPool:
         self.spec = spec
         self._duts: dict[str, object] = {}
         self._choice = None
+        self._choosing = threading.Lock()  # get_many's threads: one selection (and image build), not two
 
     def choice(self):
         """The selected DUT backend (grelab.dut.select), or raise DutError saying why none works."""
-        if self._choice is None:
-            from grelab.dut.select import select
-            self._choice = select(self.spec)
+        with self._choosing:
+            if self._choice is None:
+                from grelab.dut.select import select
+                self._choice = select(self.spec)
         return self._choice
 
     def get(self, name: str, interfaces: tuple[str, ...]):
@@ -105,6 +107,31 @@ class DutPool:
             raise errors[0]
         return [got[name] for name in names]
 
+    def warm(self, wanted: dict[str, tuple[tuple[str, ...], frozenset[str]]]) -> None:
+        """Boot these DUTs ({name: (interfaces, ESP algorithms its cases use)}) side by side before the first
+        case, and have each kernel set up those algorithms once (the first state of an algorithm costs it
+        100-200 ms): cases then start on DUTs that only need a reset. A failure here is left for the case that
+        needs the DUT to report."""
+        from grelab.dut.plan import Plan, XfrmState
+        from grelab.craft.esp import ALGORITHMS, SA
+
+        def one(name: str, interfaces: tuple[str, ...], algorithms: frozenset[str]) -> None:
+            try:
+                dut = self.get(name, interfaces)
+                states = [XfrmState(SA(0x100 + n, a, bytes(ALGORITHMS[a].key_len), bytes(ALGORITHMS[a].auth_key_len),
+                                       src="192.0.2.1", dst="192.0.2.2")) for n, a in enumerate(sorted(algorithms))]
+                if states:
+                    dut.apply(Plan(states=states))
+                    dut.reset()
+            except Exception:  # noqa: BLE001 - the case that needs this DUT says what is wrong
+                pass
+        threads = [threading.Thread(target=one, args=(name, *how), name=f"grelab-boot-{name}")
+                   for name, how in wanted.items()]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
     def dead(self) -> list[tuple[str, str]]:
         """(name, how it died) of every pooled DUT that died (panicked, exited)."""
         return [(name, how) for name, dut in self._duts.items() if (how := died(dut))]
@@ -133,6 +160,29 @@ def _pool(config) -> DutPool:
     if _POOL not in config.stash:
         config.stash[_POOL] = DutPool(config.getoption("--dut"))
     return config.stash[_POOL]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtestloop(session):
+    """Before the first case, boot the DUTs the collected scenarios need (see DutPool.warm): a worker's boot
+    is paid once, side by side, not inside its first cases."""
+    from grelab.scenario.spec import scenario_of
+    wanted: dict = {}
+    for item in session.items:
+        scenario = scenario_of(getattr(item, "module", None))
+        if scenario is None or "net" not in getattr(item, "fixturenames", ()):
+            continue
+        variant = item.callspec.params.get("net") if hasattr(item, "callspec") else None
+        for name in scenario.duts:
+            interfaces, algorithms = wanted.get(name, (scenario.interfaces, frozenset()))
+            if variant is not None and variant.esp:
+                algorithms |= {variant.esp}
+            wanted[name] = (interfaces, algorithms)
+    if wanted and not session.config.option.collectonly:
+        pool = _pool(session.config)
+        session.config.add_cleanup(pool.stop)
+        pool.warm(wanted)
+    return (yield)
 
 
 @pytest.fixture(scope="session")

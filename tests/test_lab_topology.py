@@ -104,16 +104,6 @@ def test_names_carry_the_run_id(lab):
         assert match and match.group(1) == current_run().id
 
 
-def test_build_and_teardown_are_fast():
-    timings = []
-    for _ in range(5):
-        start = time.perf_counter()
-        with build(a_r_b()):
-            pass
-        timings.append(time.perf_counter() - start)
-    assert sorted(timings)[2] < 0.05, timings  # the goal is 15 ms; leave room for a noisy machine
-
-
 def test_teardown_leaves_nothing():
     with build(a_r_b()) as lab:
         names = list(lab.namespaces.values())

@@ -159,6 +159,9 @@ def _build(lab: Lab) -> None:
         netns.create_namespace(name, lambda node=node: _namespace_sysctls(node))
         lab.namespaces[node.name] = name
         lab._defer(lambda name=name: netns.delete_namespace(name), f"namespace {name}")
+    for node in topology.nodes:
+        if node.dut is not None:
+            wait_unplugged(node.dut.namespace)  # before its bridges take new ports
     to_plug, monitors = netns.on_thread(lambda: _links_and_addresses(lab))
     try:
         for node, ifname, temp, index in to_plug:
@@ -273,23 +276,49 @@ def _destination(route: Route) -> str:
     return {"default": "0.0.0.0/0", "default6": "::/0"}.get(route.dst, route.dst)
 
 
+# DUT namespace -> deletions of earlier labs' veth ends there, still under way. A deletion waits for an RCU
+# grace period (~20 ms): a case's teardown does not wait for it; the next lab that plugs into that DUT does.
+_unplugging: dict[str, list] = {}
+_unplugging_lock = threading.Lock()
+
+
 def _plug(lab: Lab, node: Node, ifname: str, temp: str, index: int) -> None:
     namespace = lab.namespaces[node.name]
     if namespace not in lab._unplug:
         lab._unplug.add(namespace)
-
-        def unplug() -> None:  # the DUT's namespace outlives the lab: delete its ends of the pairs now
-            if not (NETNS_DIR / namespace).exists():
-                return  # the DUT is gone (stopped after a panic), and its namespace with the pairs in it
-            def delete() -> None:
-                rtnl = Rtnl()
-                try:
-                    rtnl.delete_group(lab.group)  # the lab's ends in this namespace, in one batch
-                finally:
-                    rtnl.close()
-            netns.run_in(namespace, delete)
-        lab._defer(unplug, f"veths of {node.name}")
+        lab._defer(lambda: _unplug_later(namespace, lab.group), f"veths of {node.name}")
     node.dut.plug(ifname, temp)
+
+
+def _unplug_later(namespace: str, group: int) -> None:
+    """Delete the lab's veth ends in a DUT's namespace (one device group, one batch) in the background."""
+    def delete() -> None:
+        if not (NETNS_DIR / namespace).exists():
+            return  # the DUT is gone (stopped after a panic), and its namespace with the pairs in it
+        netns.enter(namespace)
+        rtnl = Rtnl()
+        try:
+            rtnl.delete_group(group)
+        except OSError as exc:
+            if exc.errno != errno.ENODEV:  # none left: gone with the lab's namespaces already
+                raise
+        finally:
+            rtnl.close()
+    with _unplugging_lock:
+        _unplugging.setdefault(namespace, []).append(netns.in_background(delete))
+
+
+def wait_unplugged(namespace: str) -> None:
+    """Until earlier labs' veth ends in this DUT namespace are gone (their bridge ports with them)."""
+    with _unplugging_lock:
+        pending = _unplugging.pop(namespace, [])
+    for future in pending:
+        try:
+            future.result()
+        except OSError as exc:
+            if not (NETNS_DIR / namespace).exists():
+                continue  # removed meanwhile, and the pairs with it
+            raise GrelabError(f"removing an earlier lab's links from {namespace} failed: {exc}") from None
 
 
 def dut_plan(lab: Lab, node: Node) -> Plan:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import os
-import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -41,23 +41,27 @@ def enter(namespace: str) -> None:
         os.close(fd)
 
 
+# Worker threads kept for the life of the process: starting a thread per namespace step cost ~1 ms under load
+# (a case takes ~20 steps). Every task starts back in the namespace the process started in, whatever the
+# task before it entered, so a task sees the same world a fresh thread would.
+_HOME = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+_workers = ThreadPoolExecutor(max_workers=16, thread_name_prefix="grelab-netns")
+
+
+def _at_home(body: Callable[[], T]) -> T:
+    check(libc.setns(_HOME, CLONE_NEWNET), "setns back to the first namespace")
+    return body()
+
+
 def on_thread(body: Callable[[], T]) -> T:
-    """Run body() on a new thread, wait, and return its result or raise its exception here."""
-    result: list = []
-    error: list[BaseException] = []
+    """Run body() on a worker thread (in the process's first namespace at its start), wait, and return its
+    result or raise its exception here."""
+    return _workers.submit(_at_home, body).result()
 
-    def target() -> None:
-        try:
-            result.append(body())
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
-            error.append(exc)
 
-    thread = threading.Thread(target=target, name="grelab-netns")
-    thread.start()
-    thread.join()
-    if error:
-        raise error[0]
-    return result[0]
+def in_background(body: Callable[[], T]) -> Future:
+    """Start body() on a worker thread as on_thread does, without waiting: its Future."""
+    return _workers.submit(_at_home, body)
 
 
 def run_in(namespace: str, fn: Callable[..., T], *args, **kwargs) -> T:

@@ -98,8 +98,13 @@ class Scenario:
         return (derived_sa(self.name, variant, local, remote), derived_sa(self.name, variant, remote, local))
 
     def fixture(self, name: str = "net"):
-        """The pytest fixture (named `net`) giving each case a grelab.scenario.net.Net, once per variant."""
+        """The pytest fixture (named `net`) giving each case a grelab.scenario.net.Net, once per variant. The
+        calling module is remembered as this scenario's (scenario_of), so the plugin boots its DUTs early."""
+        import inspect
+
         import pytest
+
+        _by_module[inspect.currentframe().f_back.f_globals.get("__name__", "")] = self
 
         from grelab.scenario.net import Net
 
@@ -124,6 +129,14 @@ class Scenario:
         nodes = [dataclasses.replace(n, plan=(n.plan + plans[n.name]) if n.plan else plans[n.name])
                  if n.name in plans else n for n in topology.nodes]
         return dataclasses.replace(topology, nodes=nodes)
+
+
+_by_module: dict[str, Scenario] = {}
+
+
+def scenario_of(module) -> Scenario | None:
+    """The Scenario whose fixture a test module made, if any."""
+    return _by_module.get(getattr(module, "__name__", None))
 
 
 _spis: dict[int, str] = {}

@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -241,7 +242,7 @@ def _damage(image: Path) -> str | None:
 def _build(target: Path, files, generated, links) -> None:
     """Write the archive beside target, record its size and sha256, then rename it into place."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(f".tmp{os.getpid()}")
+    tmp = target.with_suffix(f".tmp{os.getpid()}.{threading.get_ident()}")  # per writer
     record_tmp = tmp.with_name(tmp.name + ".sha256")
     try:
         with open(tmp, "wb") as out:
