@@ -73,12 +73,15 @@ class DutPool:
 
     def get(self, name: str, interfaces: tuple[str, ...]):
         dut = self._duts.get(name)
-        if dut is not None and (list(dut.interfaces) != list(interfaces) or died(dut)):
+        if dut is not None and (list(dut.interfaces) != list(interfaces) or died(dut) or getattr(dut, "wedged", None)):
             dut.stop()  # a guest that died in an earlier case was reported there; this case gets a new one
             dut = None
         if dut is not None:
             try:
-                dut.reset()
+                if getattr(dut, "defers_reset", False):
+                    dut.reset(defer=True)  # in the same round trip as the case's apply
+                else:
+                    dut.reset()
                 return dut
             except DutError as error:  # died, hung or wedged in an earlier case: this case gets a new one
                 warnings.warn(f"DUT {name} could not be reset, so it is started again: {error}")

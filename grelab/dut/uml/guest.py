@@ -161,7 +161,7 @@ class Uml(ShellDut):
         path = self.share / f"{number}.sh"
         path.write_text(script + '[ -z "$grelab_failed" ]; grelab_status=$?; unset grelab_failed; return $grelab_status\n')
         try:
-            result = self._run(self._take_fresh_ip() + f". /grelab/{number}.sh", in_init_shell=True)
+            result = self._run_after_reset(f". /grelab/{number}.sh")
         finally:
             path.unlink(missing_ok=True)
             for family in (4, 6):
@@ -170,7 +170,7 @@ class Uml(ShellDut):
 
     def counters(self) -> Counters:
         """One round trip in init's shell, one `cat` (see grelab_counters in reset.sh)."""
-        result = self._run("grelab_counters", in_init_shell=True)
+        result = self._run_after_reset("grelab_counters")
         if not result.ok:
             raise DutCommandError(self.name, result)
         names_line, _, rest = result.output.partition("\n")
@@ -197,13 +197,36 @@ class Uml(ShellDut):
                 self.stop()  # panicked or gone: kill what is left of it now, not at teardown
             raise
 
-    def reset(self) -> None:
-        # In init's own shell (init sourced reset.sh at boot): it talks to init's long-lived `ip -batch`
-        # processes over fds 6-9, and no fork is spent on a subshell.
-        script = self._take_fresh_ip() + self._sysctl_restore_script() + "grelab_reset " + " ".join(self.interfaces)
-        result = self._run(script, in_init_shell=True)
-        if not result.ok:
-            raise DutCommandError(self.name, result)
+    defers_reset = True
+
+    def reset(self, defer: bool = False) -> None:
+        """Back to the just-booted state, in init's own shell (it talks to init's `ip -batch` processes and
+        spends no fork on a subshell). defer=True: in the same round trip as the next apply or counters, which
+        then run on a clean DUT (the pool does this: one round trip a case instead of two)."""
+        self._reset_due = True
+        if not defer:
+            result = self._run_after_reset("")
+            if not result.ok:
+                raise DutCommandError(self.name, result)
+
+    def _run_after_reset(self, script: str) -> CommandResult:
+        """script in init's shell, after a reset if one is due; the reset's failure is a DutError that leaves
+        the DUT wedged (the pool starts a new one)."""
+        reset = ""
+        if getattr(self, "_reset_due", False):
+            self._reset_due = False
+            reset = (self._take_fresh_ip() + self._sysctl_restore_script() + "grelab_reset " + " ".join(self.interfaces)
+                     + " || echo '@@reset-failed'\necho '@@reset'\n")
+        result = self._run(reset + (script or "true") if reset else self._take_fresh_ip() + script, in_init_shell=True)
+        if reset:
+            lines = result.output.split("\n")
+            at = lines.index("@@reset") if "@@reset" in lines else len(lines)
+            said, output = "\n".join(lines[:at]), "\n".join(lines[at + 1:])
+            if "@@reset-failed" in said or at == len(lines):
+                self.wedged = f"reset failed: {said.replace('@@reset-failed', '').strip() or result.output}"
+                raise DutError(f"DUT {self.name}: {self.wedged}")
+            result = CommandResult(script, result.status, output)
+        return result
 
     @property
     def died(self) -> str | None:
