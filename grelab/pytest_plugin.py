@@ -7,7 +7,7 @@ Fixtures:
     grelab_scope  the case's scope (grelab.scope): what is deferred there is closed when the case ends
 A scenario module gets its `net` fixture from its Scenario (grelab.scenario.spec.Scenario.fixture).
 Options: --dut, --update-golden, --keep-pcaps DIR.
-Markers: needs_esp, needs_ipv6_transport, needs_duts(n): with --dut auto, a case the selected DUT cannot run is
+Markers: needs_gre, needs_esp, needs_ipv6_transport, needs_duts(n): with --dut auto, a case the selected DUT cannot run is
 skipped, saying why; with a DUT named explicitly it fails, and a DUT that cannot be selected at all is an error:
 a run that cannot test what it was asked to is never green.
 """
@@ -22,11 +22,12 @@ import pytest
 from grelab.dut.base import DutError
 
 MARKERS = {
+    "needs_gre": "the case needs a DUT with GRE (every scenario's case: a DUT of yours may lack it)",
     "needs_esp": "the case needs a DUT with ESP (xfrm)",
     "needs_ipv6_transport": "the case needs GRE over IPv6 transport (ip6_gre) in the DUT",
     "needs_duts(n)": "the case needs n devices under test at once",
 }
-CAPABILITY_OF_MARKER = {"needs_esp": "esp", "needs_ipv6_transport": "ipv6_transport"}
+CAPABILITY_OF_MARKER = {"needs_gre": "gre", "needs_esp": "esp", "needs_ipv6_transport": "ipv6_transport"}
 
 
 def pytest_addoption(parser):

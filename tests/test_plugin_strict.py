@@ -96,3 +96,40 @@ def test_a_dut_named_explicitly_that_lacks_a_capability_fails_the_case(project):
     result.assert_outcomes(passed=1, errors=1)  # failed in setup: pytest calls it an error
     result.stdout.fnmatch_lines(["*--dut fakedut:GreOnly lacks what this case needs: esp*"])
     assert result.ret == 1
+
+
+SCENARIO = '''
+from grelab.scenario import GRE
+from grelab.scenario.offices import two_offices
+
+net = two_offices("story", variants=[GRE]).fixture()
+
+
+def test_echo(net):
+    net.ping("h1", "h2")
+'''
+ESP_ONLY = '''
+from grelab.dut.base import Dut
+
+class EspOnly(Dut):
+    capabilities = frozenset({"esp", "several"})
+    plug = apply = counters = reset = stop = None
+'''
+
+
+@pytest.mark.parametrize("how", ["auto", "named"])
+def test_a_scenario_whose_dut_lacks_gre_says_so_instead_of_unknown_device_type(pytester, how):
+    pytester.makeini("[pytest]\n")
+    pytester.makepyfile(test_story=SCENARIO, espdut=ESP_ONLY)
+    pytester.syspathinsert()
+    if how == "auto":
+        pytester.makeconftest(AUTO_PICKS_IT.replace("fakedut import GreOnly", "espdut import EspOnly as GreOnly")
+                              .replace('"greonly"', '"esponly"'))
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+        result.assert_outcomes(skipped=1)
+        result.stdout.fnmatch_lines(["1 skipped: DUT esponly lacks: gre"])
+    else:
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--dut", "espdut:EspOnly")
+        result.assert_outcomes(errors=1)
+        result.stdout.fnmatch_lines(["*--dut espdut:EspOnly lacks what this case needs: gre*"])
+    assert "Unknown device type" not in result.stdout.str()

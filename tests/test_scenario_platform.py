@@ -113,3 +113,35 @@ def test_a_panic_fails_its_case_with_one_error_naming_it_and_the_next_case_passe
     assert failures.count("DUT r1 died during this case: guest panicked (Kernel panic - not syncing: "
                           "sysrq triggered crash)") == 1, failures[-3000:]
     assert failures.count("_ test_a_panic[gre] _") == 1 and "test_b_next_case" not in failures
+
+
+ON_ANY = '''"""Verify on any of these links."""
+from scapy.layers.inet6 import ICMPv6EchoReply, IPv6
+from scapy.layers.l2 import Ether
+from grelab.scenario import GRE
+from grelab.scenario.offices import H1, H2, two_offices
+
+net = two_offices(variants=[GRE]).fixture()
+REPLY = Ether() / IPv6(src=H2, dst=H1) / ICMPv6EchoReply(id=0x4242, seq=1, data=b"grelab echo")
+ANYHOW = ["Ether.src", "Ether.dst", "IPv6.hlim"]
+
+
+def test_the_reply_is_found_on_whichever_link_has_it(net):
+    net.ping("h1", "h2")
+    link, frames = net.expect_on_any(["transit", "lan1"], REPLY, ignore=ANYHOW)
+    assert link == "lan1" and len(frames) == 1  # on the transit it is inside GRE: not this frame
+
+
+def test_none_of_the_links_fails_naming_each(net):
+    try:
+        net.expect_on_any(["transit", "lan2"], REPLY, ignore=ANYHOW, timeout=0.2)
+    except AssertionError as failure:
+        assert "none of transit, lan2 got it within 0.2 s" in str(failure) and "on lan2:" in str(failure)
+    else:
+        raise AssertionError("expect_on_any passed with the packet on neither link")
+'''
+
+
+def test_expect_on_any_of_several_links(tmp_path):
+    done = run_pytest(tmp_path, ON_ANY)
+    assert done.returncode == 0 and "2 passed" in done.stdout, done.stdout[-3000:] + done.stderr[-2000:]

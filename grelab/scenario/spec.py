@@ -77,7 +77,8 @@ class Scenario:
     tunnels: Callable | None = None  # tunnels(variant, sas) -> {dut name: Plan}
     variants: tuple[Variant, ...] = (GRE, IN_ESP)
     interfaces: tuple[str, ...] = ("wan", "lan")  # each DUT's
-    capabilities: frozenset[str] = frozenset({"gre"})  # needed beyond what the variants need
+    capabilities: frozenset[str] = frozenset({"gre"})  # what its DUTs must do (gre, ipv6_transport), besides a
+    # variant's ESP: a DUT that lacks one skips the case saying so (fails it, when named with --dut)
 
     def __post_init__(self):
         if self.transit not in self.links:
@@ -118,10 +119,8 @@ class Scenario:
     def marks(self, variant: Variant) -> list:
         import pytest
         marks = [pytest.mark.needs_duts(len(self.duts))] if len(self.duts) > 1 else []
-        if variant.esp:
-            marks.append(pytest.mark.needs_esp)
-        if "ipv6_transport" in self.capabilities:
-            marks.append(pytest.mark.needs_ipv6_transport)
+        needed = set(self.capabilities) | ({"esp"} if variant.esp else set())
+        marks += [getattr(pytest.mark, f"needs_{capability}") for capability in sorted(needed)]
         return marks
 
     def with_plans(self, topology: Topology, plans: dict) -> Topology:
