@@ -78,7 +78,8 @@ def test_two_concurrent_runs_do_not_collide():
 
 def test_nothing_of_this_run_left_in_the_host_links():
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
-    assert "grelab-" not in links
+    # grelab-t-*: a root-namespace link test_lab_host_safety makes on purpose (and removes), maybe right now
+    assert "grelab-" not in links.replace("grelab-t-", "")
     assert Path(NETNS_DIR).is_dir()
 
 

@@ -65,3 +65,14 @@ def test_decrypt_refuses_what_is_not_a_packet():
 def test_the_matcher_takes_frames_too_short_for_ethernet():
     template = Template(bytes(MACS / gre()))
     assert not template.matches(b"") and not template.matches(bytes(13))
+
+
+def test_esp_under_a_header_whose_version_is_not_its_family_is_refused():
+    """Found by the long fuzz run: an Ethernet type of IPv4 over a version nibble of 12, NAT-T ESP inside."""
+    from grelab.golden.normalize import Normalizer
+    sa = SA(0x100, "gcm128", bytes(20), nat_t=(4500, 4500))
+    frame = bytearray(bytes(MACS / encrypt(sa, gre(), seq=1)))
+    frame[14] = 0xC5
+    with pytest.raises(MalformedPacket, match="malformed IPv4 at offset 0: version: 12 in an IPv4 header"):
+        Normalizer([sa]).frame(bytes(frame))
+    assert "[malformed IPv4 at offset 14: version 12]" in str(peel(bytes(frame), [sa]))

@@ -141,6 +141,9 @@ def decrypt(sa: SA, packet: Packet | bytes, seq_hi: int = 0, verify: bool = True
         packet = dissect_ip(bytes(packet))
     elif not isinstance(packet, Packet):
         raise InputError("packet", type(packet).__name__, "an IP or IPv6 packet (scapy) or its bytes")
+    wrong = {IP: 4, IPv6: 6}.get(type(packet))
+    if wrong is not None and packet.version != wrong:  # scapy would go on with the other family's fields
+        raise MalformedPacket(f"IPv{wrong}", 0, "version", f"{packet.version} in an IPv{wrong} header")
     esp = packet.getlayer(ESP)
     if esp is None:
         raise InputError("packet", packet.summary(), "an IP or IPv6 packet carrying ESP")

@@ -66,7 +66,10 @@ def peel(data: bytes | Packet, sas: Iterable[esp.SA] = (), link: str = "ethernet
             report.layers.append("Ethernet")
         elif isinstance(layer, (IP, IPv6)):
             ip = layer
-            report.layers.append(f"IPv{layer.version} {layer.src} > {layer.dst}" + _ip_problem(layer, wire - len(layer)))
+            problem = _ip_problem(layer, wire - len(layer))
+            report.layers.append(f"IPv{layer.version} {layer.src} > {layer.dst}" + problem)
+            if problem.startswith(" [malformed"):
+                return report  # what follows is not what its header says it is
         elif isinstance(layer, UDP) and isinstance(layer.payload, ESP):
             report.layers.append(f"UDP {layer.sport} > {layer.dport} (NAT-T)")
         elif isinstance(layer, ESP):
@@ -121,6 +124,8 @@ def _next_of(under) -> type | None:
 def _ip_problem(ip, offset: int) -> str:
     """" [...]" when the header's lengths disagree with the bytes there are, as Wireshark flags it."""
     have = len(ip.original) if ip.original else len(ip)
+    if ip.version != (4 if isinstance(ip, IP) else 6):
+        return f" [malformed IPv{4 if isinstance(ip, IP) else 6} at offset {offset}: version {ip.version}]"
     if isinstance(ip, IP):
         if ip.ihl < 5:
             return f" [malformed IPv4 at offset {offset}: ihl {ip.ihl} < 5]"

@@ -18,6 +18,7 @@ from typing import IO
 from grelab.dut.base import CommandResult, DutError
 
 TAIL_LINES = 40
+EXIT_DRAIN_S = 0.5  # after the guest's process exits, how long its console may take to reach EOF
 PANIC_RE = re.compile(r"^(Kernel panic - not syncing|Kernel mode fault at addr)")  # as the kernel prints them
 
 
@@ -142,6 +143,9 @@ def watch(process, console: Console) -> None:
     reported dead at once, not as hung when a command's deadline passes."""
     def wait() -> None:
         status = process.wait()
+        # A panic's last lines may still be in the pipe: let the reader reach them (it ends at EOF, at once
+        # when nothing else holds the pipe) so the panic, not the exit it caused, is what gets reported.
+        console._reader.join(timeout=EXIT_DRAIN_S)
         console.exited(f"its process {process.pid} was killed by signal {-status}" if status < 0
                        else f"its process {process.pid} exited with status {status}")
     threading.Thread(target=wait, name=f"guest-exit-{console.name}", daemon=True).start()
