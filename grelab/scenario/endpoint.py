@@ -28,7 +28,8 @@ IGNORE = ("IP.id", "IP.chksum")  # what the kernel may choose in r1's answers (e
 TO_R1 = SA(0x00003001, "cbc128-sha256", bytes(range(33, 49)), bytes(range(49, 81)), src=GRELAB, dst=R1_WAN)
 FROM_R1 = SA(0x00004001, "cbc128-sha256", bytes(range(81, 97)), bytes(range(97, 129)), src=R1_WAN, dst=GRELAB)
 IN_ESP = Variant("gre-in-esp", esp="cbc128-sha256", sas=(TO_R1, FROM_R1))
-LINKS = {"transit": ("grelab", "eth0", "ip proto 47 or ip proto 50"), "lan1": ("h1", "eth0")}
+# The transit: the tunnel, and ICMP errors about it (grelab's own kernel sends none: see NFT_DROP_TUNNELS).
+LINKS = {"transit": ("grelab", "eth0", "ip proto 47 or ip proto 50 or icmp"), "lan1": ("h1", "eth0")}
 
 # For a node where grelab itself ends tunnels (see above).
 NFT_DROP_TUNNELS = """
@@ -42,6 +43,8 @@ table inet grelab_endpoint {
 
 COMMENTS = (
     Comment("crafted by grelab, the far GRE endpoint", "transit", sent_by="grelab"),
+    Comment("r1's ICMP error about a packet grelab sent it, quoted whole", "transit",
+            match=lambda frame: frame[12:14] == b"\x08\x00" and frame[23] == 1),
     Comment("r1's answer back in the tunnel (h1's reply, or r1's own), checked field by field", "transit"),
     Comment("delivered by r1 out of the tunnel to h1, and h1's reply", "lan1"),
 )
@@ -104,3 +107,20 @@ def from_r1(passenger, ttl: int = 64, flags: str = "DF", **gre_fields):
     from scapy.layers.l2 import GRE as GREHeader, Ether
     return (Ether(src=R1_WAN_MAC, dst=GRELAB_MAC) / IP(src=R1_WAN, dst=GRELAB, ttl=ttl, flags=flags)
             / GREHeader(**gre_fields) / passenger)
+
+
+def echo(seq: int = 7, data: bytes = b"from grelab"):
+    """(the ICMPv6 echo request from the far LAN to h1 that grelab puts in the tunnel, h1's reply as r1 sends it
+    back into the tunnel: hop limit one less)."""
+    from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6EchoRequest, IPv6
+    return (IPv6(src=FAR_LAN_HOST, dst=H1, hlim=64) / ICMPv6EchoRequest(id=0x4243, seq=seq, data=data),
+            IPv6(src=H1, dst=FAR_LAN_HOST, hlim=63) / ICMPv6EchoReply(id=0x4243, seq=seq, data=data))
+
+
+def unreachable(sent, code: int = 3):
+    """r1's ICMP destination unreachable (code 3: port) about `sent`, a packet grelab sent it, quoted whole: what
+    Linux answers GRE that no tunnel takes (ip_gre.c: gre_rcv). A template for net.transit.expect."""
+    from scapy.layers.inet import ICMP, IP
+    from scapy.layers.l2 import Ether
+    return (Ether(src=R1_WAN_MAC, dst=GRELAB_MAC) / IP(src=R1_WAN, dst=GRELAB, ttl=64, tos=0xC0)
+            / ICMP(type=3, code=code) / bytes(sent))
