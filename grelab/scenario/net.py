@@ -113,6 +113,24 @@ class Net:
         except KeyError:
             raise GrelabError(f"no DUT {name!r} in scenario {self.scenario.name}; DUTs: {', '.join(self.duts)}") from None
 
+    def apply(self, plans: dict) -> None:
+        """Apply {DUT name: Plan} on top of what the DUTs hold (a case's own tunnels), the DUTs side by side."""
+        from grelab.lab.build import _apply_side_by_side
+        _apply_side_by_side([(self.dut(name), plan) for name, plan in plans.items()])
+
+    def wait_counter(self, dut: str, name: str, before, moved: int = 1, timeout: float = 2.0):
+        """Poll the DUT's counters until `name` (as Counters.flat names it, e.g. snmp.IcmpInDestUnreachs) has
+        moved by at least `moved` since `before`; the delta then, or AssertionError at the deadline. Only for
+        what nothing on the wire tells (that the DUT took in a packet it answers with silence)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            delta = self.dut(dut).counters().delta(before)
+            if delta.flat().get(name, 0) >= moved:
+                return delta
+            if time.monotonic() > deadline:
+                raise AssertionError(f"DUT {dut}: {name} moved {delta.flat().get(name, 0)} within {timeout} s, "
+                                     f"not {moved}; what moved: {delta.flat()}")
+
     def address(self, host: str) -> str:
         try:
             return self.scenario.hosts[host]
