@@ -114,3 +114,24 @@ def test_bad_values_are_refused_when_the_plan_is_made_naming_the_field(make, fie
     with pytest.raises(InputError) as error:
         make()
     assert error.value.field == field
+
+
+def test_counters_flat_names_every_counter_and_a_delta_keeps_what_moved():
+    from grelab.dut.base import Counters
+    before = Counters({"gre1": {"rx_packets": 1, "rx_crc_errors": 0}}, {"XfrmInNoStates": 2}, {"IcmpOutDestUnreachs": 5})
+    after = Counters({"gre1": {"rx_packets": 2, "rx_crc_errors": 1}}, {"XfrmInNoStates": 2}, {"IcmpOutDestUnreachs": 5})
+    assert before.flat() == {"gre1.rx_packets": 1, "gre1.rx_crc_errors": 0, "snmp.IcmpOutDestUnreachs": 5,
+                             "xfrm.XfrmInNoStates": 2}
+    assert after.delta(before).flat() == {"gre1.rx_packets": 1, "gre1.rx_crc_errors": 1}
+
+
+def test_syn_mss_reads_syns_on_the_link_and_inside_gre():
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.inet6 import IPv6
+    from scapy.layers.l2 import GRE, Ether
+    from grelab.expect.tunnel import syn_mss
+    syn = IPv6(src="2001:db8:1::1", dst="2001:db8:2::1") / TCP(flags="S", options=[("MSS", 1440)])
+    frame = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+    gre = frame / IP(src="192.0.2.1", dst="192.0.2.2") / GRE() / syn
+    ack = frame / IPv6(src="2001:db8:1::1", dst="2001:db8:2::1") / TCP(flags="A")
+    assert syn_mss([bytes(frame / syn), bytes(ack), bytes(gre)]) == [1440, 1440]

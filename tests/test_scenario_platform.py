@@ -23,9 +23,12 @@ def code_lines(path: Path) -> int:
 
 
 def test_each_scenario_module_is_its_story_and_at_most_25_lines_of_code():
+    """A catalogue (its cases rows of a CASES table, or more than two test functions) may have up to 50."""
     for path in sorted((ROOT / "scenarios").glob("[a-z]*.py")):
         assert ast.get_docstring(ast.parse(path.read_text())), f"{path.name} tells no story"
-        assert code_lines(path) <= 25, f"{path.name}: {code_lines(path)} lines of code"
+        text = path.read_text()
+        limit = 50 if "\nCASES = {" in text or text.count("\ndef test_") > 2 else 25
+        assert code_lines(path) <= limit, f"{path.name}: {code_lines(path)} lines of code"
 
 
 def run_pytest(tmp_path: Path, scenario: str, conftest: str = "", *args: str) -> subprocess.CompletedProcess:

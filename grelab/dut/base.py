@@ -124,6 +124,14 @@ class Counters(dict):
     def link(self, iface: str) -> dict[str, int]:
         return self["links"].get(iface, {})
 
+    def flat(self) -> dict[str, int]:
+        """Every counter by one name: "IFACE.stat" (gre1.rx_crc_errors), "snmp.Name" (snmp.IcmpOutDestUnreachs),
+        "xfrm.Name" (xfrm.XfrmInNoStates); on a delta, what moved and by how much."""
+        flat = {f"{iface}.{stat}": n for iface, stats in self["links"].items() for stat, n in stats.items()}
+        for section in ("snmp", "xfrm"):
+            flat.update({f"{section}.{name}": n for name, n in self[section].items()})
+        return flat
+
 
 def counter_delta(before: dict, after: dict) -> Counters:
     """after - before, section by section, keeping only what moved."""

@@ -160,3 +160,19 @@ def _hop_limit_zero(packet: bytes) -> bytes:
             total = (total & 0xFFFF) + (total >> 16)
         return packet[:8] + b"\x00" + packet[9:10] + (~total & 0xFFFF).to_bytes(2, "big") + packet[12:]
     return packet
+
+
+def syn_mss(frames: list[bytes], sas=()) -> list[int | None]:
+    """The MSS option of every TCP SYN among the frames (on the link, or the tunnel's passenger), in order; None
+    for a SYN without one: what an MSS clamp is seen by."""
+    from scapy.layers.inet import TCP
+    found = []
+    for frame in frames:
+        try:
+            peeled = peel(frame, sas)
+        except GrelabError:
+            continue
+        packet = peeled.passenger if peeled.gre is not None else dissect(frame, Ether)
+        if packet is not None and packet.haslayer(TCP) and packet[TCP].flags.S:
+            found.append(dict(packet[TCP].options).get("MSS"))
+    return found

@@ -287,6 +287,9 @@ def _plug(lab: Lab, node: Node, ifname: str, temp: str, index: int) -> None:
     if namespace not in lab._unplug:
         lab._unplug.add(namespace)
         lab._defer(lambda: _unplug_later(namespace, lab.group), f"veths of {node.name}")
+    # What the DUT leaves to "hardware" (a GRE checksum, when its device offloads it to the host's tap) must be
+    # filled in before it leaves the DUT's namespace, as a NIC would: else the lab's captures see it unfilled.
+    netns.run_in(namespace, tx_checksum_off, temp)
     node.dut.plug(ifname, temp)
 
 

@@ -79,12 +79,24 @@ class Net:
             net._captures[name] = golden.capture(name, built, node, ifname, *expression)
         golden.sas(*net.sas)
         for comment in scenario.comments:
-            match = None
-            if comment.sent_by is not None:
-                raw = net._mac_of(comment.sent_by)
-                match = (lambda raw: lambda frame: frame[6:12] == raw)(raw)
-            golden.explain(comment.text.format(carrier=variant.carrier(scenario.carrier)), comment.link, match)
+            net._explain(comment.text.format(carrier=variant.carrier(scenario.carrier)), comment.link, comment.sent_by,
+                         comment.match)
         return net
+
+    def explain(self, text: str, link: str | None = None, sent_by: str | None = None, match=None) -> None:
+        """The case's own comment for frames on `link` (any if None) put there by `sent_by` (a node, or anyone)
+        and matching `match` (a template or a function of the frame's bytes, or None): it wins over the
+        scenario's comments, and over the case's earlier ones."""
+        self._explain(text, link, sent_by, match, first=True)
+
+    def _explain(self, text: str, link, sent_by, match=None, first: bool = False) -> None:
+        if match is not None and not callable(match):
+            from grelab.expect.match import Template
+            match = Template(match).matches
+        if sent_by is not None:
+            raw, inner = self._mac_of(sent_by), match
+            match = lambda frame: frame[6:12] == raw and (inner is None or inner(frame))  # noqa: E731
+        self.golden.explain(text, link, match, first=first)
 
     def link(self, name: str) -> Link:
         if name not in self.scenario.links:
@@ -100,6 +112,24 @@ class Net:
             return self.duts[name]
         except KeyError:
             raise GrelabError(f"no DUT {name!r} in scenario {self.scenario.name}; DUTs: {', '.join(self.duts)}") from None
+
+    def apply(self, plans: dict) -> None:
+        """Apply {DUT name: Plan} on top of what the DUTs hold (a case's own tunnels), the DUTs side by side."""
+        from grelab.lab.build import _apply_side_by_side
+        _apply_side_by_side([(self.dut(name), plan) for name, plan in plans.items()])
+
+    def wait_counter(self, dut: str, name: str, before, moved: int = 1, timeout: float = 2.0):
+        """Poll the DUT's counters until `name` (as Counters.flat names it, e.g. snmp.IcmpInDestUnreachs) has
+        moved by at least `moved` since `before`; the delta then, or AssertionError at the deadline. Only for
+        what nothing on the wire tells (that the DUT took in a packet it answers with silence)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            delta = self.dut(dut).counters().delta(before)
+            if delta.flat().get(name, 0) >= moved:
+                return delta
+            if time.monotonic() > deadline:
+                raise AssertionError(f"DUT {dut}: {name} moved {delta.flat().get(name, 0)} within {timeout} s, "
+                                     f"not {moved}; what moved: {delta.flat()}")
 
     def address(self, host: str) -> str:
         try:
@@ -125,17 +155,21 @@ class Net:
         return [data[14:] for _, data in sorted(sent)]
 
     # What grelab itself does, as a node of the lab.
-    def send(self, node: str, packet, ifname: str | None = None) -> None:
+    def send(self, node: str, packet, ifname: str | None = None, comment: str | None = None) -> None:
         """Send an IP packet from node (grelab crafting, as a far endpoint): framed from its link end to the
-        peer's MAC, and ESP-protected when the variant has an SA from its source (sequence numbers from 1)."""
+        peer's MAC, and ESP-protected when the variant has an SA from its source (sequence numbers from 1).
+        comment: what the golden says of exactly this frame (a case's own word, see explain)."""
         from scapy.layers.l2 import Ether
         end, peer = self._ends(node, ifname)
         sa = next((sa for sa in self.sas if sa.src == packet.src and sa.dst == packet.dst), None)
         if sa is not None:
             seq = self._esp_seq[sa.spi] = self._esp_seq.get(sa.spi, 0) + 1
             packet = encrypt(sa, packet, seq=seq)
+        frame = bytes(Ether(src=end.mac, dst=peer.mac) / packet)
+        if comment is not None:
+            self.golden.explain(comment, match=lambda data: data == frame, first=True)
         with self.lab.sender(end.node, end.ifname) as tx:
-            tx.send(Ether(src=end.mac, dst=peer.mac) / packet)
+            tx.send(frame)
 
     def expect_on_any(self, links: list[str], packets, timeout: float = 1.0, **options) -> tuple[str, list]:
         """Wait until the packets arrive on one of these links (whichever first); (that link, the frames)."""

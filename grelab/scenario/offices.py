@@ -20,6 +20,7 @@ ISP_1, ISP_2 = "198.51.100.254", "203.0.113.254"
 H2, R2_LAN, R2_WAN = "2001:db8:2::10", "2001:db8:2::1", "203.0.113.1"
 LAN1, LAN2 = "2001:db8:1::/64", "2001:db8:2::/64"
 H1_MAC, H2_MAC = "02:00:00:00:01:10", "02:00:00:00:02:10"
+R1_LAN_MAC, R1_WAN_MAC, ISP_1_MAC = "02:00:00:00:01:01", "02:00:00:00:0a:01", "02:00:00:00:0a:fe"
 # Where each golden link is seen: (node, interface).
 LINKS = {"lan1": ("h1", "eth0"), "transit": ("isp", "eth0"), "lan2": ("h2", "eth0")}
 
@@ -39,7 +40,8 @@ COMMENTS = (
 )
 
 
-def topology(r1, r2) -> Topology:
+def topology(r1, r2, transit2_mtu: int = 1500) -> Topology:
+    """transit2_mtu: the MTU of the isp -- r2 link (a narrower path behind the first hop)."""
     return Topology(
         nodes=[
             Node("h1", routes=[Route("default6", via=R1_LAN)], sysctls=QUIET_HOST),
@@ -50,11 +52,11 @@ def topology(r1, r2) -> Topology:
         ],
         links=[
             Link(End("h1", "eth0", [f"{H1}/64"], H1_MAC),
-                 End("r1", "lan", [f"{R1_LAN}/64"], "02:00:00:00:01:01")),
-            Link(End("r1", "wan", [f"{R1_WAN}/24"], "02:00:00:00:0a:01"),
-                 End("isp", "eth0", [f"{ISP_1}/24"], "02:00:00:00:0a:fe")),
+                 End("r1", "lan", [f"{R1_LAN}/64"], R1_LAN_MAC)),
+            Link(End("r1", "wan", [f"{R1_WAN}/24"], R1_WAN_MAC),
+                 End("isp", "eth0", [f"{ISP_1}/24"], ISP_1_MAC)),
             Link(End("isp", "eth1", [f"{ISP_2}/24"], "02:00:00:00:0b:fe"),
-                 End("r2", "wan", [f"{R2_WAN}/24"], "02:00:00:00:0b:01")),
+                 End("r2", "wan", [f"{R2_WAN}/24"], "02:00:00:00:0b:01"), mtu=transit2_mtu),
             Link(End("r2", "lan", [f"{R2_LAN}/64"], "02:00:00:00:02:01"),
                  End("h2", "eth0", [f"{H2}/64"], H2_MAC)),
         ],

@@ -57,11 +57,12 @@ def in_esp(algorithm: str, mode: str = "transport") -> Variant:
 @dataclass(frozen=True)
 class Comment:
     """What the golden says of frames on `link` (every link if None); with sent_by, only of frames that host
-    put on it. `{carrier}` in the text becomes the variant's carrier (e.g. "ESP (transport mode) around ...")."""
+    put on it; with match, only of frames it matches. `{carrier}` in the text becomes the variant's carrier (e.g. "ESP (transport mode) around ...")."""
 
     text: str
     link: str | None = None
     sent_by: str | None = None
+    match: object = None  # and only of frames matching this (a template, or a function of the frame's bytes)
 
 
 @dataclass(frozen=True)
