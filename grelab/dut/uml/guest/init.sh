@@ -31,8 +31,12 @@ ipb_start() {
   local fifo=/run/ip$1.$ipb_generation  # fifos of their own: an old process still draining its input reads none of it
   mkfifo $fifo.in $fifo.out
   /sbin/ip $3 -force -batch - < $fifo.in > $fifo.out 2>&1 &
-  eval "exec $1> $fifo.in $2< $fifo.out"
-  eval "ipb_line$1=0"
+  eval "ipb_pid$1=$!; ipb_line$1=0"
+  # Opening a fifo blocks until the other end opens, and a signal (another child's SIGCHLD) interrupts it
+  # (EINTR): `exec` failing there would end init, and with it the guest. `command` keeps the shell alive;
+  # try again until it is open.
+  until command eval "exec $1> $fifo.in" 2>/dev/null; do :; done
+  until command eval "exec $2< $fifo.out" 2>/dev/null; do :; done
 }
 ipb_start 8 9 ""
 ipb_start 6 7 -6
@@ -40,6 +44,7 @@ ipb_start 6 7 -6
 # another process deleted and re-made under the same name would be looked up by its old index.
 ipb_restart() {
   exec 8>&- 9<&- 6>&- 7<&-
+  wait $ipb_pid8 $ipb_pid6  # they end on their input's end: no SIGCHLD of theirs left to interrupt the new opens
   rm -f /run/ip[0-9]*.*
   ipb_start 8 9 ""
   ipb_start 6 7 -6
@@ -72,7 +77,7 @@ ipb_wait() {
     esac
   done
   echo "@@died ip -batch exited"
-  eval "exec $2>&- $1<&-"
+  eval "exec $2>&- $1<&-; wait \$ipb_pid$2"
   if [ "$2" = 6 ]; then ipb_start 6 7 -6; else ipb_start 8 9 ""; fi
   return 2
 }
