@@ -45,9 +45,10 @@ class Peeled:
         return " / ".join(self.layers) + " -> " + passenger
 
 
-def peel(data: bytes | Packet, sas: Iterable[esp.SA] = (), link: str = "ethernet", verify: bool = True,
+def peel(data: bytes | Packet, sas: Iterable[esp.SA] = (), link: str = "auto", verify: bool = True,
          seq_hi: int = 0) -> Peeled:
-    """Dissect data (an Ethernet frame, or an IP packet with link="ip"), decrypt ESP with the SA of its SPI,
+    """Dissect data (an Ethernet frame or an IP packet, told apart by grelab.craft.dissect.guess_link unless
+    link="ethernet" or link="ip" says which), decrypt ESP with the SA of its SPI,
     and stop at the first GRE header: its payload is the passenger. Raises esp.IntegrityError on a bad ICV, unless
     verify=False (to look inside ESP whose integrity key is unknown), MalformedPacket when the outermost header is
     not whole. seq_hi: ESN's high-order bits (esp.decrypt)."""
