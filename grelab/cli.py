@@ -15,6 +15,7 @@ SUBCOMMANDS = {
     "doctor": ("grelab.dut.doctor", "what this machine can do, and which DUT --dut auto picks"),
     "dut": ("grelab.dut.cli", "prepare, boot and inspect the device under test"),
     "run": ("grelab.run", "run scenarios through pytest and print a results table"),
+    "pcap": ("grelab.golden.pcap_cli", "compare two pcaps field by field, or show each packet peeled, ESP decrypted"),
     "sweep": ("grelab.lab.sweep_cli", "remove namespaces and guests that dead grelab runs left behind"),
 }
 
