@@ -16,6 +16,7 @@ SUBCOMMANDS = {
     "dut": ("grelab.dut.cli", "prepare, boot and inspect the device under test"),
     "run": ("grelab.run", "run scenarios through pytest and print a results table"),
     "pcap": ("grelab.golden.pcap_cli", "compare two pcaps field by field, or show each packet peeled, ESP decrypted"),
+    "wireshark": ("grelab.wireshark", "open a pcap in Wireshark with ESP decrypted (tshark's view without a display)"),
     "sweep": ("grelab.lab.sweep_cli", "remove namespaces and guests that dead grelab runs left behind"),
 }
 
