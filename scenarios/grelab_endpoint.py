@@ -18,6 +18,7 @@ net = grelab_endpoint().fixture()
 
 
 def test_echo_through_r1(net):
+    """grelab's crafted GRE echo reaches h1 through r1, and r1's GRE reply is the right packet, field by field."""
     net.send("grelab", IP(src=GRELAB, dst=R1_WAN, ttl=64) / GRE()
              / IPv6(src=FAR_LAN_HOST, dst=H1, hlim=64) / ICMPv6EchoRequest(id=0x4243, seq=7, data=b"from grelab"))
     # What a correct GRE endpoint sends back: every field fixed but the ones the kernel may choose.

@@ -108,14 +108,25 @@ class Scenario:
         @pytest.fixture(name=name, params=params)
         def net(request, duts, lab, golden):
             return Net.start(self, request.param, duts, lab, golden)
+        net.scenario = self  # for `grelab list` (grelab.scenario.catalog)
         return net
+
+    def needs(self, variant: Variant) -> dict[str, str]:
+        """What a DUT must be able to do for this variant: {capability: how to say it is missing}."""
+        needs = {"several": f"{len(self.duts)} DUTs at once"} if len(self.duts) > 1 else {}
+        if variant.esp:
+            needs["esp"] = "esp"
+        if "ipv6_transport" in self.capabilities:
+            needs["ipv6_transport"] = "ipv6_transport"
+        return needs
 
     def marks(self, variant: Variant) -> list:
         import pytest
-        marks = [pytest.mark.needs_duts(len(self.duts))] if len(self.duts) > 1 else []
-        if variant.esp:
+        needs = self.needs(variant)
+        marks = [pytest.mark.needs_duts(len(self.duts))] if "several" in needs else []
+        if "esp" in needs:
             marks.append(pytest.mark.needs_esp)
-        if "ipv6_transport" in self.capabilities:
+        if "ipv6_transport" in needs:
             marks.append(pytest.mark.needs_ipv6_transport)
         return marks
 
