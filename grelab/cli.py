@@ -10,6 +10,7 @@ from grelab.errors import GrelabError, one_line
 
 # subcommand -> (module, one-line help). Modules are imported only when their subcommand runs.
 SUBCOMMANDS = {
+    "shell": ("grelab.shell", "scapy's shell with grelab loaded and offices() to bring a lab up"),
     "craft": ("grelab.craft.cli", "build GRE / ESP packets into a pcapng"),
     "bench": ("grelab.bench", "measure grelab beside scapy's own way"),
     "doctor": ("grelab.dut.doctor", "what this machine can do, and which DUT --dut auto picks"),
