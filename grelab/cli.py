@@ -29,7 +29,8 @@ def build_parser(load: Collection[str] = tuple(SUBCOMMANDS)) -> argparse.Argumen
     parser = argparse.ArgumentParser(prog="grelab", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in SUBCOMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = sub.add_parser(name, help=help_text, description=help_text,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)  # epilogs: examples, exit status
         if name in load:
             module = importlib.import_module(module_name)
             module.add_arguments(p)
@@ -47,11 +48,16 @@ def main(argv: list[str] | None = None) -> int:
     except GrelabError as exc:
         print(f"grelab {args.command}: {one_line(exc)}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        raise
     except OSError as exc:  # the last resort: still one line naming the path, never a traceback
         print(f"grelab {args.command}: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `grelab pcap show X | head`: the reader has what it wanted
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":
