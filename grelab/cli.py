@@ -19,6 +19,7 @@ SUBCOMMANDS = {
     "run": ("grelab.run", "run scenarios through pytest and print a results table"),
     "pcap": ("grelab.golden.pcap_cli", "compare two pcaps field by field, or show each packet peeled, ESP decrypted"),
     "wireshark": ("grelab.wireshark", "open a pcap in Wireshark with ESP decrypted (tshark's view without a display)"),
+    "replay": ("grelab.scenario.replay", "replay a pcap into a link of a live lab, capture what comes out"),
     "sweep": ("grelab.lab.sweep_cli", "remove namespaces and guests that dead grelab runs left behind"),
 }
 
