@@ -24,6 +24,18 @@ SUBCOMMANDS = {
 }
 
 
+# Examples for the subcommands whose modules set none themselves (parser.epilog).
+EXAMPLES = {
+    "craft": "examples:\n  grelab craft --esp gcm128 --count 3 --keys demo.esp_sa -o demo.pcapng --show\n"
+             "  grelab craft --transport ipv6 --passenger ethernet --key 7 --csum -o eth.pcapng",
+    "bench": "examples:\n  grelab bench\n  grelab bench --only lab --json",
+    "doctor": "examples:\n  grelab doctor\n  grelab doctor --dut uml --boot\n"
+              "exit status: 0 the DUT is usable, 1 it is not (the rows above say what is missing)",
+    "dut": "examples:\n  grelab dut prepare\n  echo 'ip -s link' | grelab dut shell --dut uml",
+    "sweep": "examples:\n  grelab sweep",
+}
+
+
 def build_parser(load: Collection[str] = tuple(SUBCOMMANDS)) -> argparse.ArgumentParser:
     """Every subcommand, listed with its help; those named in `load` (all by default) get their module imported
     and their arguments."""
@@ -35,6 +47,7 @@ def build_parser(load: Collection[str] = tuple(SUBCOMMANDS)) -> argparse.Argumen
         if name in load:
             module = importlib.import_module(module_name)
             module.add_arguments(p)
+            p.epilog = p.epilog or EXAMPLES.get(name)
             p.set_defaults(_module=module)
     return parser
 
