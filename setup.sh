@@ -5,8 +5,9 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$here"
 
-# netbase: /etc/protocols (the guest's `proto gre`); iptables: the guest's packet filter (legacy x_tables).
-debs=(iproute2 nftables tshark tcpdump user-mode-linux busybox-static iptables netbase)
+# netbase: /etc/protocols (the guest's `proto gre`); iptables: the guest's packet filter (legacy x_tables);
+# tcpreplay: grelab replay's comparison; chromium + chromium-driver: the run report's browser test.
+debs=(iproute2 nftables tshark tcpdump user-mode-linux busybox-static iptables netbase tcpreplay chromium chromium-driver)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -26,7 +27,7 @@ fi
 stamp=.venv/.grelab-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "setup: installing grelab and its Python dependencies into .venv"
-  .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+  .venv/bin/pip install -q --disable-pip-version-check -e '.[test,shell]'
   touch "$stamp"
 fi
 

@@ -10,12 +10,29 @@ from grelab.errors import GrelabError, one_line
 
 # subcommand -> (module, one-line help). Modules are imported only when their subcommand runs.
 SUBCOMMANDS = {
+    "shell": ("grelab.shell", "scapy's shell with grelab loaded and offices() to bring a lab up"),
     "craft": ("grelab.craft.cli", "build GRE / ESP packets into a pcapng"),
     "bench": ("grelab.bench", "measure grelab beside scapy's own way"),
     "doctor": ("grelab.dut.doctor", "what this machine can do, and which DUT --dut auto picks"),
     "dut": ("grelab.dut.cli", "prepare, boot and inspect the device under test"),
+    "list": ("grelab.scenario.catalog", "scenarios and their cases: what each shows, whether the DUT can run it"),
     "run": ("grelab.run", "run scenarios through pytest and print a results table"),
+    "pcap": ("grelab.golden.pcap_cli", "compare two pcaps field by field, or show each packet peeled, ESP decrypted"),
+    "wireshark": ("grelab.wireshark", "open a pcap in Wireshark with ESP decrypted (tshark's view without a display)"),
+    "replay": ("grelab.scenario.replay", "replay a pcap into a link of a live lab, capture what comes out"),
     "sweep": ("grelab.lab.sweep_cli", "remove namespaces and guests that dead grelab runs left behind"),
+}
+
+
+# Examples for the subcommands whose modules set none themselves (parser.epilog).
+EXAMPLES = {
+    "craft": "examples:\n  grelab craft --esp gcm128 --count 3 --keys demo.esp_sa -o demo.pcapng --show\n"
+             "  grelab craft --transport ipv6 --passenger ethernet --key 7 --csum -o eth.pcapng",
+    "bench": "examples:\n  grelab bench\n  grelab bench --only lab --json",
+    "doctor": "examples:\n  grelab doctor\n  grelab doctor --dut uml --boot\n"
+              "exit status: 0 the DUT is usable, 1 it is not (the rows above say what is missing)",
+    "dut": "examples:\n  grelab dut prepare\n  echo 'ip -s link' | grelab dut shell --dut uml",
+    "sweep": "examples:\n  grelab sweep",
 }
 
 
@@ -25,10 +42,12 @@ def build_parser(load: Collection[str] = tuple(SUBCOMMANDS)) -> argparse.Argumen
     parser = argparse.ArgumentParser(prog="grelab", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in SUBCOMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = sub.add_parser(name, help=help_text, description=help_text,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)  # epilogs: examples, exit status
         if name in load:
             module = importlib.import_module(module_name)
             module.add_arguments(p)
+            p.epilog = p.epilog or EXAMPLES.get(name)
             p.set_defaults(_module=module)
     return parser
 
@@ -43,11 +62,16 @@ def main(argv: list[str] | None = None) -> int:
     except GrelabError as exc:
         print(f"grelab {args.command}: {one_line(exc)}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        raise
     except OSError as exc:  # the last resort: still one line naming the path, never a traceback
         print(f"grelab {args.command}: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `grelab pcap show X | head`: the reader has what it wanted
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -35,11 +35,17 @@ def pytest_addoption(parser):
     group.addoption("--dut", default="auto", help="device under test: auto (default), host, uml or module:Class")
     group.addoption("--update-golden", action="store_true", help="rewrite the selected cases' golden pcaps")
     group.addoption("--keep-pcaps", metavar="DIR", help="keep every case's captures in DIR/<scenario>/<case>.pcapng")
+    group.addoption("--grelab-report", metavar="DIR", help="write a run report to DIR/index.html: per case its "
+                    "result, story, a ladder diagram of its packets, the golden diff, its pcapng")
 
 
 def pytest_configure(config):
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
+    report = config.getoption("--grelab-report", None)
+    if report and not hasattr(config, "workerinput"):  # this run's cases only, never a previous run's
+        import shutil
+        shutil.rmtree(Path(report) / "cases", ignore_errors=True)
     spec = config.getoption("--dut", "auto")
     if spec != "auto":  # named explicitly: a typo or a broken set-up stops the run before anything is collected
         try:
@@ -268,6 +274,7 @@ def pytest_runtest_makereport(item, call):
     """A case during which a DUT died fails with one error naming how it died (a panic, with the guest's
     last console lines), whatever symptom the case body saw first (a missing reply, a teardown error)."""
     report = yield
+    _report_case(item, call, report)
     pool = item.config.stash.get(_POOL, None)
     dead = pool.dead() if pool is not None else []
     if dead and call.when in ("call", "setup") and report.failed:
@@ -295,6 +302,30 @@ def pytest_runtest_call(item):
     return result
 
 
+def _report_case(item, call, report) -> None:
+    """With --grelab-report: the case's page data, once it has a result (its call, or a setup that did not pass)."""
+    folder = item.config.getoption("--grelab-report", None)
+    if not folder or not (call.when == "call" or (call.when == "setup" and not report.passed)):
+        return
+    from grelab.golden import report as run_report
+    failure = str(report.longrepr) if report.failed else ""
+    if report.skipped and isinstance(report.longrepr, tuple):
+        failure = report.longrepr[2]
+    run_report.save_case(Path(folder), run_report.case_data(item, report.outcome, failure))
+
+
+def pytest_sessionfinish(session):
+    """With --grelab-report: the page, once, by the process that saw every case (xdist's controller)."""
+    folder = session.config.getoption("--grelab-report", None)
+    if folder and not hasattr(session.config, "workerinput") and (Path(folder) / "cases").is_dir():
+        from grelab.golden.report import write_page
+        page = write_page(Path(folder))
+        session.config.stash[_REPORT_PAGE] = page
+
+
+_REPORT_PAGE = pytest.StashKey[Path]()
+
+
 def _keep_dir(item) -> Path | None:
     keep = item.config.getoption("--keep-pcaps")
     return Path(keep) if keep else None
@@ -308,6 +339,13 @@ def _keep_only(item) -> None:
 
 
 def pytest_terminal_summary(terminalreporter):
+    page = terminalreporter.config.stash.get(_REPORT_PAGE, None)
+    if page is not None:
+        terminalreporter.write_line(f"grelab report: {page.resolve()}")
+    _summary(terminalreporter)
+
+
+def _summary(terminalreporter):
     """How many cases were skipped and why (one line per reason), so a mostly skipped run is seen for what it
     is; with --update-golden: which goldens were created, changed, or left as they were."""
     reasons: dict[str, int] = {}

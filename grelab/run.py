@@ -24,6 +24,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--update-golden", action="store_true", help="rewrite these cases' golden pcaps")
     parser.add_argument("--keep-pcaps", metavar="DIR", help="keep every case's captures in DIR")
     parser.add_argument("-k", dest="keyword", help="only cases matching this pytest -k expression")
+    parser.add_argument("--report", metavar="DIR", help="write a run report to DIR/index.html (ladders of every "
+                                                        "case's packets, golden diffs, pcapng links)")
+    parser.epilog = """examples:
+  grelab run                                   # every scenario, the DUT --dut auto picks
+  grelab run two_offices -n 2 --report /tmp/report
+  grelab run grelab_endpoint --dut uml -k gre-in-esp --keep-pcaps /tmp/caps
+exit status: 0 every case passed, 1 a case failed, 2 usage or environment error (no DUT, unknown scenario)"""
 
 
 class ResultTable:
@@ -69,12 +76,15 @@ def run(args) -> int:
         pytest_args += ["--keep-pcaps", args.keep_pcaps]
     if args.keyword:
         pytest_args += ["-k", args.keyword]
+    if args.report:
+        pytest_args += ["--grelab-report", args.report]
     table = ResultTable()
     code = pytest.main(pytest_args, plugins=[table])
-    if code in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERNAL_ERROR):
-        return 2  # pytest printed the one-line reason (e.g. a --dut that cannot be used); no table of nothing
+    if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+        return 2  # pytest printed the reason (a --dut that cannot be used, -k matching nothing); no table of nothing
     print()
     print("\n".join(table.lines()))
     print(f"\ngolden pcaps: {folder.parent / 'pcaps'}" +
-          (f"\ncaptures kept in: {Path(args.keep_pcaps).resolve()}" if args.keep_pcaps else ""))
+          (f"\ncaptures kept in: {Path(args.keep_pcaps).resolve()}" if args.keep_pcaps else "") +
+          (f"\nreport: {(Path(args.report) / 'index.html').resolve()}" if args.report else ""))
     return int(code)

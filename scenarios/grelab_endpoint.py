@@ -35,6 +35,7 @@ PASSENGERS = {  # what grelab sends inside GRE, and what r1 must send back insid
 
 @pytest.mark.parametrize("passenger", PASSENGERS)
 def test_reply_through_r1(net, passenger):
+    """grelab's crafted GRE reaches r1, and what r1 sends back in GRE is the right packet, field by field."""
     sent, answer = PASSENGERS[passenger]
     net.send("grelab", e.to_r1(sent))
     net.transit.expect(e.from_r1(answer), ignore=e.IGNORE, timeout=3)

@@ -15,6 +15,7 @@ net = offices.two_offices().fixture()
 
 
 def test_echo(net):
+    """h1's ping reaches h2 and comes back; the transit carries only the request and the reply, in the tunnel."""
     reply = net.ping("h1", "h2")
     assert (reply.source, reply.payload) == (offices.H2, b"grelab echo")
     assert len(net.transit.frames()) == 2  # the request and the reply, nothing else
@@ -22,6 +23,7 @@ def test_echo(net):
 
 
 def test_tcp(net):
+    """A TCP connection from h1 to h2 echoes its data back; the transit carries exactly its segments, in the tunnel."""
     exchange = net.tcp("h1", "h2")
     assert exchange.echoed == exchange.sent
     net.transit.carries_exactly(net.sent_by("h1", "h2"))

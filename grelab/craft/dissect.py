@@ -15,7 +15,7 @@ from scapy.packet import Packet, Raw
 
 from grelab.errors import InputError, MalformedPacket
 
-LINKS = ("ethernet", "ip")
+LINKS = ("auto", "ethernet", "ip")
 
 
 def dissect(data: bytes, layer: type[Packet], base: int = 0) -> Packet:
@@ -47,9 +47,11 @@ def dissect_ip(data: bytes, base: int = 0) -> Packet:
 
 
 def dissect_link(data: bytes, link: str = "ethernet") -> Packet:
-    """An Ethernet frame, or an IP packet with link="ip"."""
+    """An Ethernet frame, or an IP packet with link="ip"; link="auto" tells them apart (guess_link)."""
     if link not in LINKS:
         raise InputError("link", link, "one of " + ", ".join(LINKS))
+    if link == "auto":
+        link = guess_link(data)
     return dissect(data, Ether) if link == "ethernet" else dissect_ip(data)
 
 
@@ -59,6 +61,24 @@ def frame(data: bytes) -> Packet:
         return dissect(data, Ether)
     except MalformedPacket:
         return Raw(bytes(data))
+
+
+def guess_link(data: bytes) -> str:
+    """"ip" when data is one whole IP packet: an IPv4 header with a valid checksum whose total length is the
+    length of data, or an IPv6 header whose payload length accounts for every byte; else "ethernet". (An
+    Ethernet frame would need a destination MAC that reads as such a header, its length and its checksum.)"""
+    data = bytes(data) if isinstance(data, (bytes, bytearray)) else b""
+    if ip_length(data) != len(data):
+        return "ethernet"
+    if data[0] >> 4 == 6:
+        return "ip"
+    header = (data[0] & 0xF) * 4
+    if header < 20 or len(data) < header:
+        return "ethernet"
+    total = int.from_bytes(data[:header] + b"\0" * (header % 2), "big")  # one's complement sum of the header
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return "ip" if total == 0xFFFF else "ethernet"
 
 
 def ip_length(packet: bytes) -> int | None:

@@ -6,9 +6,11 @@ encryption key, authentication algorithm, authentication key; the algorithm name
 """
 from __future__ import annotations
 
+import csv
 from collections.abc import Iterable
+from pathlib import Path
 
-from grelab.craft.esp import SA
+from grelab.craft.esp import ALGORITHMS, SA
 from grelab.errors import InputError
 
 
@@ -51,6 +53,44 @@ def tshark_options(sas: Iterable[SA]) -> list[str]:
         if wireshark_algorithms(sa):
             options += ["-o", "uat:esp_sa:" + esp_sa_row(sa)]
     return options
+
+
+def read_esp_sa(path: str | Path) -> list[SA]:
+    """The SAs of an esp_sa table (this module's rows, or Wireshark's own file): each row's algorithm names and
+    key lengths matched against grelab's table. A row no algorithm matches raises InputError naming its line."""
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise InputError("--esp-sa", str(path), f"a readable esp_sa file ({exc.strerror})") from None
+    sas = []
+    for number, row in enumerate(csv.reader(text.splitlines()), 1):
+        if not row or row[0].lstrip().startswith("#"):
+            continue
+        try:
+            _, src, dst, spi, crypt, key, auth, auth_key = (row + [""] * 8)[:8]
+            key, auth_key, spi = _unhex(key), _unhex(auth_key), int(spi, 16)
+        except ValueError:
+            raise InputError(f"{path} line {number}", ",".join(row), "a Wireshark esp_sa row: protocol, source, "
+                             "destination, SPI (0x...), encryption, key (0x...), authentication, key") from None
+        algorithm = next((name for name, algo in ALGORITHMS.items()
+                          if algo.wireshark_crypt == crypt and _auth_name(algo) == auth
+                          and (algo.key_len, algo.auth_key_len) == (len(key), len(auth_key))), None)
+        if algorithm is None:
+            raise InputError(f"{path} line {number}", f"{crypt} / {auth}", "algorithms and key lengths of "
+                             "grelab's ESP table (grelab craft --help lists them)")
+        sas.append(SA(spi, algorithm, key, auth_key, src=src or "0.0.0.0", dst=dst or "0.0.0.0"))
+    return sas
+
+
+def _auth_name(algo) -> str:
+    """How Wireshark's table names this algorithm's integrity (wireshark_algorithms, without ESN)."""
+    if algo.integrity is not None and algo.wireshark_auth is None:
+        return f"ANY {algo.icv_len * 8} bit authentication [no checking]"
+    return algo.wireshark_auth
+
+
+def _unhex(text: str) -> bytes:
+    return bytes.fromhex(text.strip().removeprefix("0x").removeprefix("0X"))
 
 
 def _hex(key: bytes) -> str:

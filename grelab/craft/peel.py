@@ -21,7 +21,7 @@ from scapy.packet import NoPayload, Packet, Raw
 from scapy.utils import checksum
 
 from grelab.craft import esp
-from grelab.craft.dissect import check_whole, dissect, dissect_link
+from grelab.craft.dissect import check_whole, dissect, dissect_link, frame, guess_link
 from grelab.errors import MalformedPacket
 
 # What an IP header's protocol / next header says comes next, for naming a payload scapy could not parse.
@@ -45,9 +45,10 @@ class Peeled:
         return " / ".join(self.layers) + " -> " + passenger
 
 
-def peel(data: bytes | Packet, sas: Iterable[esp.SA] = (), link: str = "ethernet", verify: bool = True,
+def peel(data: bytes | Packet, sas: Iterable[esp.SA] = (), link: str = "auto", verify: bool = True,
          seq_hi: int = 0) -> Peeled:
-    """Dissect data (an Ethernet frame, or an IP packet with link="ip"), decrypt ESP with the SA of its SPI,
+    """Dissect data (an Ethernet frame or an IP packet, told apart by grelab.craft.dissect.guess_link unless
+    link="ethernet" or link="ip" says which), decrypt ESP with the SA of its SPI,
     and stop at the first GRE header: its payload is the passenger. Raises esp.IntegrityError on a bad ICV, unless
     verify=False (to look inside ESP whose integrity key is unknown), MalformedPacket when the outermost header is
     not whole. seq_hi: ESN's high-order bits (esp.decrypt)."""
@@ -110,6 +111,17 @@ def peel(data: bytes | Packet, sas: Iterable[esp.SA] = (), link: str = "ethernet
             report.layers.append(layer.name)
         layer = layer.payload
     return report
+
+
+def describe(data: bytes, sas: Iterable[esp.SA] = (), peeled: Peeled | None = None) -> str:
+    """One line for a captured frame: peeled (str(Peeled)) when it holds GRE or ESP, else scapy's summary of it.
+    Raises what peel raises (an ESP packet of a known SA that does not decrypt)."""
+    peeled = peel(data, sas) if peeled is None else peeled
+    if peeled.gre is not None or peeled.esp_spi is not None:
+        return str(peeled)
+    if not isinstance(data, (bytes, bytearray)):
+        return data.summary()
+    return (dissect_link(data, "ip") if guess_link(data) == "ip" else frame(data)).summary()
 
 
 def _next_of(under) -> type | None:

@@ -11,16 +11,15 @@ pcaps/<scenario>/<case>.pcapng, or written there with --update-golden.
 """
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from scapy.layers.l2 import Ether
-
 from grelab.capture.capture import Capture
 from grelab.craft.esp import SA
 from grelab.craft.esp_sa import esp_sa_row
-from grelab.craft.peel import Peeled, peel
+from grelab.craft.peel import Peeled, describe, peel
 from grelab.expect.match import Template, carries_chatter, is_chatter, is_noise  # noqa: F401 - is_chatter re-exported
 from grelab.golden.case import CaseRecord, Frame, write_pcapng
 from grelab.golden.normalize import Normalizer
@@ -87,11 +86,16 @@ class GoldenRecorder:
     def _comment(self, link: str, data: bytes, peeled: Peeled | GrelabError) -> str:
         if isinstance(peeled, GrelabError):
             raise peeled
-        what = str(peeled) if peeled.gre is not None or peeled.esp_spi is not None else Ether(data).summary()
+        what = describe(data, peeled=peeled)
         for rule_link, match, text in self._rules:
             if rule_link in (None, link) and (match is None or match(data)):
                 return f"{text}: {what}"
         return f"not named by the scenario: {what}"
+
+    @staticmethod
+    def story(comment: str) -> str:
+        """What the scenario says of a frame: its golden comment without the packet description after it."""
+        return re.sub(r": (Ethernet|Ether) .*$", "", comment, flags=re.S)
 
     def finish(self, update: bool, keep_dir: Path | None) -> tuple[str | None, str | None]:
         """(failure message or None, update status or None)."""

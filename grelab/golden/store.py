@@ -41,7 +41,7 @@ class GoldenStore:
             return (f"no golden pcap {path} yet; look at the capture, and if it is right create the golden with:\n"
                     f"    {update_hint}")
         golden = read_pcapng(path)
-        if _per_link(golden) == _per_link(frames):
+        if same(golden, frames):
             return None
         return f"capture differs from golden {path}\n" + describe_difference(golden, frames) + \
             f"\nif the new packets are right, update the golden with:\n    {update_hint}"
@@ -81,6 +81,11 @@ class GoldenStore:
             return True
 
 
+def same(a: list[Frame], b: list[Frame]) -> bool:
+    """Whether two recordings hold the same frames per link (timing apart)."""
+    return _per_link(a) == _per_link(b)
+
+
 def _per_link(frames: list[Frame]) -> list[tuple]:
     """What must repeat: each link's frames in order. How frames on different links interleave within
     microseconds depends on scheduling, not on the network."""
@@ -97,28 +102,32 @@ def _locked(folder: Path):
         os.close(fd)
 
 
-def describe_difference(golden: list[Frame], got: list[Frame]) -> str:
-    """Per link: the frame counts, then the first differing frame pair, field by field."""
+def describe_difference(golden: list[Frame], got: list[Frame], names: tuple[str, str] = ("golden", "capture"),
+                        every: bool = False) -> str:
+    """Per link: the frame counts, then the first differing frame pair (every one, with every=True), field
+    by field. names: what the two sides are called."""
+    width = max(map(len, names))
     lines = []
     for link in sorted({f.link for f in golden} | {f.link for f in got}):
         want = [f for f in golden if f.link == link]
         have = [f for f in got if f.link == link]
         if [f.key() for f in want] == [f.key() for f in have]:
             continue
-        lines.append(f"link {link}: golden has {len(want)} frames, capture has {len(have)}")
+        lines.append(f"link {link or '(unnamed)'}: {names[0]} has {len(want)} frames, {names[1]} has {len(have)}")
         for i in range(max(len(want), len(have))):
             w = want[i] if i < len(want) else None
             h = have[i] if i < len(have) else None
             if w is not None and h is not None and w.key() == h.key():
                 continue
-            lines.append(f"  first difference at frame {i + 1} on {link}:")
-            lines.append(f"    golden : {_summary(w)}")
-            lines.append(f"    capture: {_summary(h)}")
+            lines.append(f"  {'difference' if every else 'first difference'} at frame {i + 1} on {link or '(unnamed)'}:")
+            lines.append(f"    {names[0]:{width}}: {_summary(w)}")
+            lines.append(f"    {names[1]:{width}}: {_summary(h)}")
             if w is not None and h is not None:
                 if w.comment != h.comment:
                     lines.append(f"    comment: {w.comment!r} != {h.comment!r}")
                 lines.extend(f"    {d}" for d in Template(w.data).differences(dissect_frame(h.data)))
-            break
+            if not every:
+                break
     return "\n".join(lines)
 
 

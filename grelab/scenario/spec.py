@@ -115,13 +115,21 @@ class Scenario:
         @pytest.fixture(name=name, params=params)
         def net(request, duts, lab, golden):
             return Net.start(self, request.param, duts, lab, golden)
+        net.scenario = self  # for `grelab list` (grelab.scenario.catalog)
         return net
+
+    def needs(self, variant: Variant) -> dict[str, str]:
+        """What a DUT must be able to do for this variant: {capability: how to say it is missing}."""
+        needs = {"several": f"{len(self.duts)} DUTs at once"} if len(self.duts) > 1 else {}
+        for capability in sorted(set(self.capabilities) | ({"esp"} if variant.esp else set())):
+            needs[capability] = capability
+        return needs
 
     def marks(self, variant: Variant) -> list:
         import pytest
-        marks = [pytest.mark.needs_duts(len(self.duts))] if len(self.duts) > 1 else []
-        needed = set(self.capabilities) | ({"esp"} if variant.esp else set())
-        marks += [getattr(pytest.mark, f"needs_{capability}") for capability in sorted(needed)]
+        needs = self.needs(variant)
+        marks = [pytest.mark.needs_duts(len(self.duts))] if "several" in needs else []
+        marks += [getattr(pytest.mark, f"needs_{capability}") for capability in needs if capability != "several"]
         return marks
 
     def with_plans(self, topology: Topology, plans: dict) -> Topology:

@@ -1,0 +1,76 @@
+"""`grelab pcap diff` and `grelab pcap show`, run as a user would."""
+import dataclasses
+import re
+
+from scapy.layers.inet6 import IPv6
+from scapy.layers.l2 import Ether
+
+from grelab.golden.case import read_pcapng, write_pcapng
+
+from cli_user import ROOT, grelab, one_line_error
+
+ESP_GOLDEN = ROOT / "pcaps/two_offices/echo-gre-in-esp.pcapng"
+GOLDEN = ROOT / "pcaps/two_offices/echo-gre.pcapng"
+
+
+def test_show_peels_every_packet_to_its_passenger_esp_decrypted():
+    done = grelab("pcap", "show", ESP_GOLDEN)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 6
+    assert "transit  Ethernet / IPv4 198.51.100.1 > 203.0.113.1 / ESP spi=0x00001001 seq=1 gcm128 transport / " \
+           "GRE proto=0x86dd -> IPv6 / ICMPv6 Echo Request (id: 0x4242 seq: 0x1)  # between the offices only ESP" \
+           in lines[1]
+    assert lines[0].split()[:3] == ["1", "2.984755", "lan1"] and "# sent by h1 to h2's office" in lines[0]
+
+
+def test_show_without_the_key_says_still_encrypted(tmp_path):
+    empty = tmp_path / "none.esp_sa"
+    empty.write_text("# no keys\n")
+    done = grelab("pcap", "show", ESP_GOLDEN, "--esp-sa", empty)
+    assert done.returncode == 0 and "(no SA given: still encrypted)" in done.stdout.splitlines()[1]
+
+
+def test_diff_of_a_file_with_itself_is_same():
+    done = grelab("pcap", "diff", GOLDEN, GOLDEN)
+    assert done.returncode == 0
+    assert re.fullmatch(r"same: 6 packets, field by field \(ESP decrypted with \d+ SAs\)\n", done.stdout)
+
+
+def test_diff_names_every_differing_field_and_exits_1(tmp_path):
+    frames = read_pcapng(GOLDEN)
+    request = Ether(frames[2].data)  # lan2: the request as r2 delivered it
+    request[IPv6].hlim = 7
+    frames[2] = dataclasses.replace(frames[2], data=bytes(request))
+    changed = tmp_path / "changed.pcapng"
+    write_pcapng(frames, changed)
+    done = grelab("pcap", "diff", GOLDEN, changed)
+    assert done.returncode == 1, done.stderr
+    assert "link lan2: A has 2 frames, B has 2" in done.stdout
+    assert "difference at frame 1 on lan2:" in done.stdout
+    assert "IPv6.hlim" in done.stdout and "62" in done.stdout and "7" in done.stdout, done.stdout
+
+
+def test_diff_decrypts_esp_with_the_key_table(tmp_path):
+    esp, plain, keys = tmp_path / "esp.pcapng", tmp_path / "plain.pcapng", tmp_path / "k.esp_sa"
+    assert grelab("craft", "--esp", "cbc128-sha256", "--count", "3", "--keys", keys, "-o", esp).returncode == 0
+    assert grelab("craft", "--count", "3", "-o", plain).returncode == 0
+    # transport mode: decrypted, the ESP packet is the plain GRE packet, byte for byte
+    assert grelab("pcap", "diff", esp, plain, "--esp-sa", keys).returncode == 0
+    none = tmp_path / "none.esp_sa"
+    none.write_text("")
+    done = grelab("pcap", "diff", esp, plain, "--esp-sa", none)
+    assert done.returncode == 1 and "IP.proto" in done.stdout, done.stdout
+
+
+def test_unreadable_inputs_are_one_line_exit_2(tmp_path):
+    assert one_line_error(grelab("pcap", "diff", GOLDEN, tmp_path / "missing.pcapng"), "pcap") == \
+        f"grelab pcap: B: '{tmp_path / 'missing.pcapng'}' is not allowed; allowed: an existing pcap or pcapng file"
+    junk = tmp_path / "junk.pcapng"
+    junk.write_bytes(b"not a pcap")
+    assert "a pcap or pcapng scapy can read" in one_line_error(grelab("pcap", "show", junk), "pcap")
+    keys = tmp_path / "bad.esp_sa"
+    keys.write_text('"IPv4","1.1.1.1","2.2.2.2","0x1","ROT13","0x00","NULL",""\n')
+    message = one_line_error(grelab("pcap", "show", GOLDEN, "--esp-sa", keys), "pcap")
+    assert f"{keys} line 1: 'ROT13 / NULL' is not allowed; allowed: algorithms and key lengths" in message
+    assert grelab("pcap").returncode == 2  # no action: usage
