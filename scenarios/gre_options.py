@@ -42,6 +42,7 @@ WATCHED = ("gre1.rx_packets", "gre1.rx_errors", "gre1.rx_crc_errors", "gre1.rx_f
 
 @pytest.mark.parametrize("case", CASES)
 def test_option(net, case):
+    """r1's tunnel with the case's options takes, drops or refuses each crafted echo, and the right counter moves."""
     tunnel, exchanges, moved = CASES[case]
     r1 = net.dut("r1")
     r1.apply(e.tunnel(**tunnel) + Plan(sysctls={"net.ipv4.icmp_ratelimit": 0}))  # every ICMP error, none held back

@@ -41,6 +41,7 @@ def too_big(sent, mtu: int):  # r1's Packet Too Big to h1, quoting as much of `s
 @pytest.mark.parametrize("options, mtu", [({}, 1476), ({"key": 7}, 1472), ({"key": 7, "seq": True}, 1468)],
                          ids=["plain", "key", "key-seq"])
 def test_too_big_for_the_tunnel(net, options, mtu):
+    """One byte over the tunnel MTU (1476, 1472 with a key, 1468 with key and seq) draws r1's Packet Too Big."""
     net.apply({"r1": o.connect(GRE, None, **options)["r1"] + QUIET})
     net.send("h1", sized(mtu + 1), comment=f"crafted from h1: {mtu + 1} bytes, one more than r1's tunnel takes")
     net.link("lan1").expect(too_big(sized(mtu + 1), mtu))
@@ -48,6 +49,7 @@ def test_too_big_for_the_tunnel(net, options, mtu):
 
 
 def test_path_mtu_shrinks(net):
+    """A smaller MTU on the way: the isp's fragmentation-needed shrinks r1's tunnel path MTU, and its next Packet Too Big says so."""
     net.apply(o.connect(GRE, None) | {"r1": o.connect(GRE, None)["r1"] + QUIET})
     before = net.dut("r1").counters()
     net.send("h1", sized(1476), comment="crafted from h1: 1476 bytes, it fits r1's tunnel but not the isp's link to r2")
@@ -57,6 +59,7 @@ def test_path_mtu_shrinks(net):
 
 
 def test_nopmtudisc_fragments_on_the_way(net):
+    """Without path MTU discovery, r1's GRE has no DF: the isp fragments it and h2 gets the packet whole."""
     net.apply(o.connect(GRE, None) | {"r1": o.connect(GRE, None, pmtudisc=False, ttl="inherit")["r1"]})
     net.send("h1", sized(1476), comment="crafted from h1: 1476 bytes; r1's GRE of it has no DF")
     net.link("lan2").expect(Ether(src="02:00:00:00:02:01", dst=o.H2_MAC) / sized(1476, hlim=62))  # two hops on
@@ -64,6 +67,7 @@ def test_nopmtudisc_fragments_on_the_way(net):
 
 
 def test_mss_clamp(net):
+    """r1 clamps the MSS of SYNs crossing the tunnel to what fits it."""
     net.apply(o.connect(GRE, None) | {"r1": o.connect(GRE, None)["r1"] + CLAMP})
     net.tcp("h1", "h2")
     assert syn_mss(net.link("lan1").frames()) == [1440, 1416]  # h1's SYN; h2's SYN-ACK, clamped by r1

@@ -4,14 +4,14 @@ the selected DUT can run it.
     grelab list                 # with the DUT --dut auto picks
     grelab list --dut uml
 
-A scenario module's story is its docstring's first line; a case's, its test function's. The cases are the
-module's test functions times the scenario's variants (test_echo[gre-in-esp]), as pytest collects them.
+A scenario module's story is its docstring's first line; a case's, its test function's. The cases are what
+pytest collects: each test function times its parameters and the scenario's variants (echo[gre-in-esp]).
 """
 from __future__ import annotations
 
-import importlib.util
+import contextlib
 import inspect
-import sys
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,34 +37,38 @@ def first_line(doc: str | None) -> str:
     return (inspect.cleandoc(doc).splitlines() or [""])[0] if doc else "(no docstring)"
 
 
-def load(path: Path):
-    """Import a scenario module from its file (as pytest would, without collecting)."""
-    spec = importlib.util.spec_from_file_location(f"grelab_scenario_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(path.parent))
-    try:
-        spec.loader.exec_module(module)
-    except Exception as exc:  # noqa: BLE001 - any error of someone's scenario, said in one line
-        raise GrelabError(f"scenario {path}: cannot import it: {type(exc).__name__}: {exc}: fix the module") from None
-    finally:
-        sys.path.remove(str(path.parent))
-    return module
+class _Collector:
+    """A pytest plugin that keeps what collection found."""
+
+    def __init__(self):
+        self.items, self.errors = [], []
+
+    def pytest_collection_finish(self, session):
+        self.items = list(session.items)
+
+    def pytest_collectreport(self, report):
+        if report.failed:
+            self.errors.append(str(report.longrepr).strip().splitlines()[-1])
 
 
 def cases(path: Path) -> tuple[str, list[Case]]:
-    """(the scenario's story, its cases)."""
-    module = load(path)
-    scenario = next((f.scenario for f in vars(module).values() if hasattr(f, "scenario")), None)
-    variants = scenario.variants if scenario is not None else (None,)
+    """(the scenario's story, its cases): collected by pytest itself, so every parametrized case is one."""
+    import pytest
+
+    from grelab.scenario.spec import scenario_of
+    collector = _Collector()
+    with contextlib.redirect_stdout(io.StringIO()):  # pytest's own listing: the rows below say it better
+        pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", "--rootdir", str(path.parent.parent),
+                     str(path)], plugins=[collector])
+    if collector.errors or not collector.items:
+        raise GrelabError(f"scenario {path}: cannot collect it: {'; '.join(collector.errors) or 'no cases'}: fix the module")
     found = []
-    for name, fn in vars(module).items():
-        if not (name.startswith("test_") and inspect.isfunction(fn)):
-            continue
-        for variant in variants:
-            case_id = name.removeprefix("test_") + (f"[{variant.id}]" if variant is not None else "")
-            found.append(Case(path.stem, case_id, first_line(fn.__doc__),
-                              scenario.needs(variant) if variant is not None else {}))
-    return first_line(module.__doc__), found
+    for item in collector.items:
+        scenario = scenario_of(item.module)
+        variant = item.callspec.params.get("net") if hasattr(item, "callspec") else None
+        needs = scenario.needs(variant) if scenario is not None and variant is not None else {}
+        found.append(Case(path.stem, item.name.removeprefix("test_"), first_line(item.function.__doc__), needs))
+    return first_line(collector.items[0].module.__doc__), found
 
 
 def add_arguments(parser) -> None:
