@@ -90,17 +90,15 @@ COMMIT
 
 # Where init sourced this file (the UML guest), for grelab's scripts in init's own shell:
 
-# grelab_counters: every counter a test asserts on, in one `cat` (the shell's `read` takes files one byte
-# per system call): first a line naming the link statistics files, then their values in that order, then
-# /proc's xfrm and SNMP tables. Fallback tunnels made at boot (gre0, ...) are left out: ~60 ms of sysfs.
+# grelab_counters OUT: every counter a test asserts on, written as "FILE:line" lines into OUT by init's
+# long-lived awk (init.sh): each link's statistics files, then /proc's xfrm and SNMP tables. Fallback tunnels
+# made at boot (gre0, ...) are left out: ~60 ms of sysfs.
 grelab_counters() {
-  local link stats=
-  cd /sys/class/net || return 1
-  for link in *; do
-    case " $GRELAB_FALLBACK_LINKS " in *" $link "*) ;; *) stats="$stats $link/statistics/*" ;; esac
+  local out=$1 link files= done
+  for link in /sys/class/net/*; do
+    case " $GRELAB_FALLBACK_LINKS " in *" ${link##*/} "*) ;; *) files="$files $link/statistics/*" ;; esac
   done
-  set -- $stats
-  echo "@@names $*"
-  cat "$@" /proc/net/xfrm_stat /proc/net/snmp /proc/net/netstat /proc/net/snmp6
-  cd /
+  set -- $files
+  printf '%s %s /proc/net/xfrm_stat /proc/net/snmp /proc/net/netstat /proc/net/snmp6\n' "$out" "$*" >&5
+  read -r done <&4 && [ "$done" = done ]
 }

@@ -169,15 +169,16 @@ class Uml(ShellDut):
         self._check_applied(rendered, unknown, result.output, result.ok)
 
     def counters(self) -> Counters:
-        """One round trip in init's shell, one `cat` (see grelab_counters in reset.sh)."""
-        result = self._run_after_reset("grelab_counters")
-        if not result.ok:
-            raise DutCommandError(self.name, result)
-        names_line, _, rest = result.output.partition("\n")
-        names = names_line.removeprefix("@@names ").split()
-        values = rest.split("\n")
-        text = "".join(f"{name}:{value}\n" for name, value in zip(names, values))
-        return parse_counters(text + "@@xfrm\n" + _proc_tables("\n".join(values[len(names):])))
+        """One round trip in init's shell, no process: init's long-lived awk writes the files' lines into the
+        folder the host shares with the guest (see grelab_counters in reset.sh), read here."""
+        out = self.share / f"counters-{next(self._files)}"
+        try:
+            result = self._run_after_reset(f"grelab_counters /grelab/{out.name}")
+            if not result.ok:
+                raise DutCommandError(self.name, result)
+            return parse_counters(_counters_text(out.read_text()))
+        finally:
+            out.unlink(missing_ok=True)
 
     def cmd(self, script: str, timeout: float = 10.0) -> CommandResult:
         # A script may delete or rename links behind the back of init's `ip -batch` processes, whose name
@@ -254,10 +255,13 @@ class Uml(ShellDut):
         return total / 1024
 
 
-def _proc_tables(text: str) -> str:
-    """/proc/net/xfrm_stat, snmp, netstat and snmp6 as `cat` gave them, in parse_counters' sections."""
-    lines = text.splitlines()
-    xfrm = [line for line in lines if line.startswith("Xfrm")]
-    snmp = [line for line in lines if ":" in line]
-    snmp6 = [line for line in lines if not line.startswith("Xfrm") and ":" not in line]
-    return "\n".join(xfrm + ["@@snmp"] + snmp + ["@@snmp6"] + snmp6) + "\n"
+def _counters_text(lines: str) -> str:
+    """grelab_counters' "FILE:line" lines in parse_counters' sections."""
+    sections: dict[str, list[str]] = {"links": [], "xfrm": [], "snmp": [], "snmp6": []}
+    for line in lines.splitlines():
+        path, _, rest = line.partition(":")
+        if path.startswith("/sys/class/net/"):
+            sections["links"].append(f"{path.removeprefix('/sys/class/net/')}:{rest}")
+        else:
+            sections[{"/proc/net/xfrm_stat": "xfrm", "/proc/net/snmp6": "snmp6"}.get(path, "snmp")].append(rest)
+    return "\n".join(sections["links"] + [f"@@{name}\n" + "\n".join(sections[name]) for name in ("xfrm", "snmp", "snmp6")])

@@ -30,8 +30,9 @@ ipb_start() {
   ipb_generation=$((ipb_generation + 1))
   local fifo=/run/ip$1.$ipb_generation  # fifos of their own: an old process still draining its input reads none of it
   mkfifo $fifo.in $fifo.out
-  /sbin/ip $3 -force -batch - < $fifo.in > $fifo.out 2>&1 &
-  eval "ipb_pid$1=$!; ipb_line$1=0"
+  # Without init's other pipe ends (fds 4-9): a child holding a writer of another's input would keep it alive.
+  /sbin/ip $3 -force -batch - < $fifo.in > $fifo.out 2>&1 4<&- 5>&- 6>&- 7<&- 8>&- 9<&- &
+  eval "ipb_line$1=0"
   # Opening a fifo blocks until the other end opens, and a signal (another child's SIGCHLD) interrupts it
   # (EINTR): `exec` failing there would end init, and with it the guest. `command` keeps the shell alive;
   # try again until it is open.
@@ -44,7 +45,6 @@ ipb_start 6 7 -6
 # another process deleted and re-made under the same name would be looked up by its old index.
 ipb_restart() {
   exec 8>&- 9<&- 6>&- 7<&-
-  wait $ipb_pid8 $ipb_pid6  # they end on their input's end: no SIGCHLD of theirs left to interrupt the new opens
   rm -f /run/ip[0-9]*.*
   ipb_start 8 9 ""
   ipb_start 6 7 -6
@@ -77,11 +77,19 @@ ipb_wait() {
     esac
   done
   echo "@@died ip -batch exited"
-  eval "exec $2>&- $1<&-; wait \$ipb_pid$2"
+  eval "exec $2>&- $1<&-"
   if [ "$2" = 6 ]; then ipb_start 6 7 -6; else ipb_start 8 9 ""; fi
   return 2
 }
 ipb() { ipb_send 8 "$1" && ipb_wait 9 8; }
+# A long-lived awk reads files for grelab_counters (reset.sh): `cat` would be a new process (~25 ms) at every
+# reading, the shell's `read` takes a byte per system call. A line "OUT FILE..." makes it write "FILE:line" for
+# every line of every FILE into OUT (under /grelab: the host reads it there), then answer "done".
+mkfifo /run/read.in /run/read.out
+awk '{ for (i = 2; i <= NF; i++) { while ((getline line < $i) > 0) print $i ":" line > $1; close($i) }
+       close($1); print "done"; fflush() }' < /run/read.in > /run/read.out 6>&- 7<&- 8>&- 9<&- &
+until command exec 5> /run/read.in 2>/dev/null; do :; done
+until command exec 4< /run/read.out 2>/dev/null; do :; done
 export GRELAB_IP_COPROCESS=1
 # A bare `ip` would be busybox's (its shell prefers applets), which has no xfrm: make it iproute2's.
 ip() { /sbin/ip "$@"; }
