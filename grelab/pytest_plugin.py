@@ -97,25 +97,9 @@ class DutPool:
         return dut
 
     def get_many(self, names, interfaces: tuple[str, ...]) -> list:
-        """get() for each name, side by side: a reset waits on its DUT's console, not on the CPU."""
-        if len(names) == 1:
-            return [self.get(names[0], interfaces)]
-        got: dict[str, object] = {}
-        errors: list[BaseException] = []
-
-        def one(name: str) -> None:
-            try:
-                got[name] = self.get(name, interfaces)
-            except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread
-                errors.append(exc)
-        threads = [threading.Thread(target=one, args=(name,), name=f"grelab-dut-{name}") for name in names]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        if errors:
-            raise errors[0]
-        return [got[name] for name in names]
+        """get() for each name, side by side: a reset or a boot waits on its DUT, not on the CPU."""
+        from grelab.together import side_by_side
+        return side_by_side(lambda name: self.get(name, interfaces), names)
 
     def warm(self, wanted: dict[str, tuple[tuple[str, ...], frozenset[str]]]) -> None:
         """Boot these DUTs ({name: (interfaces, ESP algorithms its cases use)}) side by side before the first
@@ -124,6 +108,8 @@ class DutPool:
         needs the DUT to report."""
         from grelab.dut.plan import Plan, XfrmState
         from grelab.craft.esp import ALGORITHMS, SA
+
+        from grelab.together import side_by_side
 
         def one(name: str, interfaces: tuple[str, ...], algorithms: frozenset[str]) -> None:
             try:
@@ -135,12 +121,7 @@ class DutPool:
                     dut.reset()
             except Exception:  # noqa: BLE001 - the case that needs this DUT says what is wrong
                 pass
-        threads = [threading.Thread(target=one, args=(name, *how), name=f"grelab-boot-{name}")
-                   for name, how in wanted.items()]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        side_by_side(lambda pair: one(pair[0], *pair[1]), wanted.items())
 
     def dead(self) -> list[tuple[str, str]]:
         """(name, how it died) of every pooled DUT that died (panicked, exited)."""

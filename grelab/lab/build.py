@@ -41,6 +41,7 @@ from grelab.lab.rtnl import RTMGRP_LINK, Rtnl
 from grelab.lab.send import Sender
 from grelab.lab.topology import End, Link, Node, Route, Topology
 from grelab.scope import Scope
+from grelab.together import side_by_side
 
 SIOCETHTOOL, ETHTOOL_STXCSUM = 0x8946, 0x17
 LINKS_READY_S = 5.0  # how long links may take to be reported running (a DUT's side included)
@@ -166,7 +167,7 @@ def _build(lab: Lab) -> None:
     try:
         for node, ifname, temp, index in to_plug:
             _plug(lab, node, ifname, temp, index)
-        _apply_side_by_side([(node.dut, dut_plan(lab, node)) for node in topology.nodes if node.dut is not None])
+        side_by_side(lambda node: node.dut.apply(dut_plan(lab, node)), [n for n in topology.nodes if n.dut is not None])
         deadline = time.monotonic() + LINKS_READY_S
         for node, monitor, indexes in monitors:
             monitor.wait_running(indexes, deadline, f"node {node.name}")
@@ -335,28 +336,6 @@ def dut_plan(lab: Lab, node: Node) -> Plan:
         sysctls.update({"net.ipv4.ip_forward": "1", "net.ipv6.conf.all.forwarding": "1"})
     routes = tuple(PlanRoute(_destination(r), via=r.via, dev=r.dev) for r in node.routes)
     return Plan(interfaces=interfaces, routes=routes, sysctls=sysctls) + (node.plan or Plan())
-
-
-def _apply_side_by_side(work: list) -> None:
-    """dut.apply(plan) for each pair, the DUTs at once (each waits on its own console): the first error wins."""
-    if len(work) <= 1:
-        for dut, plan in work:
-            dut.apply(plan)
-        return
-    errors: list[BaseException] = []
-
-    def one(dut, plan) -> None:
-        try:
-            dut.apply(plan)
-        except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread
-            errors.append(exc)
-    threads = [threading.Thread(target=one, args=pair, name=f"grelab-apply-{pair[0].name}") for pair in work]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
 
 
 def _run(argv: list[str], stdin: str) -> None:

@@ -25,56 +25,37 @@ class EchoReply:
     rtt_ms: float
 
 
-def ping6(lab, node: str, dst: str, ident: int = 0x4242, seq: int = 1, payload: bytes = b"grelab echo",
-          timeout: float = 3.0) -> EchoReply:
-    """One ICMPv6 echo from `node` to `dst` (a raw socket: the identifier is ours, not the kernel's);
-    returns the reply, or raises AssertionError when none comes before the deadline."""
+# Echo by address family: (socket family, protocol, request type, reply type, bytes before the ICMP header in
+# what the socket receives: raw IPv4 sockets hand over the IP header too).
+ECHO = {6: (socket.AF_INET6, socket.IPPROTO_ICMPV6, ICMPV6_ECHO_REQUEST, ICMPV6_ECHO_REPLY, lambda data: 0),
+        4: (socket.AF_INET, socket.IPPROTO_ICMP, ICMP_ECHO_REQUEST, ICMP_ECHO_REPLY, lambda data: (data[0] & 0xF) * 4)}
+
+
+def ping(lab, node: str, dst: str, ident: int = 0x4242, seq: int = 1, payload: bytes = b"grelab echo",
+         timeout: float = 3.0) -> EchoReply:
+    """One echo (ICMPv6 or ICMP, by dst's family) from `node` to `dst` through a raw socket, so the identifier
+    is ours, not the kernel's; returns the reply, or raises AssertionError when none comes before the deadline."""
+    family, protocol, request, reply, skip = ECHO[6 if ":" in dst else 4]
+
     def body() -> EchoReply:
-        with socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6) as s:
+        with socket.socket(family, socket.SOCK_RAW, protocol) as s:
             start = time.monotonic()
             deadline = start + timeout
-            # The kernel fills in the ICMPv6 checksum of raw ICMPv6 sockets.
-            s.sendto(struct.pack("!BBHHH", ICMPV6_ECHO_REQUEST, 0, 0, ident, seq) + payload, (dst, 0))
+            header = struct.pack("!BBHHH", request, 0, 0, ident, seq)
+            # IPv4's checksum is ours to compute; the kernel fills in ICMPv6's over its pseudo-header.
+            s.sendto(header[:2] + struct.pack("!H", _checksum(header + payload)) + header[4:] + payload, (dst, 0))
             while (left := deadline - time.monotonic()) > 0:
                 s.settimeout(left)
                 try:
                     data, addr = s.recvfrom(65535)
                 except socket.timeout:
                     break
-                kind, _, _, got_ident, got_seq = struct.unpack_from("!BBHHH", data)
-                if kind == ICMPV6_ECHO_REPLY and (got_ident, got_seq) == (ident, seq):
-                    return EchoReply(addr[0], got_ident, got_seq, data[8:], (time.monotonic() - start) * 1000)
-        raise AssertionError(f"no echo reply from {dst} to {node} within {timeout} s (ident {ident}, seq {seq})")
-    return lab.run_in(node, body)
-
-
-def ping4(lab, node: str, dst: str, ident: int = 0x4242, seq: int = 1, payload: bytes = b"grelab echo",
-          timeout: float = 3.0) -> EchoReply:
-    """One ICMP echo from `node` to `dst` (a raw socket, our identifier); the reply, or AssertionError."""
-    def body() -> EchoReply:
-        with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP) as s:
-            start = time.monotonic()
-            deadline = start + timeout
-            header = struct.pack("!BBHHH", ICMP_ECHO_REQUEST, 0, 0, ident, seq)
-            message = header[:2] + struct.pack("!H", _checksum(header + payload)) + header[4:] + payload
-            s.sendto(message, (dst, 0))
-            while (left := deadline - time.monotonic()) > 0:
-                s.settimeout(left)
-                try:
-                    data, addr = s.recvfrom(65535)
-                except socket.timeout:
-                    break
-                icmp = data[(data[0] & 0xF) * 4:]  # raw IPv4 sockets receive the IP header too
+                icmp = data[skip(data):]
                 kind, _, _, got_ident, got_seq = struct.unpack_from("!BBHHH", icmp)
-                if kind == ICMP_ECHO_REPLY and (got_ident, got_seq) == (ident, seq):
+                if kind == reply and (got_ident, got_seq) == (ident, seq):
                     return EchoReply(addr[0], got_ident, got_seq, icmp[8:], (time.monotonic() - start) * 1000)
         raise AssertionError(f"no echo reply from {dst} to {node} within {timeout} s (ident {ident}, seq {seq})")
     return lab.run_in(node, body)
-
-
-def ping(lab, node: str, dst: str, **options) -> EchoReply:
-    """ping6 or ping4, by dst's address family."""
-    return (ping6 if ":" in dst else ping4)(lab, node, dst, **options)
 
 
 def _checksum(data: bytes) -> int:

@@ -22,6 +22,7 @@ from grelab.expect.match import is_chatter
 from grelab.expect.tunnel import expect_tunnel_carries
 from grelab.errors import GrelabError
 from grelab.scenario import hosts
+from grelab.together import side_by_side
 from grelab.scenario.spec import Scenario, Variant
 
 
@@ -115,8 +116,7 @@ class Net:
 
     def apply(self, plans: dict) -> None:
         """Apply {DUT name: Plan} on top of what the DUTs hold (a case's own tunnels), the DUTs side by side."""
-        from grelab.lab.build import _apply_side_by_side
-        _apply_side_by_side([(self.dut(name), plan) for name, plan in plans.items()])
+        side_by_side(lambda item: self.dut(item[0]).apply(item[1]), plans.items())
 
     def wait_counter(self, dut: str, name: str, before, moved: int = 1, timeout: float = 2.0):
         """Poll the DUT's counters until `name` (as Counters.flat names it, e.g. snmp.IcmpInDestUnreachs) has
