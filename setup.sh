@@ -6,7 +6,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 cd "$here"
 
 # netbase: /etc/protocols (the guest's `proto gre`); iptables: the guest's packet filter (legacy x_tables).
-debs=(iproute2 nftables tshark tcpdump user-mode-linux busybox-static iptables netbase)
+# bird2, strongswan-*: real daemons the DUTs run for daemon scenarios (grelab.dut.daemon), from the host's /usr.
+debs=(iproute2 nftables tshark tcpdump user-mode-linux busybox-static iptables netbase bird2 strongswan-charon strongswan-swanctl strongswan-pki)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

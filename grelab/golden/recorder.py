@@ -95,7 +95,10 @@ class GoldenRecorder:
                 continue
             if self._routing and is_routing(data, self._sas, self._routing):
                 continue
-            record.add(link, round(stamp - self.start, 6), normalizer.frame(data), self._comment(link, data, peeled))
+            normal = normalizer.frame(data)
+            if self._routing and normal != data and isinstance(peeled, Peeled):
+                peeled = peel(normal, self._sas)  # the comment names the renumbered ESP sequence number
+            record.add(link, round(stamp - self.start, 6), normal, self._comment(link, data, peeled))
         return record
 
     def _comment(self, link: str, data: bytes, peeled: Peeled | GrelabError) -> str:
