@@ -269,8 +269,20 @@ class ShellDut(Dut):
         script = learn + "echo @@learnt\n" + early + _batch_here(rendered.batch, "") + "echo @@batch6\n"
         script += _batch_here(rendered.batch6, "-6 ") + "echo @@late\n"
         script += "".join(_write(p, v) for p, v in rendered.late_sysctls) + self._filter_script(rendered)
+        script += self._daemons_script(plan.daemons)
         result = self.cmd(script)
+        self._daemons_started(result.output)
         self._check_applied(rendered, unknown, result.output, result.ok)
+
+    def _daemons_script(self, daemons) -> str:
+        """Shell lines starting the plan's daemons (grelab.dut.daemon); a DUT that runs them says how."""
+        if daemons:
+            raise DutError(f"DUT {self.name} ({type(self).__name__}) cannot run daemons "
+                           f"({', '.join(d.name for d in daemons)})")
+        return ""
+
+    def _daemons_started(self, output: str) -> None:
+        """An apply's output, for the pids of the daemons it started (grelab.dut.daemon.started)."""
 
     def _filter_script(self, rendered: Rendered) -> str:
         """Shell lines loading the plan's filters: nft (override for a DUT with iptables only)."""

@@ -96,9 +96,38 @@ class Host(ShellDut):
             raise DutError(f"DUT {self.name}: {script!r} did not finish within {timeout:g} s") from None
         return CommandResult(script, p.returncode, p.stdout.rstrip("\n"))
 
+    def _daemons_script(self, daemons) -> str:
+        from grelab.dut import daemon
+        from grelab.lab.ownership import current_run
+        if not daemons:
+            return ""
+        self._daemon_base = str(current_run().path / "daemons" / self.namespace)
+        return daemon.host_script(daemons, self._daemon_base)
+
+    def daemon_folder(self, name: str) -> str:
+        return f"{self._daemon_base}/{name}"
+
+    def _daemons_started(self, output: str) -> None:
+        from grelab.dut import daemon
+        self.__dict__.setdefault("_daemon_pids", {}).update(daemon.started(output))
+
+    def _stop_daemons(self) -> None:
+        import os
+        import signal
+        import shutil
+        for pid in self.__dict__.pop("_daemon_pids", {}).values():
+            try:
+                os.killpg(pid, signal.SIGKILL)  # setsid: the daemon leads its own group
+            except ProcessLookupError:
+                pass
+        if getattr(self, "_daemon_base", None):
+            shutil.rmtree(self._daemon_base, ignore_errors=True)
+
     def reset(self) -> None:
+        self._stop_daemons()
         self.check(self._sysctl_restore_script()
                    + f". {shlex.quote(str(RESET_SCRIPT))}; grelab_reset {' '.join(self.interfaces)}")
 
     def stop(self) -> None:
+        self._stop_daemons()
         self._remove()

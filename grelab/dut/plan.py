@@ -341,6 +341,52 @@ class Filter:
                 raise InputError("filter proto", self.proto, "tcp (or None) for an MSS clamp")
 
 
+DAEMON_NAME_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+CONFIG_PATH_RE = re.compile(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*")
+
+
+@dataclass(frozen=True)
+class Daemon:
+    """A real daemon the DUT runs for the case (BIRD, charon, ...), stopped by the DUT's reset.
+
+    argv[0] is the program's path on a Debian system (/usr/sbin/bird); "{dir}" in any word of argv or env
+    becomes the daemon's own folder in the DUT, where config_files ({path relative to it: text}) are written
+    first and its output goes to `log`. library_paths: folders under /usr its plugins or libraries are
+    found in (/usr/lib/ipsec). The UML guest runs it from the host's /usr through the host's loader, the
+    host DUT in its namespace (grelab.dut.daemon renders both)."""
+
+    name: str
+    argv: tuple[str, ...]
+    config_files: tuple[tuple[str, str], ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    library_paths: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not DAEMON_NAME_RE.fullmatch(self.name):
+            raise InputError("daemon name", self.name, "1-32 of a-z, 0-9, '_', '-', starting with a letter")
+        argv = tuple(self.argv)
+        if not argv or not all(isinstance(w, str) for w in argv) or not argv[0].startswith("/usr/"):
+            raise InputError(f"daemon {self.name} argv", self.argv, "words, the first a program's path under /usr")
+        object.__setattr__(self, "argv", argv)
+        files = self.config_files.items() if isinstance(self.config_files, dict) else self.config_files
+        files = tuple((str(k), str(v)) for k, v in files)
+        for path, _ in files:
+            if not CONFIG_PATH_RE.fullmatch(path) or ".." in path.split("/"):
+                raise InputError(f"daemon {self.name} config file", path, "a relative path such as bird.conf")
+        object.__setattr__(self, "config_files", files)
+        env = self.env.items() if isinstance(self.env, dict) else self.env
+        env = tuple((str(k), str(v)) for k, v in env)
+        for key, _ in env:
+            if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", key):
+                raise InputError(f"daemon {self.name} env", key, "an environment variable name")
+        object.__setattr__(self, "env", env)
+        paths = tuple(self.library_paths)
+        for path in paths:
+            if not path.startswith("/usr/") or ".." in path.split("/"):
+                raise InputError(f"daemon {self.name} library path", path, "a folder under /usr")
+        object.__setattr__(self, "library_paths", paths)
+
+
 @dataclass(frozen=True)
 class Plan:
     """Everything one DUT should hold. `a + b` is both (sysctls of b win); applying is `dut.apply(plan)`."""
@@ -353,10 +399,11 @@ class Plan:
     states: tuple[XfrmState, ...] = ()
     policies: tuple[XfrmPolicy, ...] = ()
     filters: tuple[Filter, ...] = ()
+    daemons: tuple[Daemon, ...] = ()  # started after everything else (grelab.dut.daemon)
 
     def __post_init__(self):
         types = {"interfaces": Interface, "tunnels": Tunnel, "routes": Route, "rules": Rule,
-                 "states": XfrmState, "policies": XfrmPolicy, "filters": Filter}
+                 "states": XfrmState, "policies": XfrmPolicy, "filters": Filter, "daemons": Daemon}
         for name, kind in types.items():
             items = tuple(getattr(self, name))
             for item in items:
@@ -369,6 +416,9 @@ class Plan:
         repeated = {d for d in devices if devices.count(d) > 1}
         if repeated:
             raise InputError("plan interfaces/tunnels", sorted(repeated), "each device named once")
+        names = [d.name for d in self.daemons]
+        if len(set(names)) != len(names):
+            raise InputError("plan daemons", names, "each daemon named once")
 
     def __add__(self, other: "Plan") -> "Plan":
         if not isinstance(other, Plan):

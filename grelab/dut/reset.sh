@@ -13,6 +13,14 @@
 # processes (ipb_send / ipb_wait in init.sh).
 grelab_reset() {
   local keep v4 v6 link i failed
+  # Daemons a case started (grelab.dut.daemon; their pids kept by init's shell in the UML guest) go
+  # first, so none puts back a route or an SA the flushes below take away.
+  if [ -n "$GRELAB_DAEMON_PIDS" ]; then
+    kill -9 $GRELAB_DAEMON_PIDS 2> /dev/null
+    wait $GRELAB_DAEMON_PIDS 2> /dev/null
+    GRELAB_DAEMON_PIDS=
+    rm -rf /tmp/grelab-daemons
+  fi
   keep=" lo $* $GRELAB_BOOT_LINKS "
   v4="xfrm state flush
 xfrm policy flush

@@ -122,6 +122,34 @@ def is_chatter(data: bytes, sas=()) -> bool:
     return carries_chatter(peeled)
 
 
+def is_routing(data: bytes, sas=(), routing=frozenset({89})) -> bool:
+    """Control-plane traffic of daemons, in the clear or inside a tunnel (GRE, ESP of `sas`): an IP packet of a
+    protocol number in `routing` (89: OSPF), or with "ike" in it, IKE (UDP 500, or 4500 without an ESP SPI)."""
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.inet6 import IPv6
+    from scapy.packet import NoPayload
+    from grelab.craft.dissect import frame as dissect_frame
+    from grelab.craft.peel import peel
+    layers = [dissect_frame(data)]
+    try:
+        peeled = peel(data, sas)
+        if peeled.passenger is not None:
+            layers.append(peeled.passenger)
+    except GrelabError:
+        pass
+    for top in layers:
+        layer = top
+        while layer is not None and not isinstance(layer, NoPayload):
+            if isinstance(layer, IP) and layer.proto in routing or isinstance(layer, IPv6) and layer.nh in routing:
+                return True
+            if "ike" in routing and isinstance(layer, UDP) and (
+                    500 in (layer.sport, layer.dport)
+                    or 4500 in (layer.sport, layer.dport) and bytes(layer.payload)[:4] == b"\0\0\0\0"):
+                return True
+            layer = layer.payload
+    return False
+
+
 def carries_chatter(peeled) -> bool:
     """The tunnel's passenger (of a grelab.craft.peel.Peeled) is neighbour discovery or MLD."""
     from scapy.layers.inet6 import _ICMPv6  # the base of every ICMPv6 message class

@@ -28,9 +28,15 @@ class Normalizer:
 
     sas: the ESP SAs whose packets are re-encrypted (by SPI); ESP of unknown SAs is left as it is."""
 
-    def __init__(self, sas: Iterable[SA] = ()):
+    def __init__(self, sas: Iterable[SA] = (), renumber: bool = False, stand_ins: dict[int, SA] | None = None):
+        """renumber: ESP sequence numbers become 1, 2, ... per SA in the order first seen (the same packet on
+        two links keeps one number); stand_ins {SPI: SA}: ESP of that SPI (a daemon's random SA) is encrypted
+        again with the stand-in SA (deterministic SPI and keys) instead of its own."""
         self.keyring = {sa.spi: sa for sa in sas}
         self._isn: dict[tuple, int] = {}
+        self.renumber, self.stand_ins = renumber, dict(stand_ins or {})
+        self._seqs: dict[tuple[int, int], int] = {}
+        self._next: dict[int, int] = {}
 
     def frame(self, data: bytes) -> bytes:
         pkt = dissect_frame(data)
@@ -91,7 +97,13 @@ class Normalizer:
         plain = decrypt(sa, outer.__class__(bytes(outer)))
         self._walk(plain)
         _forget_checksums(plain)
-        again = encrypt(sa, plain.__class__(bytes(plain)), seq=esp.seq)  # tunnel mode: under a new outer header
+        seq = esp.seq
+        if self.renumber:
+            if (esp.spi, seq) not in self._seqs:
+                self._next[esp.spi] = self._next.get(esp.spi, 0) + 1
+                self._seqs[(esp.spi, seq)] = self._next[esp.spi]
+            seq = self._seqs[(esp.spi, seq)]
+        again = encrypt(self.stand_ins.get(esp.spi, sa), plain.__class__(bytes(plain)), seq=seq)  # tunnel mode: under a new outer header
         outer.remove_payload()
         outer.add_payload(again.payload)
         if isinstance(outer, IP):

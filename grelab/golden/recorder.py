@@ -20,7 +20,7 @@ from grelab.capture.capture import Capture
 from grelab.craft.esp import SA
 from grelab.craft.esp_sa import esp_sa_row
 from grelab.craft.peel import Peeled, describe, peel
-from grelab.expect.match import Template, carries_chatter, is_chatter, is_noise  # noqa: F401 - is_chatter re-exported
+from grelab.expect.match import Template, carries_chatter, is_chatter, is_noise, is_routing  # noqa: F401 - is_chatter re-exported
 from grelab.golden.case import CaseRecord, Frame, write_pcapng
 from grelab.golden.normalize import Normalizer
 from grelab.errors import GrelabError
@@ -34,6 +34,19 @@ class GoldenRecorder:
         self._captures: list[tuple[str, Capture]] = []
         self._sas: list[SA] = []
         self._rules: list[tuple[str | None, Callable[[bytes], bool] | None, str]] = []
+        self._routing: frozenset = frozenset()
+        self._stand_ins: dict[int, SA] = {}
+
+    def leave_out(self, routing) -> None:
+        """Leave daemons' control-plane traffic out of the golden (grelab.expect.match.is_routing): it is timed
+        by the daemons, so how much of it a case sees varies run to run. ESP sequence numbers are then
+        renumbered in the golden's order (the traffic left out used some)."""
+        self._routing = frozenset(routing)
+
+    def stand_in(self, real: SA, stand_in: SA) -> None:
+        """ESP of `real` (an SA a daemon negotiated: random SPI and keys) goes into the golden re-encrypted
+        with `stand_in` (deterministic), and pcaps/esp_sa gets the stand-in."""
+        self._stand_ins[real.spi] = stand_in
 
     def capture(self, link: str, lab, node: str, ifname: str, expression: str = "") -> Capture:
         """Arm a capture on node:ifname whose frames go into the golden under the name `link`."""
@@ -69,7 +82,7 @@ class GoldenRecorder:
         """Everything captured so far, chatter left out, normalized and commented, times relative to the start."""
         raw = sorted(((stamp, link, data) for link, _ in self._captures for stamp, data in self.frames(link)),
                      key=lambda item: item[0])
-        normalizer = Normalizer(self._sas)
+        normalizer = Normalizer(self._sas, renumber=bool(self._routing), stand_ins=self._stand_ins)
         record = CaseRecord()
         for stamp, link, data in raw:
             if is_noise(data):
@@ -80,7 +93,12 @@ class GoldenRecorder:
                 peeled = exc
             if isinstance(peeled, Peeled) and carries_chatter(peeled):
                 continue
-            record.add(link, round(stamp - self.start, 6), normalizer.frame(data), self._comment(link, data, peeled))
+            if self._routing and is_routing(data, self._sas, self._routing):
+                continue
+            normal = normalizer.frame(data)
+            if self._routing and normal != data and isinstance(peeled, Peeled):
+                peeled = peel(normal, self._sas)  # the comment names the renumbered ESP sequence number
+            record.add(link, round(stamp - self.start, 6), normal, self._comment(link, data, peeled))
         return record
 
     def _comment(self, link: str, data: bytes, peeled: Peeled | GrelabError) -> str:
@@ -106,7 +124,8 @@ class GoldenRecorder:
             write_pcapng(frames, kept)
         if update:
             status = self.store.update(self.scenario, self.case, frames)
-            if self._sas:
-                self.store.merge_esp_sa([esp_sa_row(sa) for sa in self._sas])
+            kept = [self._stand_ins.get(sa.spi, sa) for sa in self._sas]
+            if kept:
+                self.store.merge_esp_sa([esp_sa_row(sa) for sa in kept])
             return None, status
         return self.store.compare(self.scenario, self.case, frames, self.update_hint), None

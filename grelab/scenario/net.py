@@ -18,7 +18,7 @@ import time
 from grelab.craft.esp import SA, encrypt
 from grelab.expect import expect as _expect
 from grelab.expect.expect import expect_none
-from grelab.expect.match import is_chatter
+from grelab.expect.match import is_chatter, is_routing
 from grelab.expect.tunnel import expect_tunnel_carries
 from grelab.errors import GrelabError
 from grelab.scenario import hosts
@@ -38,7 +38,9 @@ class Link:
 
     def frames(self) -> list[bytes]:
         """Every frame on the link so far (the capture settled first), chatter left out."""
-        return [data for _, data in self.net.golden.frames(self.name) if not is_chatter(data, self.net.sas)]
+        routing = self.net.scenario.routing
+        return [data for _, data in self.net.golden.frames(self.name)
+                if not is_chatter(data, self.net.sas) and not (routing and is_routing(data, self.net.sas, routing))]
 
     def carries_exactly(self, passengers: list[bytes], proto: int = 0x86DD) -> None:
         """Only the carrier (GRE of `proto`, inside ESP in an ESP variant) crossed, carrying exactly these."""
@@ -79,6 +81,8 @@ class Net:
         for name, (node, ifname, *expression) in scenario.links.items():
             net._captures[name] = golden.capture(name, built, node, ifname, *expression)
         golden.sas(*net.sas)
+        if scenario.routing:
+            golden.leave_out(scenario.routing)
         for comment in scenario.comments:
             net._explain(comment.text.format(carrier=variant.carrier(scenario.carrier)), comment.link, comment.sent_by,
                          comment.match)

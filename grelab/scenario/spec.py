@@ -78,6 +78,9 @@ class Scenario:
     tunnels: Callable | None = None  # tunnels(variant, sas) -> {dut name: Plan}
     variants: tuple[Variant, ...] = (GRE, IN_ESP)
     interfaces: tuple[str, ...] = ("wan", "lan")  # each DUT's
+    routing: frozenset = frozenset()  # control-plane traffic of the DUTs' daemons: IP protocol numbers (89:
+    # OSPF) and "ike" (UDP 500/4500): timed by the daemons, so left out of goldens and of link.frames()
+    # (grelab.expect.match.is_routing); assert on it through the captures (net.golden.frames(link))
     capabilities: frozenset[str] = frozenset({"gre"})  # what its DUTs must do (gre, ipv6_transport), besides a
     # variant's ESP: a DUT that lacks one skips the case saying so (fails it, when named with --dut)
 

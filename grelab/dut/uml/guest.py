@@ -20,6 +20,7 @@ import signal
 import socket
 import subprocess
 
+from grelab.dut import daemon
 from grelab.dut.base import CommandResult, Counters, DutCommandError, DutError, ShellDut, parse_counters
 from grelab.dut.iproute2 import render
 from grelab.dut.plan import Plan
@@ -158,6 +159,7 @@ class Uml(ShellDut):
                 (self.share / f"{number}.ipt{family}").write_text(text)
                 tool = "ip6tables-restore" if family == 6 else "iptables-restore"
                 script += f"{tool} -n < /grelab/{number}.ipt{family} || grelab_failed=1\n"
+        script += daemon.guest_script(plan.daemons)  # last: on a DUT that holds the rest of the plan
         path = self.share / f"{number}.sh"
         path.write_text(script + '[ -z "$grelab_failed" ]; grelab_status=$?; unset grelab_failed; return $grelab_status\n')
         try:

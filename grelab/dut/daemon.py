@@ -1,0 +1,177 @@
+"""Real daemons in a DUT: plan items (grelab.dut.plan.Daemon) rendered to shell, waiting for what they
+negotiate, and reading the SAs they installed back into grelab SAs.
+
+    plan = Plan(daemons=[Daemon("bird", ["/usr/sbin/bird", "-f", "-c", "{dir}/bird.conf", "-s", "{dir}/ctl"],
+                                config_files={"bird.conf": text})])
+    dut.apply(plan)                                       # started in the same round trip as the rest
+    took = wait_until(dut, "birdc ... | grep -q Full", timeout=5, what="OSPF adjacency")
+    sas = read_sas(dut)                                   # `ip xfrm state` -> [grelab SA, ...]
+
+The UML guest runs a daemon from the host's /usr (hostfs at /host-usr) through the host's dynamic loader,
+with the host's library folder: nothing of the daemon goes into the initramfs. Its files live in
+/tmp/grelab-daemons/NAME (the guest's tmpfs: control sockets cannot live on hostfs), written by the shell's
+own printf; init's shell keeps the pids ($GRELAB_DAEMON_PIDS) and its reset (reset.sh) kills them before
+anything else, so no daemon outlives its case. On the host DUT the same daemon runs in the DUT's namespace,
+with a private /run (a pid file such as charon's would otherwise be shared by every DUT).
+"""
+from __future__ import annotations
+
+import re
+import shlex
+import time
+from pathlib import Path
+
+from grelab.craft.algorithms import ALGORITHMS
+from grelab.craft.esp import SA
+from grelab.dut.plan import Daemon
+from grelab.errors import GrelabError
+
+GUEST_DIR = "/tmp/grelab-daemons"
+HOST_USR = "/host-usr"
+LOADER = Path("/lib64/ld-linux-x86-64.so.2")
+
+
+def _host_loader() -> tuple[str, str]:
+    """(the loader's path under /usr, its library folder under /usr) on this host."""
+    loader = LOADER.resolve()
+    return str(loader), str(loader.parent)
+
+
+def _words(daemon: Daemon, folder: str) -> tuple[list[str], list[tuple[str, str]]]:
+    argv = [w.replace("{dir}", folder) for w in daemon.argv]
+    env = [(k, v.replace("{dir}", folder)) for k, v in daemon.env]
+    return argv, env
+
+
+def _files(daemon: Daemon, folder: str) -> str:
+    """Shell lines writing the daemon's config files with printf (a builtin: no process)."""
+    out = f"mkdir -p {shlex.quote(folder)}\n"
+    subfolders = sorted({p.rpartition("/")[0] for p, _ in daemon.config_files if "/" in p})
+    if subfolders:
+        out += "mkdir -p " + " ".join(shlex.quote(f"{folder}/{s}") for s in subfolders) + "\n"
+    for path, text in daemon.config_files:
+        out += f"printf '%s' {shlex.quote(text)} > {shlex.quote(folder + '/' + path)}\n"
+    return out
+
+
+def guest_script(daemons, loader: tuple[str, str] | None = None) -> str:
+    """Shell lines for init's shell in the UML guest: each daemon's folder and files, then the daemon in the
+    background through the host's loader, its pid added to $GRELAB_DAEMON_PIDS and printed as
+    "@@daemon NAME PID". Once per boot, what daemons expect of a Debian system: /dev/urandom and /dev/random
+    (the initramfs has no devtmpfs), /var/run, and each library folder at its own path (plugins are found by
+    compiled-in paths such as /usr/lib/ipsec/plugins)."""
+    if not daemons:
+        return ""
+    loader_path, libdir = loader or _host_loader()
+    guest = lambda path: HOST_USR + path.removeprefix("/usr")  # noqa: E731
+    out = ("[ -e /dev/urandom ] || { mknod /dev/urandom c 1 9; mknod /dev/random c 1 8; mkdir -p /var /usr/lib; "
+           "ln -s /run /var/run; }\n")
+    for daemon in daemons:
+        for path in daemon.library_paths:
+            out += f"[ -e {path} ] || ln -s {guest(path)} {path}\n"
+        folder = f"{GUEST_DIR}/{daemon.name}"
+        out += _files(daemon, folder)
+        argv, env = _words(daemon, folder)
+        libraries = ":".join([guest(libdir)] + [guest(p) for p in daemon.library_paths])
+        command = [guest(loader_path), "--library-path", libraries, guest(argv[0])] + argv[1:]
+        assignments = "".join(f"{k}={shlex.quote(v)} " for k, v in env)
+        out += (f"{assignments}{shlex.join(command)} > {folder}/log 2>&1 < /dev/null &\n"
+                f'GRELAB_DAEMON_PIDS="$GRELAB_DAEMON_PIDS $!"; echo "@@daemon {daemon.name} $!"\n')
+    return out
+
+
+def guest_command(argv: list[str], library_paths=(), loader: tuple[str, str] | None = None) -> str:
+    """A shell command running a program of the host's /usr in the UML guest (a daemon's client: birdc,
+    swanctl), through the host's loader."""
+    loader_path, libdir = loader or _host_loader()
+    guest = lambda path: HOST_USR + path.removeprefix("/usr")  # noqa: E731
+    libraries = ":".join([guest(libdir)] + [guest(p) for p in library_paths])
+    return shlex.join([guest(loader_path), "--library-path", libraries, guest(argv[0])] + list(argv[1:]))
+
+
+def host_script(daemons, base: str) -> str:
+    """Shell lines for the host DUT (run by `ip netns exec NS sh -c`, in a mount namespace of its own): a
+    private /run for the daemons, each daemon's files under base/NAME, each started in its own session,
+    printing "@@daemon NAME PID"."""
+    if not daemons:
+        return ""
+    out = "mount -t tmpfs grelab-run /run\n"
+    for daemon in daemons:
+        folder = f"{base}/{daemon.name}"
+        out += _files(daemon, folder)
+        argv, env = _words(daemon, folder)
+        assignments = "".join(f"{k}={shlex.quote(v)} " for k, v in env)
+        out += (f"{assignments}setsid {shlex.join(argv)} > {folder}/log 2>&1 < /dev/null &\n"
+                f'echo "@@daemon {daemon.name} $!"\n')
+    return out
+
+
+def started(output: str) -> dict[str, int]:
+    """{daemon name: pid} from an apply's output ("@@daemon NAME PID" lines)."""
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^@@daemon (\S+) (\d+)$", output, re.M)}
+
+
+def daemon_log(dut, name: str) -> str:
+    """The daemon's output so far (its log file in the DUT), for failure messages."""
+    folder = getattr(dut, "daemon_folder", lambda n: f"{GUEST_DIR}/{n}")(name)
+    return dut.cmd(f"tail -n 30 {folder}/log 2>&1").output
+
+
+def wait_until(dut, script: str, timeout: float, what: str, interval: float = 0.1, logs=()) -> float:
+    """Run `script` in the DUT until it succeeds, at most `timeout` seconds; the seconds it took. Polling,
+    because a daemon's state (an adjacency, an SA) has no event the DUT's shell can wait on. On the deadline:
+    an AssertionError with the script's last output and the named daemons' logs."""
+    start = time.monotonic()
+    while True:
+        result = dut.cmd(script)
+        took = time.monotonic() - start
+        if result.ok:
+            return took
+        if took >= timeout:
+            said = "".join(f"\n--- {name}'s log:\n{daemon_log(dut, name)}" for name in logs)
+            raise AssertionError(f"DUT {dut.name}: {what} not within {timeout:g} s; `{script}` said:\n"
+                                 f"{result.output}{said}")
+        time.sleep(min(interval, max(0.0, timeout - took)))
+
+
+# Reading SAs back: `ip xfrm state` -> grelab SAs, the kernel's algorithm names mapped to rows of
+# grelab.craft.algorithms.
+def _algorithm(cipher: str, key: bytes, integrity: str | None, bits: int) -> str:
+    for name, algo in ALGORITHMS.items():
+        if algo.cipher.xfrm != cipher or algo.key_len != len(key) or algo.icv_len * 8 != bits:
+            continue
+        if (algo.integrity.xfrm if algo.integrity else None) == integrity:
+            return name
+    raise GrelabError(f"no grelab ESP algorithm for the kernel's {cipher} ({len(key)}-byte key) with "
+                      f"{integrity or 'no separate integrity'}, {bits}-bit ICV")
+
+
+def parse_xfrm_state(text: str) -> list[SA]:
+    """`ip xfrm state` (with or without -s) as grelab SAs: ESP states only, in the order listed."""
+    sas = []
+    for block in re.split(r"\n(?=src )", text.strip()):
+        head = re.match(r"src (\S+) dst (\S+)\s+proto esp spi (0x[0-9a-f]+) reqid \d+ mode (\w+)", block)
+        if not head:
+            continue
+        src, dst, spi, mode = head.groups()
+        aead = re.search(r"aead (\S+) 0x([0-9a-f]+) (\d+)", block)
+        enc = re.search(r"enc (\S+) 0x([0-9a-f]*)", block)
+        auth = re.search(r"auth-trunc (\S+) 0x([0-9a-f]+) (\d+)", block)
+        if aead:
+            key, auth_key = bytes.fromhex(aead.group(2)), b""
+            algorithm = _algorithm(aead.group(1), key, None, int(aead.group(3)))
+        elif enc and auth:
+            key, auth_key = bytes.fromhex(enc.group(2)), bytes.fromhex(auth.group(2))
+            algorithm = _algorithm(enc.group(1), key, auth.group(1), int(auth.group(3)))
+        else:
+            raise GrelabError(f"an ESP state without keys grelab can read:\n{block}")
+        encap = re.search(r"encap type espinudp sport (\d+) dport (\d+)", block)
+        nat_t = (int(encap.group(1)), int(encap.group(2))) if encap else None
+        sas.append(SA(int(spi, 16), algorithm, key, auth_key, src=src, dst=dst, mode=mode, nat_t=nat_t,
+                      esn=bool(re.search(r"^\s*flag .*\besn\b", block, re.M))))
+    return sas
+
+
+def read_sas(dut) -> list[SA]:
+    """The ESP SAs the DUT's kernel holds now (what a daemon negotiated), as grelab SAs."""
+    return parse_xfrm_state(dut.check("/sbin/ip -s xfrm state"))

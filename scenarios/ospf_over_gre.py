@@ -1,0 +1,37 @@
+"""OSPF over GRE: a routing protocol's multicast crosses a GRE tunnel, in the clear or inside IPsec.
+
+Branch (r1, LAN 192.0.2.0/26) and HQ (r2, LANs 192.0.2.64/26 and 192.0.2.128/26) are joined by a GRE
+tunnel across a provider. Nobody configured a route to HQ's LANs: real OSPF daemons (BIRD 2, Debian's) in
+r1 and r2 speak OSPFv2 (Hellos to 224.0.0.5) and OSPFv3 (to ff02::5) through the tunnel, form adjacencies
+and teach each other their LANs. In the second telling the GRE is inside ESP, keyed by grelab: the
+provider sees only ESP.
+
+The plot: the routes are learnt within 8 s of the daemons starting (the time is reported; see CONVERGENCE_S), r1's kernel holds HQ's third LAN
+as a route from BIRD through gre1, h1's echo reaches h3 there, r2 counted the multicast Hellos arriving on
+gre1, and the transit holds nothing but GRE (or ESP around it): the Hellos inside it, and h1's and h3's
+packets exactly. OSPF's own packets are timed by the daemons, so the goldens leave them out and hold the
+echo (see README, "Daemons").
+"""
+from grelab.scenario import GRE, branch, in_esp
+
+net = branch.branch("ospf_over_gre", variants=[GRE, in_esp("gcm128")]).fixture()
+
+
+def test_h1_reaches_a_lan_learnt_through_ospf(net, record_property):
+    assert branch.converge(net, record_property) <= branch.CONVERGENCE_S
+    reply = net.ping("h1", "h3")
+    assert (reply.source, reply.payload) == (branch.H3, b"grelab echo")
+    net.transit.carries_exactly(net.sent_by("h1", "h3"), proto=0x0800)
+
+
+def test_multicast_hellos_cross_the_tunnel_and_are_counted(net, record_property):
+    r2 = net.dut("r2")
+    before = r2.counters()
+    branch.converge(net, record_property)
+    branch.full(r2, "ospf2", "ospf3")
+    moved = r2.counters().delta(before)
+    hellos = branch.hellos_in_tunnel(net)  # every OSPF packet between the offices inside the tunnel
+    assert {"224.0.0.5", "ff02::5"} <= hellos
+    assert moved.link("gre1").get("rx_packets", 0) >= 2
+    net.ping("h1", "h3")  # and the LAN they taught each other is reached
+    assert moved["snmp"].get("IpExtInMcastPkts", 0) >= 1 and moved["snmp"].get("Ip6InMcastPkts", 0) >= 1
