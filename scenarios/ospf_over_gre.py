@@ -18,6 +18,7 @@ net = branch.branch("ospf_over_gre", variants=[GRE, in_esp("gcm128")]).fixture()
 
 
 def test_h1_reaches_a_lan_learnt_through_ospf(net, record_property):
+    """BIRD in r1 and r2 forms OSPF adjacencies across the tunnel, and h1 reaches h3's LAN, known only through OSPF."""
     assert branch.converge(net, record_property) <= branch.CONVERGENCE_S
     reply = net.ping("h1", "h3")
     assert (reply.source, reply.payload) == (branch.H3, b"grelab echo")
@@ -25,6 +26,7 @@ def test_h1_reaches_a_lan_learnt_through_ospf(net, record_property):
 
 
 def test_multicast_hellos_cross_the_tunnel_and_are_counted(net, record_property):
+    """OSPF's multicast Hellos (224.0.0.5, ff02::5) cross inside the tunnel and r2 counts them on gre1."""
     r2 = net.dut("r2")
     before = r2.counters()
     branch.converge(net, record_property)
