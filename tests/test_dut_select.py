@@ -208,7 +208,7 @@ def test_doctor_reports_the_choice(capsys):
 def test_doctor_forced_host_points_at_uml(capsys):
     if probe().usable:
         pytest.skip("the host kernel is usable")
-    assert doctor.run(argparse.Namespace(dut="host", boot=False)) == 1
+    assert doctor.run(argparse.Namespace(dut="host", boot=False)) == 2
     out = capsys.readouterr().out
     assert "--dut host: not usable" in out
     assert ("The uml DUT works here: use --dut uml" in out) == _uml_works()
@@ -216,7 +216,7 @@ def test_doctor_forced_host_points_at_uml(capsys):
 
 def test_doctor_fails_when_nothing_is_usable(monkeypatch, capsys):
     _nothing_works(monkeypatch)
-    assert doctor.run(argparse.Namespace(dut="auto", boot=False)) == 1
+    assert doctor.run(argparse.Namespace(dut="auto", boot=False)) == 2
     out = capsys.readouterr().out
     assert "nothing usable" in out
     assert "MISSING  host GRE (ip_gre)" in out and "or get the uml DUT working" in out
@@ -237,7 +237,7 @@ def test_doctor_without_net_admin_and_sys_admin_says_so_and_fails():
     done = subprocess.run(["setpriv", "--inh-caps=-all", "--bounding-set=-net_admin,-sys_admin", sys.executable,
                            "-m", "grelab.cli", "doctor"], capture_output=True, text=True, timeout=120, cwd=root,
                           env={**os.environ, "PYTHONPATH": str(root)})
-    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.returncode == 2, done.stdout + done.stderr
     lines = done.stdout.splitlines()
     assert any(line.startswith("MISSING  privileges") and "lack CAP_NET_ADMIN, CAP_SYS_ADMIN" in line for line in lines)
     assert "needs CAP_SYS_ADMIN, which this process lacks" in done.stdout

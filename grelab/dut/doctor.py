@@ -75,7 +75,7 @@ def run(args) -> int:
         choice = select(args.dut)
     except DutError as exc:
         print(f"\n--dut {args.dut}: {'nothing usable' if args.dut == 'auto' else 'not usable'}. {exc}")
-        return 1
+        return 2  # an environment error, as every grelab command says it (1 is a failed test or comparison)
     print(f"\n--dut {args.dut} picks: {choice.name} ({choice.why})")
     if args.boot:
         start = time.perf_counter()
