@@ -39,17 +39,19 @@ def add_arguments(parser) -> None:
 
 
 def collect(quick: bool, only: list[str]) -> list[Measure]:
+    from grelab.progress import progress
+    parts = [name for name in PARTS if not only or name.split(".")[1] in only]
     results = []
-    for name in PARTS:
-        if only and name.split(".")[1] not in only:
-            continue
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        results.extend(module.measures(quick))
+    with progress("benchmarks", total=len(parts), unit="parts") as advance:
+        for name in parts:
+            try:
+                module = importlib.import_module(name)
+            except ModuleNotFoundError as exc:
+                if exc.name != name:
+                    raise
+                continue
+            results.extend(module.measures(quick))
+            advance()
     return results
 
 

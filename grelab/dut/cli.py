@@ -18,12 +18,17 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     if args.action == "prepare":
+        from grelab.progress import status
         start = time.perf_counter()
-        image, _ = prepare_uml()  # failures as a DutError saying what is missing, not a traceback
+        with status("building the user-mode-linux guest's image (cached)"):
+            image, _ = prepare_uml()  # failures as a DutError saying what is missing, not a traceback
         print(f"uml guest ready: {image.kernel} with {image.initramfs} ({time.perf_counter() - start:.2f} s)")
         return 0
+    from grelab.progress import status
     choice = select(args.dut)
-    with choice.start(name="shell", interfaces=args.interfaces.split(",")) as dut:
+    with status(f"booting a {choice.name} DUT"):
+        dut = choice.start(name="shell", interfaces=args.interfaces.split(","))
+    with dut:
         print(f"{choice.name} DUT up, interfaces {', '.join(dut.interfaces)}, host side in namespace "
               f"{dut.namespace}. One command per line; end with EOF (Ctrl-D).", file=sys.stderr)
         for line in sys.stdin:
