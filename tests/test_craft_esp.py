@@ -11,7 +11,7 @@ from scapy.layers.l2 import GRE, Ether
 
 from grelab.craft import esp
 from grelab.craft.algorithms import xfrm_algorithm_words, xfrm_esn_words
-from grelab.craft.esp_sa import esp_sa_row, esp_sa_text, tshark_options, wireshark_algorithms
+from grelab.craft.esp_sa import esp_sa_lines, esp_sa_row, esp_sa_text, read_grelab_rows, tshark_options, wireshark_algorithms
 from grelab.craft.gre import OUTER, gre, passenger
 from grelab.craft.overhead import Stack
 from grelab.craft.peel import peel
@@ -248,5 +248,10 @@ def test_esp_sa_for_algorithms_wireshark_lacks():
     assert esp_sa_row(cmac).endswith(any_96 + ',"0x' + bytes(range(90, 106)).hex() + '"')
     assert '"AES-CBC [RFC3602]"' in esp_sa_row(esn) and any_96 in esp_sa_row(esn)
     text = esp_sa_text([ccm, cmac])
-    assert "# SPI 0x00001234 (ccm128): Wireshark 4.0 cannot decrypt this algorithm" in text
+    assert "# grelab (Wireshark 4.0 cannot decrypt ccm128): " in text
+    assert "# grelab (Wireshark 4.0 cannot check the ICV of cbc128-cmac): " in text
+    assert read_grelab_rows(text) == [ccm, cmac]  # kept in grelab's words, for a test to decrypt them itself
+    assert read_grelab_rows(esp_sa_text([esn])) == [esn]
+    gcm = make_sa("gcm128", spi=4)
+    assert esp_sa_lines(gcm) == [esp_sa_row(gcm)]  # Wireshark checks it: no grelab row
     assert len(tshark_options([ccm, cmac])) == 6  # the two preferences and cmac's row only

@@ -19,7 +19,7 @@ from scapy.layers.l2 import Ether
 
 from grelab.capture.capture import Capture
 from grelab.craft.esp import SA
-from grelab.craft.esp_sa import esp_sa_row
+from grelab.craft.esp_sa import esp_sa_lines
 from grelab.craft.peel import Peeled, peel
 from grelab.expect.match import Template, carries_chatter, is_chatter, is_noise  # noqa: F401 - is_chatter re-exported
 from grelab.golden.case import CaseRecord, Frame, write_pcapng
@@ -102,6 +102,6 @@ class GoldenRecorder:
         if update:
             status = self.store.update(self.scenario, self.case, frames)
             if self._sas:
-                self.store.merge_esp_sa([esp_sa_row(sa) for sa in self._sas])
+                self.store.merge_esp_sa([line for sa in self._sas for line in esp_sa_lines(sa)])
             return None, status
         return self.store.compare(self.scenario, self.case, frames, self.update_hint), None
