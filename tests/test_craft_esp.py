@@ -255,3 +255,22 @@ def test_esp_sa_for_algorithms_wireshark_lacks():
     gcm = make_sa("gcm128", spi=4)
     assert esp_sa_lines(gcm) == [esp_sa_row(gcm)]  # Wireshark checks it: no grelab row
     assert len(tshark_options([ccm, cmac])) == 6  # the two preferences and cmac's row only
+
+
+def test_ipv6_transport_after_a_destination_option_decrypts_to_what_follows_it():
+    """ip6gre's encapsulation limit option stays before ESP (the kernel's and scapy's placement): scapy alone would
+    dissect the GRE after it as another extension header."""
+    from scapy.layers.inet6 import IPv6ExtHdrDestOpt
+    from scapy.layers.l2 import GRE as GREHeader
+    from grelab.craft.gre import passenger
+    sa = make_sa("cbc128-sha256", transport="ipv6")
+    plain = IPv6(bytes(IPv6(src=sa.src, dst=sa.dst) / IPv6ExtHdrDestOpt() / GREHeader(proto=0x86DD) / passenger()))
+    protected = esp.encrypt(sa, plain, seq=3)
+    assert isinstance(protected.payload, IPv6ExtHdrDestOpt) and protected.payload.nh == 50
+    clear = esp.decrypt(sa, IPv6(bytes(protected)))
+    assert bytes(clear) == bytes(plain) and clear.haslayer(GREHeader)
+    assert bytes(esp.decrypt(sa, IPv6(bytes(protected)), verify=False)) == bytes(plain)
+    tampered = bytearray(bytes(protected))
+    tampered[-1] ^= 1
+    with pytest.raises(esp.IntegrityError, match="integrity check failed"):
+        esp.decrypt(sa, IPv6(bytes(tampered)))

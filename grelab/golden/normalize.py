@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from scapy.layers.inet import IP, TCP, UDP
-from scapy.layers.inet6 import IPv6
+from scapy.layers.inet6 import IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrHopByHop, IPv6ExtHdrRouting
 from scapy.layers.ipsec import ESP
 from scapy.layers.l2 import GRE, Ether
 from scapy.packet import Packet
@@ -77,6 +77,8 @@ class Normalizer:
     def _known_esp(self, ip) -> bool:
         """ESP right under this IP header (or under its NAT-T UDP header), of an SA we hold."""
         inner = ip.payload
+        while isinstance(inner, (IPv6ExtHdrHopByHop, IPv6ExtHdrDestOpt, IPv6ExtHdrRouting)):  # ip6gre's destination option
+            inner = inner.payload
         if isinstance(inner, UDP):
             inner = inner.payload
         return isinstance(inner, ESP) and inner.spi in self.keyring

@@ -1,4 +1,5 @@
-"""The two offices of the mission, as data: IPv6 LANs joined by a GRE tunnel across an IPv4-only transit.
+"""The two offices of the mission, as data: IPv6 LANs joined by a GRE tunnel across an IPv4-only transit
+(or, two_offices_v6, an IPv6-only one).
 
     h1 --lan1-- r1 ==transit== isp ==transit2== r2 --lan2-- h2
     2001:db8:1::/64   198.51.100.0/24   203.0.113.0/24   2001:db8:2::/64
@@ -71,6 +72,45 @@ def connect(variant: Variant, sas, **tunnel_options) -> dict[str, Plan]:
         plans["r1"] += esp_transport(out, back)
         plans["r2"] += esp_transport(back, out)
     return plans
+
+
+# The same offices across an IPv6-only provider: ip6gre between IPv6 endpoints (two_offices_v6).
+R1_WAN6, ISP6_1, ISP6_2, R2_WAN6 = "2001:db8:a::1", "2001:db8:a::fe", "2001:db8:b::fe", "2001:db8:b::1"
+
+
+def topology_v6(r1, r2) -> Topology:
+    """The offices' topology with the transit's IPv4 addresses replaced by IPv6 ones: isp forwards IPv6 only."""
+    six = {R1_WAN: f"{R1_WAN6}/64", ISP_1: f"{ISP6_1}/64", ISP_2: f"{ISP6_2}/64", R2_WAN: f"{R2_WAN6}/64"}
+    base = topology(r1, r2)
+    for link in base.links:
+        for end in (link.a, link.b):
+            end.addresses = [six.get(a.split("/")[0], a) for a in end.addresses]
+    for node in base.nodes:
+        if node.name in ("r1", "r2"):
+            node.routes = [Route("default6", via=ISP6_1 if node.name == "r1" else ISP6_2)]
+        if node.name == "isp":
+            node.sysctls = {"net.ipv6.conf.all.forwarding": "1"}
+    return base
+
+
+def connect_v6(variant: Variant, sas, **tunnel_options) -> dict[str, Plan]:
+    """connect() between the IPv6 endpoints: ip6gre, and in an ESP variant ESP required for it both ways. The
+    routers label their IPv6 flows 0 (no hash of the passenger's ports in the outer flow label: goldens repeat)."""
+    quiet = Plan(sysctls={"net.ipv6.auto_flowlabels": "0"})
+    plans = {"r1": quiet + gre_tunnel("gre1", R1_WAN6, R2_WAN6, routes=(LAN2,), **tunnel_options),
+             "r2": quiet + gre_tunnel("gre1", R2_WAN6, R1_WAN6, routes=(LAN1,), **tunnel_options)}
+    if variant.esp:
+        out, back = sas(R1_WAN6, R2_WAN6)
+        plans["r1"] += esp_transport(out, back)
+        plans["r2"] += esp_transport(back, out)
+    return plans
+
+
+def two_offices_v6(name: str = "two_offices_v6", variants=(GRE,), **changes) -> Scenario:
+    """The two offices joined by ip6gre across an IPv6 transit (the DUTs need ipv6_transport)."""
+    fields = dict(topology=topology_v6, tunnels=connect_v6, carrier="IPv6/GRE (0x86DD)",
+                  capabilities=frozenset({"gre", "ipv6_transport"}))
+    return two_offices(name, variants, **{**fields, **changes})
 
 
 def two_offices(name: str = "two_offices", variants=(GRE, IN_ESP), **changes) -> Scenario:

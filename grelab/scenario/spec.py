@@ -50,8 +50,9 @@ IN_ESP = Variant("gre-in-esp", esp="gcm128")
 
 
 def in_esp(algorithm: str, mode: str = "transport") -> Variant:
-    """GRE inside ESP with that algorithm, the case id naming it (gre-in-esp-cbc128-sha256)."""
-    return Variant(f"gre-in-esp-{algorithm}", esp=algorithm, mode=mode)
+    """GRE inside ESP with that algorithm, the case id naming it (gre-in-esp-cbc128-sha256; in tunnel mode
+    gre-in-esp-tunnel-cbc128-sha256)."""
+    return Variant(f"gre-in-esp-{'tunnel-' if mode == 'tunnel' else ''}{algorithm}", esp=algorithm, mode=mode)
 
 
 @dataclass(frozen=True)
