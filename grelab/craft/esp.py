@@ -158,7 +158,7 @@ def decrypt(sa: SA, packet: Packet | bytes, seq_hi: int = 0, verify: bool = True
                                  + cause) from None
         raise
     scapy_sa = sa.scapy((seq_hi << 32 if sa.esn else 0) | esp.seq)
-    if sa.mode == "transport" and not sa.nat_t and not isinstance(esp.underlayer, (IP, IPv6)):
+    if sa.mode == "transport" and not sa.nat_t and isinstance(packet, IPv6) and packet.nh != 50:
         return _decrypt_after_extensions(sa, scapy_sa, packet, esp, verify, seq_hi)
     if not verify:
         return _decrypt_unverified(sa, scapy_sa, packet)

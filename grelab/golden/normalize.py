@@ -21,6 +21,7 @@ from scapy.packet import Packet
 
 from grelab.craft.dissect import frame as dissect_frame
 from grelab.craft.esp import SA, decrypt, encrypt
+from grelab.errors import GrelabError
 
 
 class Normalizer:
@@ -45,8 +46,7 @@ class Normalizer:
         layer = pkt
         while layer is not None and layer.name != "NoPayload":
             if isinstance(layer, (IP, IPv6)) and self._known_esp(layer):
-                self._reencrypt(layer)
-                return True
+                return self._reencrypt(layer)
             if isinstance(layer, IP):
                 changed |= self._ip(layer)
             elif isinstance(layer, TCP):
@@ -83,14 +83,18 @@ class Normalizer:
             inner = inner.payload
         return isinstance(inner, ESP) and inner.spi in self.keyring
 
-    def _reencrypt(self, outer) -> None:
-        """Decrypt, normalize the inside, encrypt again with an IV made from the sequence number.
+    def _reencrypt(self, outer) -> bool:
+        """Decrypt, normalize the inside, encrypt again with an IV made from the sequence number; False (the frame
+        left as it is) for ESP that does not verify: grelab broke it on purpose, the kernel never sends such.
 
         The new ESP (with its NAT-T UDP header, if any) goes under the kernel's own outer header, which
         keeps its TTL, TOS and flags; only lengths, checksums and the IPv4 id are redone."""
         esp = outer.getlayer(ESP)
         sa = self.keyring[esp.spi]
-        plain = decrypt(sa, outer.__class__(bytes(outer)))
+        try:
+            plain = decrypt(sa, outer.__class__(bytes(outer)))
+        except GrelabError:
+            return False
         self._walk(plain)
         _forget_checksums(plain)
         again = encrypt(sa, plain.__class__(bytes(plain)), seq=esp.seq)  # tunnel mode: under a new outer header
@@ -100,6 +104,7 @@ class Normalizer:
             outer.len, outer.chksum, outer.id = None, None, 0
         else:
             outer.plen = None
+        return True
 
 
 def _forget_checksums(pkt: Packet) -> None:

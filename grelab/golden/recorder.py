@@ -46,13 +46,15 @@ class GoldenRecorder:
         """ESP SAs of this case: their packets are compared after decryption and land in pcaps/esp_sa."""
         self._sas.extend(sas)
 
-    def explain(self, comment: str, link: str | None = None, match=None, ignore=()) -> None:
+    def explain(self, comment: str, link: str | None = None, match=None, ignore=(), first: bool = False) -> None:
         """Frames on `link` (any link if None) that match get this comment in the golden; the first rule that
         fits a frame wins. match: None (every frame), a packet (a template; `ignore` names don't-care fields),
-        or a function of the frame's bytes."""
+        or a function of the frame's bytes. first: before every rule given so far (a case's own frames, named
+        over the scenario's general comments). A frame that does not peel (ESP broken on purpose) takes only a
+        rule whose match names it."""
         if match is not None and not callable(match):
             match = Template(match, ignore).matches
-        self._rules.append((link, match, comment))
+        self._rules.insert(0 if first else len(self._rules), (link, match, comment))
 
     def frames(self, link: str) -> list[tuple[float, bytes]]:
         """Every frame captured on `link` so far, the capture settled first (complete up to now)."""
@@ -85,6 +87,9 @@ class GoldenRecorder:
 
     def _comment(self, link: str, data: bytes, peeled: Peeled | GrelabError) -> str:
         if isinstance(peeled, GrelabError):
+            for rule_link, match, text in self._rules:
+                if match is not None and rule_link in (None, link) and match(data):
+                    return f"{text}: {Ether(data).summary()} ({peeled})"
             raise peeled
         what = str(peeled) if peeled.gre is not None or peeled.esp_spi is not None else Ether(data).summary()
         for rule_link, match, text in self._rules:
