@@ -97,7 +97,7 @@ class Host(ShellDut):
         return CommandResult(script, p.returncode, p.stdout.rstrip("\n"))
 
     def reset(self) -> None:
-        self.check(self._sysctl_restore_script()
+        self.check(self._sysctl_restore_script() + self._helpers_stop_script()
                    + f". {shlex.quote(str(RESET_SCRIPT))}; grelab_reset {' '.join(self.interfaces)}")
 
     def stop(self) -> None:

@@ -11,6 +11,7 @@ Checksums over changed bytes (IPv4, TCP, UDP, GRE) are recomputed. Everything el
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 
 from scapy.layers.inet import IP, TCP, UDP
@@ -91,6 +92,8 @@ class Normalizer:
         keeps its TTL, TOS and flags; only lengths, checksums and the IPv4 id are redone."""
         esp = outer.getlayer(ESP)
         sa = self.keyring[esp.spi]
+        if sa.mode == "transport" and (sa.src, sa.dst) != (outer.src, outer.dst):
+            sa = dataclasses.replace(sa, src=outer.src, dst=outer.dst)  # the same SA on the other side of a NAT
         try:
             plain = decrypt(sa, outer.__class__(bytes(outer)))
         except GrelabError:
