@@ -8,6 +8,8 @@ header follows the outer IPv6 header) and in tunnel mode (a new IPv6 header arou
 The plot: h1's echo and a TCP exchange reach h2 and come back, and the transit holds only IPv6 GRE of protocol
 type 0x86DD -- or only ESP that decrypts to it -- carrying exactly the IPv6 packets the hosts sent.
 """
+from socket import AF_INET6, inet_pton
+
 from grelab.scenario import GRE, in_esp, offices
 
 net = offices.two_offices_v6("ipsec_over_ipv6", variants=[GRE, in_esp("gcm256"),
@@ -17,7 +19,9 @@ net = offices.two_offices_v6("ipsec_over_ipv6", variants=[GRE, in_esp("gcm256"),
 def test_echo(net):
     reply = net.ping("h1", "h2")
     assert (reply.source, reply.payload) == (offices.H2, b"grelab echo")
-    assert len(net.transit.frames()) == 2  # the request and the reply, nothing else
+    frames = net.transit.frames()
+    assert [(f[12:14], f[22:38]) for f in frames] == [  # the request and the reply, nothing else, over IPv6
+        (b"\x86\xdd", inet_pton(AF_INET6, offices.R1_WAN6)), (b"\x86\xdd", inet_pton(AF_INET6, offices.R2_WAN6))]
     net.transit.carries_exactly(net.sent_by("h1", "h2"))
 
 
