@@ -11,7 +11,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-PARTS = ["grelab.craft.bench", "grelab.lab.bench", "grelab.dut.bench"]
+PARTS = ["grelab.craft.bench", "grelab.lab.bench", "grelab.dut.bench", "grelab.scenario.bench_refusals"]
 
 
 @dataclass
@@ -35,7 +35,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.add_argument("--quick", action="store_true", help="smaller samples (for tests)")
     parser.add_argument("--only", action="append", default=[], metavar="PART",
-                        help="run only parts whose module name contains PART (craft, lab, dut)")
+                        help="run only parts whose module name contains PART (craft, lab, dut, scenario)")
 
 
 def collect(quick: bool, only: list[str]) -> list[Measure]:

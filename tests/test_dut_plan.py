@@ -135,3 +135,29 @@ def test_syn_mss_reads_syns_on_the_link_and_inside_gre():
     gre = frame / IP(src="192.0.2.1", dst="192.0.2.2") / GRE() / syn
     ack = frame / IPv6(src="2001:db8:1::1", dst="2001:db8:2::1") / TCP(flags="A")
     assert syn_mss([bytes(frame / syn), bytes(ack), bytes(gre)]) == [1440, 1440]
+
+
+def test_udp_encap_ports_render_a_socket_holder_per_port_and_add_up():
+    from grelab.dut.iproute2 import stop_pids_script, udp_encap_script
+    plan = Plan(udp_encap_ports=(4500,)) + Plan(udp_encap_ports=(4500, 4501))
+    assert plan.udp_encap_ports == (4500, 4501)
+    assert render(plan).udp_encap_ports == (4500, 4501)
+    script = udp_encap_script((4500,), perl="PERL")
+    assert "PERL -e 'socket(S,2,2,17)" in script and "setsockopt(S,17,100,pack(\"i\",2))" in script
+    assert "' 4500 > /tmp/grelab-encap-4500.$$ 2>&1 &" in script and 'echo "@@encap 4500 $!"' in script
+    assert '@@encap-failed 4500' in script and "read -r grelab_encap <" in script  # waits, does not poll
+    assert stop_pids_script(["12"]).startswith("kill 12 2>/dev/null; wait 12")
+    with pytest.raises(InputError, match="udp_encap_ports"):
+        Plan(udp_encap_ports=(0,))
+
+
+def test_the_udp_encap_holder_binds_in_a_namespace_of_this_host():
+    """The perl one-liner itself, run here: bound, UDP_ENCAP set (the host kernel has no ESP, but the option exists)."""
+    import shutil
+    import subprocess
+    from grelab.dut.iproute2 import udp_encap_script
+    if shutil.which("perl") is None or shutil.which("unshare") is None:
+        pytest.skip("needs perl and unshare")
+    script = udp_encap_script((4500,)) + 'echo "got $grelab_encap"; cat /proc/net/udp; kill %1'
+    done = subprocess.run(["unshare", "-n", "sh", "-c", script], capture_output=True, text=True, timeout=10)
+    assert "got bound" in done.stdout and ":1194 " in done.stdout, done.stdout + done.stderr

@@ -70,3 +70,12 @@ def test_an_empty_or_truncated_expected_passenger_is_refused_by_name():
         expect_tunnel_carries(transit(a1), [b""])
     with pytest.raises(MalformedPacket, match="malformed IPv6 at offset"):
         expect_tunnel_carries(transit(a1), [a1[:30]])
+
+
+def test_ipv6_transport_ip6gre_and_its_lengths():
+    frames = [bytes(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+                    / gre(IPv6(p[:7] + b"\x3f" + p[8:]), transport="ipv6")) for p in (a1, b1)]
+    expect_tunnel_carries(frames, [a1, b1])
+    short = frames[0][:-4]  # the outer payload length now says more than the frame holds
+    with pytest.raises(AssertionError, match="outer IPv6 payload length"):
+        expect_tunnel_carries([short, frames[1]], [a1, b1])

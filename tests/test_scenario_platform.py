@@ -148,3 +148,15 @@ def test_none_of_the_links_fails_naming_each(net):
 def test_expect_on_any_of_several_links(tmp_path):
     done = run_pytest(tmp_path, ON_ANY)
     assert done.returncode == 0 and "2 passed" in done.stdout, done.stdout[-3000:] + done.stderr[-2000:]
+
+
+def test_derived_sas_have_whole_keys_for_every_algorithm():
+    from grelab.craft.algorithms import ALGORITHMS
+    from grelab.scenario.spec import derived_sa, in_esp
+    for name, algo in ALGORITHMS.items():
+        sa = derived_sa("platform_keys", in_esp(name), "192.0.2.1", "192.0.2.2")
+        assert (len(sa.key), len(sa.auth_key)) == (algo.key_len, algo.auth_key_len)
+    sha256 = derived_sa("platform_keys", in_esp("null-sha256"), "192.0.2.1", "192.0.2.2")
+    sha512 = derived_sa("platform_keys", in_esp("null-sha512"), "192.0.2.1", "192.0.2.2")
+    assert sha256.auth_key == derived_sa("platform_keys", in_esp("null-sha256"), "192.0.2.1", "192.0.2.2").auth_key
+    assert len(sha512.auth_key) == 64 and sha512.auth_key != sha256.auth_key

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.ipsec import ESP, CryptAlgo, IPSecIntegrityError, SecurityAssociation
-from scapy.packet import Packet
+from scapy.packet import Packet, Raw
 
 from grelab.craft.dissect import dissect, dissect_ip
 from grelab.craft.algorithms import ALGORITHMS, Algorithm
@@ -161,6 +161,8 @@ def decrypt(sa: SA, packet: Packet | bytes, seq_hi: int = 0, verify: bool = True
                                  + cause) from None
         raise
     scapy_sa = sa.scapy((seq_hi << 32 if sa.esn else 0) | esp.seq)
+    if sa.mode == "transport" and not sa.nat_t and isinstance(packet, IPv6) and packet.nh != 50:
+        return _decrypt_after_extensions(sa, scapy_sa, packet, esp, verify, seq_hi)
     if not verify:
         return _decrypt_unverified(sa, scapy_sa, packet)
     try:
@@ -170,6 +172,27 @@ def decrypt(sa: SA, packet: Packet | bytes, seq_hi: int = 0, verify: bool = True
                              + likely_cause(sa, packet, seq_hi)) from None
     except (ValueError, struct.error, IndexError, TypeError) as exc:  # what authenticated bytes still hide
         raise MalformedPacket("ESP", offset + 8, "data", f"does not decrypt ({exc})") from None
+
+
+def _decrypt_after_extensions(sa: SA, scapy_sa: SecurityAssociation, packet: Packet, esp: ESP, verify: bool,
+                              seq_hi: int) -> Packet:
+    """Transport-mode ESP after IPv6 extension headers (ip6gre's encapsulation limit is a destination option the
+    kernel keeps before ESP): scapy would dissect the payload with the class of the first extension header. The
+    ESP alone is decrypted (nothing before it is covered), and put back after the headers that preceded it."""
+    bare = IPv6(bytes(IPv6(src=packet.src, dst=packet.dst, nh=50) / Raw(bytes(esp))))
+    try:
+        clear = scapy_sa.decrypt(bare) if verify else _decrypt_unverified(sa, scapy_sa, bare)
+    except IPSecIntegrityError:
+        raise IntegrityError(f"ESP SPI 0x{sa.spi:08x} seq {esp.seq}: integrity check failed ({sa.algorithm}): "
+                             + likely_cause(sa, bare, seq_hi)) from None
+    head = packet.copy()
+    under = head[ESP].underlayer
+    under.nh = clear.nh
+    under.remove_payload()
+    head.plen = None
+    raw, inner = bytearray(bytes(head)), bytes(clear.payload)
+    raw[4:6] = struct.pack("!H", len(raw) - 40 + len(inner))
+    return IPv6(bytes(raw) + inner)
 
 
 def _check_esp_length(sa: SA, esp: ESP, offset: int) -> None:

@@ -7,6 +7,7 @@ encryption key, authentication algorithm, authentication key; the algorithm name
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -39,11 +40,48 @@ def esp_sa_row(sa: SA) -> str:
     return ",".join(f'"{f}"' for f in fields)
 
 
+def wireshark_checks_icv(sa: SA) -> bool:
+    """Whether Wireshark 4.0 decrypts this SA's ESP and checks its ICV (not CMAC, not with ESN)."""
+    names = wireshark_algorithms(sa)
+    return names is not None and not names[1].startswith("ANY ")
+
+
+GRELAB_ROW = re.compile(r"# grelab \((?P<why>[^)]*)\): (?P<row>.*)")
+
+
+def grelab_row(sa: SA) -> str:
+    """A comment line of the table (Wireshark skips it) keeping what Wireshark 4.0 cannot use, in grelab's words:
+    the SA as a row with grelab's algorithm name, so a test can decrypt and check those packets itself (read_grelab_rows)."""
+    why = (f"Wireshark 4.0 cannot decrypt {sa.algorithm}" if wireshark_algorithms(sa) is None
+           else f"Wireshark 4.0 cannot check the ICV of {sa.algorithm}{' with ESN' if sa.esn else ''}")
+    fields = [f"IPv{sa.version}", sa.src, sa.dst, f"0x{sa.spi:08x}", sa.algorithm, _hex(sa.key), _hex(sa.auth_key),
+              "esn" if sa.esn else "", sa.mode, f"{sa.nat_t[0]}:{sa.nat_t[1]}" if sa.nat_t else ""]
+    return f"# grelab ({why}): " + ",".join(f'"{f}"' for f in fields)
+
+
+def esp_sa_lines(sa: SA) -> list[str]:
+    """The table's lines for an SA: Wireshark's row where it can decrypt it, and grelab's comment row where it
+    cannot decrypt it or check its ICV."""
+    return ([esp_sa_row(sa)] if wireshark_algorithms(sa) else []) + ([] if wireshark_checks_icv(sa) else [grelab_row(sa)])
+
+
+def read_grelab_rows(text: str) -> list[SA]:
+    """The SAs of the table's grelab comment rows (grelab_row): those Wireshark cannot decrypt or check."""
+    sas = []
+    for line in text.splitlines():
+        m = GRELAB_ROW.fullmatch(line.strip())
+        if m:
+            version, src, dst, spi, algorithm, key, auth, esn, mode, nat_t = next(csv.reader([m["row"]]))
+            ports = tuple(int(p) for p in nat_t.split(":")) if nat_t else None
+            sas.append(SA(int(spi, 16), algorithm, bytes.fromhex(key[2:]), bytes.fromhex(auth[2:]), src=src, dst=dst,
+                          mode=mode, nat_t=ports, esn=esn == "esn"))
+    return sas
+
+
 def esp_sa_text(sas: Iterable[SA]) -> str:
-    """The whole esp_sa file: one row per SA, a comment for an SA Wireshark cannot decrypt."""
+    """The whole esp_sa file: Wireshark's rows, and grelab's comment rows for what Wireshark cannot use."""
     return "# Wireshark ESP SAs written by grelab: copy to ~/.config/wireshark/esp_sa\n" + "".join(
-        (esp_sa_row(sa) if wireshark_algorithms(sa) else
-         f"# SPI 0x{sa.spi:08x} ({sa.algorithm}): Wireshark 4.0 cannot decrypt this algorithm") + "\n" for sa in sas)
+        line + "\n" for sa in sas for line in esp_sa_lines(sa))
 
 
 def tshark_options(sas: Iterable[SA]) -> list[str]:

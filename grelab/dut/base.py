@@ -24,7 +24,7 @@ import shlex
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
-from grelab.dut.iproute2 import Line, Rendered, render
+from grelab.dut.iproute2 import Line, Rendered, render, stop_pids_script, udp_encap_script
 from grelab.dut.plan import Plan, sysctl_path
 from grelab.errors import GrelabError
 
@@ -268,8 +268,8 @@ class ShellDut(Dut):
         unknown, learn, early = self._sysctl_script(rendered)
         script = learn + "echo @@learnt\n" + early + _batch_here(rendered.batch, "") + "echo @@batch6\n"
         script += _batch_here(rendered.batch6, "-6 ") + "echo @@late\n"
-        script += "".join(_write(p, v) for p, v in rendered.late_sysctls) + self._filter_script(rendered)
-        script += self._daemons_script(plan.daemons)
+        script += "".join(_write(p, v) for p, v in rendered.late_sysctls) + self._helpers_script(rendered)
+        script += self._filter_script(rendered) + self._daemons_script(plan.daemons)
         result = self.cmd(script)
         self._daemons_started(result.output)
         self._check_applied(rendered, unknown, result.output, result.ok)
@@ -284,6 +284,18 @@ class ShellDut(Dut):
     def _daemons_started(self, output: str) -> None:
         """An apply's output, for the pids of the daemons it started (grelab.dut.daemon.started)."""
 
+    perl = "perl"
+    """How the DUT's shell runs perl (the UDP-encapsulation socket holder, Plan.udp_encap_ports)."""
+
+    def _helpers_script(self, rendered: Rendered) -> str:
+        """Shell lines starting the plan's helper processes (UDP-encapsulation sockets); last in an apply."""
+        return udp_encap_script(rendered.udp_encap_ports, self.perl)
+
+    def _helpers_stop_script(self) -> str:
+        """Shell lines ending the helpers plans started (for reset), forgetting them."""
+        pids, self.__dict__["_helper_pids"] = self.__dict__.get("_helper_pids", []), []
+        return stop_pids_script(pids)
+
     def _filter_script(self, rendered: Rendered) -> str:
         """Shell lines loading the plan's filters: nft (override for a DUT with iptables only)."""
         text = rendered.nft()
@@ -296,7 +308,10 @@ class ShellDut(Dut):
         batch6, _, late = rest.partition("@@late")
         problems = apply_failures(self.name, rendered, ip_batch_failures(batch))
         problems += apply_failures(self.name, rendered, ip_batch_failures(batch6), batch6=True)
-        problems += [line[2:] for line in output.splitlines() if line.startswith(("@@sysctl-failed", "@@died"))]
+        problems += [line[2:] for line in output.splitlines()
+                     if line.startswith(("@@sysctl-failed", "@@died", "@@encap-failed"))]
+        self.__dict__.setdefault("_helper_pids", []).extend(
+            line.split()[2] for line in output.splitlines() if line.startswith("@@encap ") and len(line.split()) == 3)
         if not ok or problems:
             said = late.strip() or batch.strip()
             raise DutApplyError(f"DUT {self.name} refused part of the plan:\n  " +

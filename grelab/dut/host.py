@@ -125,7 +125,7 @@ class Host(ShellDut):
 
     def reset(self) -> None:
         self._stop_daemons()
-        self.check(self._sysctl_restore_script()
+        self.check(self._sysctl_restore_script() + self._helpers_stop_script()
                    + f". {shlex.quote(str(RESET_SCRIPT))}; grelab_reset {' '.join(self.interfaces)}")
 
     def stop(self) -> None:

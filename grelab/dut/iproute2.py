@@ -28,6 +28,7 @@ class Rendered:
     batch6: tuple[Line, ...]  # for `ip -6 -batch`: a batch line cannot say -6 (IPv6 rules without addresses)
     late_sysctls: tuple[tuple[str, str], ...]  # of devices the batch creates
     filters: tuple[Filter, ...]
+    udp_encap_ports: tuple[int, ...] = ()
 
     def iptables(self, family: int) -> str:
         return iptables_restore(self.filters, family)
@@ -53,7 +54,7 @@ def render(plan: Plan) -> Rendered:
     batch += [Line(rule_line(r), r) for r in plan.rules if r.family == 4]
     batch += [Line(state_line(s), s) for s in plan.states]
     batch += [Line(policy_line(p), p) for p in plan.policies]
-    return Rendered(tuple(early), tuple(batch), tuple(batch6), tuple(late), plan.filters)
+    return Rendered(tuple(early), tuple(batch), tuple(batch6), tuple(late), plan.filters, plan.udp_encap_ports)
 
 
 def _nodad(address: str) -> str:
@@ -244,3 +245,29 @@ def commands(rendered: Rendered) -> list[str]:
     out += ["/sbin/ip -6 " + shlex.join(shlex.split(line.text)) for line in rendered.batch6]
     out += [f"echo {shlex.quote(value)} > {path}" for path, value in rendered.late_sysctls]
     return out
+
+
+# UDP_ENCAP_ESPINUDP on a bound UDP socket, held by a process: perl (Debian's perl-base is Essential, and its
+# builtins reach setsockopt without a module). SOL_UDP 17, UDP_ENCAP 100, UDP_ENCAP_ESPINUDP 2 (linux/udp.h).
+UDP_ENCAP_PERL = ('socket(S,2,2,17) or die "socket: $!\\n"; setsockopt(S,17,100,pack("i",2)) or die "UDP_ENCAP: $!\\n"; '
+                  'bind(S,pack("S n N x8",2,$ARGV[0],0)) or die "bind: $!\\n"; $|=1; print "bound\\n"; sleep')
+
+
+def udp_encap_script(ports, perl: str = "perl", fifo_dir: str = "/tmp") -> str:
+    """Shell lines starting one UDP-encapsulation socket holder per port, each in the background, and waiting
+    (a blocking read on a fifo: no polling) until it is bound. Prints "@@encap PORT PID" per holder, or
+    "@@encap-failed PORT: what it said" and sets grelab_failed."""
+    out = []
+    for port in ports:
+        fifo = f"{fifo_dir}/grelab-encap-{port}.$$"
+        out.append(f"rm -f {fifo}; mkfifo {fifo}\n{perl} -e {shlex.quote(UDP_ENCAP_PERL)} {port} > {fifo} 2>&1 &\n"
+                   f"echo \"@@encap {port} $!\"; read -r grelab_encap < {fifo}; rm -f {fifo}\n"
+                   f"[ \"$grelab_encap\" = bound ] || {{ echo \"@@encap-failed {port}: $grelab_encap\"; grelab_failed=1; }}\n")
+    return "".join(out)
+
+
+def stop_pids_script(pids) -> str:
+    """Shell lines ending these processes and waiting until they are gone (a child of this shell is reaped by
+    `wait`; another is watched with kill -0), so the next plan can bind their ports again."""
+    return "".join(f"kill {p} 2>/dev/null; wait {p} 2>/dev/null; while kill -0 {p} 2>/dev/null; do sleep 0.01; done\n"
+                   for p in pids)

@@ -400,8 +400,13 @@ class Plan:
     policies: tuple[XfrmPolicy, ...] = ()
     filters: tuple[Filter, ...] = ()
     daemons: tuple[Daemon, ...] = ()  # started after everything else (grelab.dut.daemon)
+    # UDP ports where the DUT holds a socket with UDP_ENCAP_ESPINUDP, as an IKE daemon does: the kernel takes ESP
+    # out of UDP (NAT traversal, RFC 3948) only on such a socket. For a DUT where no daemon runs.
+    udp_encap_ports: tuple[int, ...] = ()
 
     def __post_init__(self):
+        ports = tuple(check_range("udp_encap_ports", p, 1, 65535) for p in self.udp_encap_ports)
+        object.__setattr__(self, "udp_encap_ports", tuple(dict.fromkeys(ports)))
         types = {"interfaces": Interface, "tunnels": Tunnel, "routes": Route, "rules": Rule,
                  "states": XfrmState, "policies": XfrmPolicy, "filters": Filter, "daemons": Daemon}
         for name, kind in types.items():
@@ -424,6 +429,7 @@ class Plan:
         if not isinstance(other, Plan):
             return NotImplemented
         merged = {f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self) if f.name != "sysctls"}
+        merged["udp_encap_ports"] = tuple(dict.fromkeys(merged["udp_encap_ports"]))
         return Plan(**merged, sysctls=tuple({**dict(self.sysctls), **dict(other.sysctls)}.items()))
 
     @property

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from grelab.capture.capture import Capture, CaptureResult
 from grelab.craft.esp import decrypt_frame
+from grelab.errors import GrelabError
 from grelab.expect.match import Template, is_chatter, is_noise
 from grelab.expect.report import failure_report, silence_report
 
@@ -44,7 +45,10 @@ class _Progress:
         data = frame[1]
         if self.noise and is_noise(data):  # link chatter is never ESP: not worth decrypting
             return
-        raw = decrypt_frame(data, self.sas) if self.sas else data
+        try:
+            raw = decrypt_frame(data, self.sas) if self.sas else data
+        except GrelabError:  # ESP that does not verify (a refusal's broken packet): compared as it is
+            raw = data
         if self.noise and raw is not data and is_noise(raw):  # chatter that came inside ESP
             return
         frame = (frame[0], raw)

@@ -4,7 +4,7 @@
     expect_tunnel_carries(transit_frames, lan_ipv6_packets, sas=[a, b])  # only ESP, decrypting to that GRE
 
 Each transit frame must hold what the wire must hold: a whole outer IPv4 header with a right checksum and a
-total length the frame has, a right GRE checksum when one is present, an ESP ICV that verifies, and a
+total length the frame has (IPv6: a payload length the frame has), a right GRE checksum when one is present, an ESP ICV that verifies, and a
 passenger whose own length is what the outer lengths leave for it. A DUT that corrupts what it sends fails.
 Passengers are compared byte for byte except the hop limit (TTL), which each router on the way decrements.
 """
@@ -23,12 +23,12 @@ from grelab.craft.peel import peel
 from grelab.errors import GrelabError, InputError, MalformedPacket
 from grelab.expect.match import Template
 
-ETHERTYPE_IPV4 = 0x0800
+ETHERTYPE_IPV4, ETHERTYPE_IPV6 = 0x0800, 0x86DD
 _FRAME = Ether(src="02:00:00:00:00:00", dst="02:00:00:00:00:00")  # only to compare passengers as frames
 
 
 def expect_tunnel_carries(transit: list[bytes], passengers: list[bytes], sas=(), proto: int = 0x86DD) -> None:
-    """Every transit frame is IPv4 carrying GRE of protocol type `proto` (inside ESP when `sas` are given,
+    """Every transit frame is IPv4 or IPv6 carrying GRE of protocol type `proto` (inside ESP when `sas` are given,
     and then never plain GRE), well formed (see the module's docstring), and the passengers are exactly
     `passengers` (IP packets), in order within each direction (by source address)."""
     for n, packet in enumerate(passengers, 1):
@@ -67,9 +67,12 @@ def _passenger(frame: bytes, sas, proto: int) -> bytes:
         outer = dissect(frame, Ether)
     except MalformedPacket as exc:
         raise _Bad(str(exc)) from None
-    if outer.type != ETHERTYPE_IPV4:
-        raise _Bad(f"ethertype 0x{outer.type:04x}, not IPv4: {outer.summary()}")
-    _check_outer_ipv4(frame[14:])
+    if outer.type == ETHERTYPE_IPV6:
+        _check_outer_ipv6(frame[14:])
+    elif outer.type == ETHERTYPE_IPV4:
+        _check_outer_ipv4(frame[14:])
+    else:
+        raise _Bad(f"ethertype 0x{outer.type:04x}, not IPv4 or IPv6: {outer.summary()}")
     if sas and not outer.haslayer(ESP):
         raise _Bad(f"not ESP-protected: {outer.summary()}")
     try:
@@ -102,6 +105,15 @@ def _check_outer_ipv4(header: bytes) -> None:
     if not length <= total <= len(header):
         raise _Bad(f"outer IPv4 total length {total}: the frame holds {len(header)} bytes after Ethernet, "
                    f"the header {length}")
+
+
+def _check_outer_ipv6(header: bytes) -> None:
+    """The outer IPv6 header as on the wire (ip6gre): whole, version 6, its payload length in the frame."""
+    if len(header) < 40 or header[0] >> 4 != 6:
+        raise _Bad(f"outer IPv6 header malformed: {header[:40].hex()} ({len(header)} bytes after Ethernet)")
+    payload = int.from_bytes(header[4:6], "big")
+    if payload > len(header) - 40:
+        raise _Bad(f"outer IPv6 payload length {payload}: the frame holds {len(header) - 40} bytes after the header")
 
 
 def _by_source(packets: list[bytes]) -> dict[bytes, list[bytes]]:

@@ -11,16 +11,18 @@ Checksums over changed bytes (IPv4, TCP, UDP, GRE) are recomputed. Everything el
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 
 from scapy.layers.inet import IP, TCP, UDP
-from scapy.layers.inet6 import IPv6
+from scapy.layers.inet6 import IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrHopByHop, IPv6ExtHdrRouting
 from scapy.layers.ipsec import ESP
 from scapy.layers.l2 import GRE, Ether
 from scapy.packet import Packet
 
 from grelab.craft.dissect import frame as dissect_frame
 from grelab.craft.esp import SA, decrypt, encrypt
+from grelab.errors import GrelabError
 
 
 class Normalizer:
@@ -51,8 +53,7 @@ class Normalizer:
         layer = pkt
         while layer is not None and layer.name != "NoPayload":
             if isinstance(layer, (IP, IPv6)) and self._known_esp(layer):
-                self._reencrypt(layer)
-                return True
+                return self._reencrypt(layer)
             if isinstance(layer, IP):
                 changed |= self._ip(layer)
             elif isinstance(layer, TCP):
@@ -83,18 +84,26 @@ class Normalizer:
     def _known_esp(self, ip) -> bool:
         """ESP right under this IP header (or under its NAT-T UDP header), of an SA we hold."""
         inner = ip.payload
+        while isinstance(inner, (IPv6ExtHdrHopByHop, IPv6ExtHdrDestOpt, IPv6ExtHdrRouting)):  # ip6gre's destination option
+            inner = inner.payload
         if isinstance(inner, UDP):
             inner = inner.payload
         return isinstance(inner, ESP) and inner.spi in self.keyring
 
-    def _reencrypt(self, outer) -> None:
-        """Decrypt, normalize the inside, encrypt again with an IV made from the sequence number.
+    def _reencrypt(self, outer) -> bool:
+        """Decrypt, normalize the inside, encrypt again with an IV made from the sequence number; False (the frame
+        left as it is) for ESP that does not verify: grelab broke it on purpose, the kernel never sends such.
 
         The new ESP (with its NAT-T UDP header, if any) goes under the kernel's own outer header, which
         keeps its TTL, TOS and flags; only lengths, checksums and the IPv4 id are redone."""
         esp = outer.getlayer(ESP)
         sa = self.keyring[esp.spi]
-        plain = decrypt(sa, outer.__class__(bytes(outer)))
+        if sa.mode == "transport" and (sa.src, sa.dst) != (outer.src, outer.dst):
+            sa = dataclasses.replace(sa, src=outer.src, dst=outer.dst)  # the same SA on the other side of a NAT
+        try:
+            plain = decrypt(sa, outer.__class__(bytes(outer)))
+        except GrelabError:
+            return False
         self._walk(plain)
         _forget_checksums(plain)
         seq = esp.seq
@@ -110,6 +119,7 @@ class Normalizer:
             outer.len, outer.chksum, outer.id = None, None, 0
         else:
             outer.plen = None
+        return True
 
 
 def _forget_checksums(pkt: Packet) -> None:

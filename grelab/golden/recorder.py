@@ -18,7 +18,7 @@ from pathlib import Path
 
 from grelab.capture.capture import Capture
 from grelab.craft.esp import SA
-from grelab.craft.esp_sa import esp_sa_row
+from grelab.craft.esp_sa import esp_sa_lines
 from grelab.craft.peel import Peeled, describe, peel
 from grelab.expect.match import Template, carries_chatter, is_chatter, is_noise, is_routing  # noqa: F401 - is_chatter re-exported
 from grelab.golden.case import CaseRecord, Frame, write_pcapng
@@ -61,8 +61,9 @@ class GoldenRecorder:
     def explain(self, comment: str, link: str | None = None, match=None, ignore=(), first: bool = False) -> None:
         """Frames on `link` (any link if None) that match get this comment in the golden; the first rule that
         fits a frame wins. match: None (every frame), a packet (a template; `ignore` names don't-care fields),
-        or a function of the frame's bytes. first: before the rules given so far (a case's own, more specific
-        than its scenario's)."""
+        or a function of the frame's bytes. first: before every rule given so far (a case's own frames, named
+        over the scenario's general comments). A frame that does not peel (ESP broken on purpose) takes only a
+        rule whose match names it."""
         if match is not None and not callable(match):
             match = Template(match, ignore).matches
         self._rules.insert(0 if first else len(self._rules), (link, match, comment))
@@ -103,6 +104,9 @@ class GoldenRecorder:
 
     def _comment(self, link: str, data: bytes, peeled: Peeled | GrelabError) -> str:
         if isinstance(peeled, GrelabError):
+            for rule_link, match, text in self._rules:
+                if match is not None and rule_link in (None, link) and match(data):
+                    return f"{text}: {Ether(data).summary()} ({peeled})"
             raise peeled
         what = describe(data, peeled=peeled)
         for rule_link, match, text in self._rules:
@@ -126,6 +130,6 @@ class GoldenRecorder:
             status = self.store.update(self.scenario, self.case, frames)
             kept = [self._stand_ins.get(sa.spi, sa) for sa in self._sas]
             if kept:
-                self.store.merge_esp_sa([esp_sa_row(sa) for sa in kept])
+                self.store.merge_esp_sa([line for sa in kept for line in esp_sa_lines(sa)])
             return None, status
         return self.store.compare(self.scenario, self.case, frames, self.update_hint), None

@@ -4,6 +4,7 @@
     net.transit.carries_exactly(net.sent_by("h1", "h2"))       # only the tunnel, carrying just that
     moved = net.dut("r1").counters().delta(before)             # which counter said so
     net.send("grelab", IP(...)/GRE()/...)                     # crafted, framed and (ESP) encrypted for you
+    net.expect_counters("r1", before, {"XfrmInNoStates": 1})  # a refusal: what the kernel counted
     net.transit.expect(reply_template, ignore=["IP.id"])       # decrypted with the variant's SAs first
     link, frames = net.expect_on_any(["lan2", "lan3"], template)   # "verify on any of these ports"
 
@@ -159,21 +160,50 @@ class Net:
         return [data[14:] for _, data in sorted(sent)]
 
     # What grelab itself does, as a node of the lab.
-    def send(self, node: str, packet, ifname: str | None = None, comment: str | None = None) -> None:
-        """Send an IP packet from node (grelab crafting, as a far endpoint): framed from its link end to the
-        peer's MAC, and ESP-protected when the variant has an SA from its source (sequence numbers from 1).
-        comment: what the golden says of exactly this frame (a case's own word, see explain)."""
+    def send(self, node: str, packet, ifname: str | None = None, protect: bool = True,
+             comment: str | None = None) -> bytes:
+        """Send an IP packet (scapy, or its bytes) from node (grelab crafting, as a far endpoint): framed from its
+        link end to the peer's MAC, and ESP-protected when the variant has an SA from its source (sequence
+        numbers from 1) unless protect=False or it is ESP already (sent as it is: plaintext, or ESP the case made).
+        comment: what the golden says of exactly this frame (over the scenario's comments). Returns the frame."""
         from scapy.layers.l2 import Ether
         end, peer = self._ends(node, ifname)
-        sa = next((sa for sa in self.sas if sa.src == packet.src and sa.dst == packet.dst), None)
-        if sa is not None:
-            seq = self._esp_seq[sa.spi] = self._esp_seq.get(sa.spi, 0) + 1
-            packet = encrypt(sa, packet, seq=seq)
-        frame = bytes(Ether(src=end.mac, dst=peer.mac) / packet)
+        if protect and not isinstance(packet, (bytes, bytearray)) and not packet.haslayer("ESP"):
+            packet = self.protect(packet, required=False)
+        packet = bytes(packet)
+        frame = bytes(Ether(src=end.mac, dst=peer.mac, type=0x86DD if packet[0] >> 4 == 6 else 0x0800)) + packet
         if comment is not None:
-            self.golden.explain(comment, match=lambda data: data == frame, first=True)
+            self.golden.explain(comment, match=lambda data, frame=frame: data == frame, first=True)
         with self.lab.sender(end.node, end.ifname) as tx:
             tx.send(frame)
+        return frame
+
+    def protect(self, packet, seq: int | None = None, sa: SA | None = None, required: bool = True):
+        """The packet inside ESP of `sa` (default: the variant's SA for its addresses), with sequence number seq
+        (default: the SA's next one; a given seq becomes the next one's base). Unchanged when no SA fits and
+        not required."""
+        sa = sa or next((sa for sa in self.sas if sa.src == packet.src and sa.dst == packet.dst), None)
+        if sa is None:
+            if required:
+                raise GrelabError(f"no SA of variant {self.variant.id} for {packet.src} -> {packet.dst}")
+            return packet
+        seq = self._esp_seq.get(sa.spi, 0) + 1 if seq is None else seq
+        self._esp_seq[sa.spi] = max(seq, self._esp_seq.get(sa.spi, 0))
+        return encrypt(sa, packet, seq=seq)
+
+    def expect_counters(self, dut: str, before, xfrm: dict[str, int], timeout: float = 2.0):
+        """Wait until the DUT's /proc/net/xfrm_stat moved by exactly `xfrm` since `before` (its counters() then):
+        a refused packet leaves no trace on the wire, so the counters are polled against the deadline. Returns the
+        whole delta (links, xfrm, snmp); fails naming what moved instead."""
+        deadline = time.monotonic() + timeout
+        while True:
+            moved = self.dut(dut).counters().delta(before)
+            if moved["xfrm"] == xfrm:
+                return moved
+            reached = all(moved["xfrm"].get(name, 0) >= n for name, n in xfrm.items())
+            if reached or time.monotonic() > deadline:
+                raise AssertionError(f"DUT {dut}: /proc/net/xfrm_stat moved by {moved['xfrm'] or 'nothing'}, "
+                                     f"expected exactly {xfrm}; SNMP moved by {moved['snmp']}, links by {moved['links']}")
 
     def expect_on_any(self, links: list[str], packets, timeout: float = 1.0, **options) -> tuple[str, list]:
         """Wait until the packets arrive on one of these links (whichever first); (that link, the frames)."""

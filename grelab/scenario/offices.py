@@ -1,4 +1,5 @@
-"""The two offices of the mission, as data: IPv6 LANs joined by a GRE tunnel across an IPv4-only transit.
+"""The two offices of the mission, as data: IPv6 LANs joined by a GRE tunnel across an IPv4-only transit
+(or, two_offices_v6, an IPv6-only one).
 
     h1 --lan1-- r1 ==transit== isp ==transit2== r2 --lan2-- h2
     2001:db8:1::/64   198.51.100.0/24   203.0.113.0/24   2001:db8:2::/64
@@ -73,6 +74,116 @@ def connect(variant: Variant, sas, **tunnel_options) -> dict[str, Plan]:
         plans["r1"] += esp_transport(out, back)
         plans["r2"] += esp_transport(back, out)
     return plans
+
+
+# The same offices across an IPv6-only provider: ip6gre between IPv6 endpoints (two_offices_v6).
+R1_WAN6, ISP6_1, ISP6_2, R2_WAN6 = "2001:db8:a::1", "2001:db8:a::fe", "2001:db8:b::fe", "2001:db8:b::1"
+
+
+def topology_v6(r1, r2) -> Topology:
+    """The offices' topology with the transit's IPv4 addresses replaced by IPv6 ones: isp forwards IPv6 only."""
+    six = {R1_WAN: f"{R1_WAN6}/64", ISP_1: f"{ISP6_1}/64", ISP_2: f"{ISP6_2}/64", R2_WAN: f"{R2_WAN6}/64"}
+    base = topology(r1, r2)
+    for link in base.links:
+        for end in (link.a, link.b):
+            end.addresses = [six.get(a.split("/")[0], a) for a in end.addresses]
+    for node in base.nodes:
+        if node.name in ("r1", "r2"):
+            node.routes = [Route("default6", via=ISP6_1 if node.name == "r1" else ISP6_2)]
+        if node.name == "isp":
+            node.sysctls = {"net.ipv6.conf.all.forwarding": "1"}
+    return base
+
+
+def connect_v6(variant: Variant, sas, **tunnel_options) -> dict[str, Plan]:
+    """connect() between the IPv6 endpoints: ip6gre, and in an ESP variant ESP required for it both ways. The
+    routers label their IPv6 flows 0 (no hash of the passenger's ports in the outer flow label: goldens repeat)."""
+    quiet = Plan(sysctls={"net.ipv6.auto_flowlabels": "0"})
+    plans = {"r1": quiet + gre_tunnel("gre1", R1_WAN6, R2_WAN6, routes=(LAN2,), **tunnel_options),
+             "r2": quiet + gre_tunnel("gre1", R2_WAN6, R1_WAN6, routes=(LAN1,), **tunnel_options)}
+    if variant.esp:
+        out, back = sas(R1_WAN6, R2_WAN6)
+        plans["r1"] += esp_transport(out, back)
+        plans["r2"] += esp_transport(back, out)
+    return plans
+
+
+def two_offices_v6(name: str = "two_offices_v6", variants=(GRE,), **changes) -> Scenario:
+    """The two offices joined by ip6gre across an IPv6 transit (the DUTs need ipv6_transport)."""
+    fields = dict(topology=topology_v6, tunnels=connect_v6, carrier="IPv6/GRE (0x86DD)",
+                  capabilities=frozenset({"gre", "ipv6_transport"}))
+    return two_offices(name, variants, **{**fields, **changes})
+
+
+# r1 behind a NAT (two_offices_nat): its provider masquerades 192.0.2.0/24 behind 203.0.113.254.
+R1_PRIVATE, NAT_INSIDE, NAT_PUBLIC = "192.0.2.1", "192.0.2.254", "203.0.113.254"
+NAT_LINKS = {"inside": ("isp", "eth0"), "outside": ("isp", "eth1"), "lan1": ("h1", "eth0"), "lan2": ("h2", "eth0")}
+NFT_MASQUERADE = """
+table ip grelab_nat {
+    chain postrouting {
+        type nat hook postrouting priority 100; policy accept;
+        oifname "eth1" masquerade
+    }
+}
+"""
+NAT_COMMENTS = (
+    Comment("sent by h1 to h2's office; r1 must carry it through the tunnel", "lan1", sent_by="h1"),
+    Comment("delivered to h1 by r1, out of the tunnel, hop limit two less", "lan1"),
+    Comment("behind the NAT (r1's own address) only {carrier}, carrying exactly one packet a host sent "
+            "[seen on two links]", "inside"),
+    Comment("past the NAT (its public address, the same UDP ports) only {carrier}, carrying exactly one packet a host "
+            "sent [seen on two links]", "outside"),
+    Comment("sent by h2 to h1's office; r2 must carry it through the tunnel", "lan2", sent_by="h2"),
+    Comment("delivered to h2 by r2, out of the tunnel, hop limit two less", "lan2"),
+)
+
+
+def topology_nat(r1, r2) -> Topology:
+    """The offices' topology with r1 on 192.0.2.0/24 behind isp, which masquerades it (nftables) towards r2."""
+    base = topology(r1, r2)
+    private = {R1_WAN: f"{R1_PRIVATE}/24", ISP_1: f"{NAT_INSIDE}/24"}
+    for link in base.links:
+        for end in (link.a, link.b):
+            end.addresses = [private.get(a.split("/")[0], a) for a in end.addresses]
+    for node in base.nodes:
+        if node.name == "r1":
+            node.routes = [Route("default", via=NAT_INSIDE)]
+        if node.name == "isp":
+            node.nft = NFT_MASQUERADE
+    return base
+
+
+def nat_t(algorithm: str, scenario: str = "two_offices_nat") -> Variant:
+    """GRE in ESP in UDP 4500 (RFC 3948) through the NAT: each direction's SA as r1 sees it (r1's own address)
+    and as r2 sees it (the NAT's), the same SPI and keys (derived from the scenario and the algorithm)."""
+    from dataclasses import replace
+
+    from grelab.scenario.spec import derived_sa
+    variant = Variant(f"gre-in-esp-in-udp-{algorithm}", esp=algorithm)
+    out = replace(derived_sa(scenario, variant, R1_PRIVATE, R2_WAN), nat_t=(4500, 4500))
+    back = replace(derived_sa(scenario, variant, R2_WAN, R1_PRIVATE), nat_t=(4500, 4500))
+    return replace(variant, sas=(out, back, replace(out, src=NAT_PUBLIC), replace(back, dst=NAT_PUBLIC)))
+
+
+def connect_nat(variant: Variant, sas, **tunnel_options) -> dict[str, Plan]:
+    """r1: GRE from its own address to r2; r2: GRE to the NAT's public address (where r1's GRE comes from, for
+    r2). With ESP: NAT-T SAs and policies as each sees the addresses, and a UDP-encapsulation socket on 4500."""
+    plans = {"r1": gre_tunnel("gre1", R1_PRIVATE, R2_WAN, routes=(LAN2,), **tunnel_options),
+             "r2": gre_tunnel("gre1", R2_WAN, NAT_PUBLIC, routes=(LAN1,), **tunnel_options)}
+    if variant.esp:
+        out, back = sas(R1_PRIVATE, R2_WAN)
+        out_seen, back_seen = sas(NAT_PUBLIC, R2_WAN)
+        encap = Plan(udp_encap_ports=(4500,))
+        plans["r1"] += esp_transport(out, back) + encap
+        plans["r2"] += esp_transport(back_seen, out_seen) + encap
+    return plans
+
+
+def two_offices_nat(name: str = "two_offices_nat", variants=(GRE,), **changes) -> Scenario:
+    """The two offices with r1 behind a NAT on the transit node (links: inside and outside of the NAT)."""
+    fields = dict(topology=topology_nat, tunnels=connect_nat, links=NAT_LINKS, transit="inside",
+                  comments=NAT_COMMENTS)
+    return two_offices(name, variants, **{**fields, **changes})
 
 
 def two_offices(name: str = "two_offices", variants=(GRE, IN_ESP), **changes) -> Scenario:

@@ -50,8 +50,9 @@ IN_ESP = Variant("gre-in-esp", esp="gcm128")
 
 
 def in_esp(algorithm: str, mode: str = "transport") -> Variant:
-    """GRE inside ESP with that algorithm, the case id naming it (gre-in-esp-cbc128-sha256)."""
-    return Variant(f"gre-in-esp-{algorithm}", esp=algorithm, mode=mode)
+    """GRE inside ESP with that algorithm, the case id naming it (gre-in-esp-cbc128-sha256; in tunnel mode
+    gre-in-esp-tunnel-cbc128-sha256)."""
+    return Variant(f"gre-in-esp-{'tunnel-' if mode == 'tunnel' else ''}{algorithm}", esp=algorithm, mode=mode)
 
 
 @dataclass(frozen=True)
@@ -164,6 +165,9 @@ def derived_sa(scenario: str, variant: Variant, src: str, dst: str) -> SA:
         if _spis.setdefault(spi, who) != who:
             raise InputError("derived SPI", f"0x{spi:08x} for {who}", f"one not taken by {_spis[spi]}: rename the variant")
     algo = ALGORITHMS[variant.esp]
-    keys = hashlib.sha256(digest).digest() + hashlib.sha256(digest + b"auth").digest()
+    # 32 bytes for the cipher, then as many as the integrity key takes (HMAC-SHA-384/512: 48/64), the first 32 of
+    # them what they always were.
+    keys = hashlib.sha256(digest).digest() + hashlib.sha256(digest + b"auth").digest() \
+        + hashlib.sha256(digest + b"auth+").digest()
     return SA(spi, variant.esp, keys[:algo.key_len], keys[32:32 + algo.auth_key_len], src=src, dst=dst,
               mode=variant.mode)
