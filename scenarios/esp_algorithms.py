@@ -18,6 +18,7 @@ net = offices.two_offices("esp_algorithms", variants=[in_esp(name) for name in A
 
 
 def test_echo(net):
+    """h1's echo reaches h2 through GRE in ESP with this row's algorithm; the transit holds exactly the two ESP packets, decrypting to that GRE."""
     reply = net.ping("h1", "h2")
     assert (reply.source, reply.payload) == (offices.H2, b"grelab echo")
     assert len(net.transit.frames()) == 2  # the request and the reply, nothing else

@@ -32,6 +32,7 @@ net = grelab_endpoint("esp_refusals", variants=[in_esp("cbc128-sha256")]).fixtur
 
 @pytest.mark.parametrize("refusal", REFUSALS)
 def test_refused_and_counted(net, refusal):
+    """r1's xfrm stack refuses what grelab sends, counts it in /proc/net/xfrm_stat, and answers a valid echo right after."""
     make, counted, tag = REFUSALS[refusal]
     packets = make(net)  # what it takes first (a valid echo, a short-lived SA) is not what is counted
     before = net.dut("r1").counters()

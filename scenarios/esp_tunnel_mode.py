@@ -21,6 +21,7 @@ net = offices.two_offices("esp_tunnel_mode", variants=[in_esp("gcm128", "tunnel"
 
 
 def test_echo(net):
+    """h1's echo crosses inside GRE inside tunnel-mode ESP: a new outer IPv4 header around the whole GRE packet."""
     reply = net.ping("h1", "h2")
     assert (reply.source, reply.payload) == (offices.H2, b"grelab echo")
     frames = net.transit.frames()
@@ -35,6 +36,7 @@ def test_echo(net):
 
 
 def test_tcp(net):
+    """A TCP exchange crosses inside GRE inside tunnel-mode ESP, segment for segment."""
     exchange = net.tcp("h1", "h2")
     assert exchange.echoed == exchange.sent
     net.transit.carries_exactly(net.sent_by("h1", "h2"))

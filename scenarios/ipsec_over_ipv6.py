@@ -17,6 +17,7 @@ net = offices.two_offices_v6("ipsec_over_ipv6", variants=[GRE, in_esp("gcm256"),
 
 
 def test_echo(net):
+    """h1's echo crosses an IPv6-only transit inside ip6gre (in the clear, or inside ESP between IPv6 endpoints)."""
     reply = net.ping("h1", "h2")
     assert (reply.source, reply.payload) == (offices.H2, b"grelab echo")
     frames = net.transit.frames()
@@ -26,6 +27,7 @@ def test_echo(net):
 
 
 def test_tcp(net):
+    """A TCP exchange crosses an IPv6-only transit inside ip6gre, segment for segment."""
     exchange = net.tcp("h1", "h2")
     assert exchange.echoed == exchange.sent
     net.transit.carries_exactly(net.sent_by("h1", "h2"))

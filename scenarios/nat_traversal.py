@@ -27,6 +27,7 @@ def outer(frame: bytes) -> tuple:
 
 
 def test_echo(net):
+    """h1's echo crosses the NAT as GRE in ESP in UDP 4500, both sides of the NAT carrying exactly it."""
     reply = net.ping("h1", "h2")
     assert (reply.source, reply.payload) == (offices.H2, b"grelab echo")
     inside, outside = net.link("inside").frames(), net.link("outside").frames()
@@ -39,6 +40,7 @@ def test_echo(net):
 
 
 def test_tcp(net):
+    """A TCP exchange crosses the NAT as GRE in ESP in UDP 4500, segment for segment."""
     exchange = net.tcp("h1", "h2")
     assert exchange.echoed == exchange.sent
     for side in ("inside", "outside"):

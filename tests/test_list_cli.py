@@ -12,7 +12,7 @@ def test_lists_scenarios_and_cases_with_their_stories():
     assert re.match(r"two_offices +Two offices, one GRE tunnel, in the clear or inside IPsec\.$", lines[at])
     assert re.match(r"  echo\[gre-in-esp\] +h1's ping reaches h2 and comes back; .* +runs on (uml|host)$", lines[at + 2])
     cases = [line.split()[0] for line in lines if line.startswith("  ")]
-    assert cases[cases.index("echo[gre]"):][:4] == ["echo[gre]", "echo[gre-in-esp]", "tcp[gre]", "tcp[gre-in-esp]"]
+    assert [line.split()[0] for line in lines[at + 1:at + 5]] == ["echo[gre]", "echo[gre-in-esp]", "tcp[gre]", "tcp[gre-in-esp]"]
     assert "reply_through_r1[gre-in-esp-ethernet-arp]" in cases  # every parametrized case is a line of its own
     assert "(no docstring)" not in done.stdout  # every case of ours tells what it shows
     assert lines[-1].startswith("DUT: ")

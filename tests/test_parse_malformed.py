@@ -68,11 +68,14 @@ def test_the_matcher_takes_frames_too_short_for_ethernet():
 
 
 def test_esp_under_a_header_whose_version_is_not_its_family_is_refused():
-    """Found by the long fuzz run: an Ethernet type of IPv4 over a version nibble of 12, NAT-T ESP inside."""
+    """Found by the long fuzz run: an Ethernet type of IPv4 over a version nibble of 12, NAT-T ESP inside. decrypt
+    refuses it naming the field; the golden normalizer keeps such a frame as it came (ESP it cannot open is kept
+    as it is); peel describes it."""
     from grelab.golden.normalize import Normalizer
     sa = SA(0x100, "gcm128", bytes(20), nat_t=(4500, 4500))
     frame = bytearray(bytes(MACS / encrypt(sa, gre(), seq=1)))
     frame[14] = 0xC5
-    with pytest.raises(MalformedPacket, match="malformed IPv4 at offset 0: version: 12 in an IPv4 header"):
-        Normalizer([sa]).frame(bytes(frame))
+    with pytest.raises(MalformedPacket, match="malformed IP at offset 0: version: 12 is neither 4 nor 6"):
+        decrypt(sa, bytes(frame[14:]))
+    assert Normalizer([sa]).frame(bytes(frame)) == bytes(frame)
     assert "[malformed IPv4 at offset 14: version 12]" in str(peel(bytes(frame), [sa]))

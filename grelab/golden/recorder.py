@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from scapy.layers.l2 import Ether
+
 from grelab.capture.capture import Capture
 from grelab.craft.esp import SA
 from grelab.craft.esp_sa import esp_sa_lines
