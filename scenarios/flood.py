@@ -33,6 +33,7 @@ from grelab.scenario import GRE, endpoint as e
 
 FLOOD_MAC, PORT, EACH = "02:00:00:00:0f:02", 40009, 40_000
 H1_MAC, R1_LAN_MAC = "02:00:00:00:01:10", "02:00:00:00:01:01"
+NO_IPV6 = {"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"}
 H1_DROPS_FLOOD = f"""
 table inet flood {{
     chain input {{
@@ -44,9 +45,11 @@ table inet flood {{
 
 
 def topology(r1):
-    """The endpoint's, h1 dropping the flood's UDP silently (no ICMP port unreachable back into the tunnel)."""
+    """The endpoint's, h1 dropping the flood's UDP silently (no ICMP port unreachable back into the tunnel), and
+    grelab's own kernel without IPv6 (no MLD or ND of its own on the wire while frames are counted)."""
     t = e.topology(r1)
-    t.nodes = [Node(**{**n.__dict__, "nft": H1_DROPS_FLOOD}) if n.name == "h1" else n for n in t.nodes]
+    t.nodes = [Node(**{**n.__dict__, "nft": H1_DROPS_FLOOD}) if n.name == "h1" else
+               Node(**{**n.__dict__, "sysctls": NO_IPV6}) if n.name == "grelab" else n for n in t.nodes]
     return t
 
 
