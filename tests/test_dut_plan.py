@@ -135,3 +135,20 @@ def test_syn_mss_reads_syns_on_the_link_and_inside_gre():
     gre = frame / IP(src="192.0.2.1", dst="192.0.2.2") / GRE() / syn
     ack = frame / IPv6(src="2001:db8:1::1", dst="2001:db8:2::1") / TCP(flags="A")
     assert syn_mss([bytes(frame / syn), bytes(ack), bytes(gre)]) == [1440, 1440]
+
+
+def test_sysctls_of_devices_the_plan_creates_are_not_learnt_for_restore():
+    """A sysctl of a tunnel the plan makes cannot be read before the plan runs, and reset removes the device:
+    only the early sysctls are read first and restored later."""
+    from grelab.dut.base import ShellDut
+    from grelab.dut.iproute2 import render
+    from grelab.dut.plan import Plan, Tunnel
+
+    class Shell(ShellDut):
+        cmd = plug = reset = stop = None
+
+    plan = Plan(tunnels=[Tunnel("gre1", "192.0.2.1", "192.0.2.2")],
+                sysctls={"net.ipv4.conf.gre1.accept_local": 1, "net.ipv4.ip_forward": 1})
+    unknown, learn, early = Shell.__new__(Shell)._sysctl_script(render(plan))
+    assert unknown == ["/proc/sys/net/ipv4/ip_forward"]
+    assert "gre1" not in learn and "gre1" not in early
