@@ -19,22 +19,11 @@ unanswered in a row: while r1 answers, every keepalive comes back; once r1 drops
 the monitor says so within three intervals of the first lost keepalive.
 """
 import pytest
-from scapy.layers.inet import IP
-from scapy.layers.l2 import GRE as GREHeader, Ether
 
-from grelab.craft import keepalive
 from grelab.dut.plan import Filter, Plan
-from grelab.scenario import GRE, Comment, endpoint as e
-from grelab.scenario.monitor import KeepaliveMonitor
+from grelab.scenario import GRE, endpoint as e
 
-R1_WAN = bytes(map(int, e.R1_WAN.split(".")))
-RETURNED = lambda f: f[12:14] == b"\x08\x00" and f[23] == 47 and f[26:30] == R1_WAN and f[36:38] == b"\0\0"  # noqa: E731
-COMMENTS = (Comment("grelab's keepalive: GRE to r1 carrying a packet from r1 back to grelab (its IP id numbers it)",
-                    "transit", sent_by="grelab", match=lambda f: f[36:38] == b"\x08\x00" and f[60:62] == b"\0\0"),
-            Comment("the keepalive come back: r1 took it out of gre1 and routed it to grelab, TTL one less", "transit",
-                    match=RETURNED)) + e.COMMENTS
-net = e.grelab_endpoint("keepalives", variants=[GRE], tunnels=None, comments=COMMENTS).fixture()
-GRE1 = "net.ipv4.conf.gre1."
+net = e.grelab_endpoint("keepalives", variants=[GRE], tunnels=None, comments=e.KEEPALIVE_COMMENTS).fixture()
 CASES = {  # gre1's sysctls and addresses; does the keepalive come back; the watched counters that move besides ALWAYS
     "accept-local": ({"accept_local": 1}, (), True, {"snmp.IpForwDatagrams": 1}),
     "default": ({}, (), False, {}),  # a martian source: no counter of its own
@@ -49,50 +38,28 @@ WATCHED = tuple(ALWAYS) + ("snmp.IpForwDatagrams", "snmp.TcpExtIPReversePathFilt
 INTERVAL, MISSES = 0.05, 3
 
 
-def keepalive_to_r1(number: int):
-    """grelab's keepalive number `number` (the inner packet's IP id), as r1 gets it."""
-    packet = keepalive(local=e.GRELAB, remote=e.R1_WAN)
-    packet[GREHeader].payload.id = number
-    return packet
-
-
-def come_back(number: int):
-    """The keepalive as r1 routes it back to grelab: the inner packet, TTL one less."""
-    return (Ether(src=e.R1_WAN_MAC, dst=e.GRELAB_MAC) / IP(src=e.R1_WAN, dst=e.GRELAB, id=number, ttl=63)
-            / GREHeader(proto=0))
-
-
-def setup(net, addresses=(), **gre1) -> None:
-    net.dut("r1").apply(e.tunnel(addresses=addresses) + Plan(sysctls={GRE1 + k: v for k, v in gre1.items()}))
-
-
 @pytest.mark.parametrize("case", CASES)
 def test_keepalive(net, case):
     """A keepalive comes back through r1 only when gre1 may take its own address as source (accept_local, not strict rp_filter)."""
     sysctls, addresses, returns, moved = CASES[case]
-    setup(net, addresses, **sysctls)
-    r1 = net.dut("r1")
+    (r1 := net.dut("r1")).apply(e.tunnel(addresses=addresses) + Plan(sysctls={f"net.ipv4.conf.gre1.{k}": v for k, v in sysctls.items()}))
     before = r1.counters()
     fate = "r1 routes it back" if returns else "r1 drops the inner packet (its own address as source)"
-    net.send("grelab", keepalive_to_r1(1), comment=f"grelab's keepalive, gre1 {sysctls or 'as booted'}{' with an address' * bool(addresses)}: {fate}")
+    net.send("grelab", e.keepalive_to_r1(1), comment=f"grelab's keepalive, gre1 {sysctls or 'as booted'}{' with an address' * bool(addresses)}: {fate}")
     request, reply = e.echo(2)
     net.send("grelab", e.to_r1(request), comment="an echo for h1 after it: its answer means r1 has dealt with the keepalive")
-    answers = [come_back(1), e.from_r1(reply)] if returns else [e.from_r1(reply)]
+    answers = [e.keepalive_back(1), e.from_r1(reply)] if returns else [e.from_r1(reply)]
     net.transit.expect(answers, ignore=e.IGNORE, timeout=3)
-    got = net.transit.frames()
-    assert any(f == bytes(come_back(1)) for f in got) == returns
+    assert (bytes(e.keepalive_back(1)) in net.transit.frames()) == returns
     delta = r1.counters().delta(before).flat()
     assert {k: delta[k] for k in WATCHED if k in delta} == {**ALWAYS, **moved}
 
 
 def test_monitor_reports_down(net):
     """grelab's monitor sees keepalives come back while r1 answers, and reports the tunnel down within three intervals once r1 drops GRE."""
-    setup(net, accept_local=1)
-    r1 = net.dut("r1")
+    (r1 := net.dut("r1")).apply(e.tunnel() + Plan(sysctls={"net.ipv4.conf.gre1.accept_local": 1}))
     with net.lab.sender("grelab", "eth0") as tx:
-        frame = lambda n: bytes(Ether(src=e.GRELAB_MAC, dst=e.R1_WAN_MAC) / keepalive_to_r1(n))  # noqa: E731
-        returned = lambda f: int.from_bytes(f[18:20], "big") if RETURNED(f) and f[34:36] == b"\0\0" else None  # noqa: E731
-        monitor = KeepaliveMonitor(tx.send, net.transit.capture, frame, returned, INTERVAL, MISSES)
+        monitor = e.keepalive_monitor(net, tx, INTERVAL, MISSES)
         before = r1.counters()
         up = monitor.run(until=("answered", 3), timeout=3)
         assert (up.answered, up.unanswered) == ([1, 2, 3], [])
@@ -106,5 +73,5 @@ def test_monitor_reports_down(net):
     assert down.down_at - down.first_miss_at <= (MISSES + 0.5) * INTERVAL  # the schedule says 3; a loaded machine lags
     moved = {k: v for k, v in r1.counters().delta(middle).flat().items() if k in WATCHED}
     assert moved == {"snmp.IpInReceives": 3}  # IP saw them; the filter dropped them before gre1
-    net.transit.expect([come_back(n) for n in (1, 2, 3)])
-    assert [f for f in net.transit.frames() if RETURNED(f)] == [bytes(come_back(n)) for n in (1, 2, 3)]
+    net.transit.expect([e.keepalive_back(n) for n in (1, 2, 3)])
+    assert [f for f in net.transit.frames() if e.keepalive_number(f)] == [bytes(e.keepalive_back(n)) for n in (1, 2, 3)]
