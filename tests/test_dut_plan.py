@@ -161,3 +161,20 @@ def test_the_udp_encap_holder_binds_in_a_namespace_of_this_host():
     script = udp_encap_script((4500,)) + 'echo "got $grelab_encap"; cat /proc/net/udp; kill %1'
     done = subprocess.run(["unshare", "-n", "sh", "-c", script], capture_output=True, text=True, timeout=10)
     assert "got bound" in done.stdout and ":1194 " in done.stdout, done.stdout + done.stderr
+
+
+def test_sysctls_of_devices_the_plan_creates_are_not_learnt_for_restore():
+    """A sysctl of a tunnel the plan makes cannot be read before the plan runs, and reset removes the device:
+    only the early sysctls are read first and restored later."""
+    from grelab.dut.base import ShellDut
+    from grelab.dut.iproute2 import render
+    from grelab.dut.plan import Plan, Tunnel
+
+    class Shell(ShellDut):
+        cmd = plug = reset = stop = None
+
+    plan = Plan(tunnels=[Tunnel("gre1", "192.0.2.1", "192.0.2.2")],
+                sysctls={"net.ipv4.conf.gre1.accept_local": 1, "net.ipv4.ip_forward": 1})
+    unknown, learn, early = Shell.__new__(Shell)._sysctl_script(render(plan))
+    assert unknown == ["/proc/sys/net/ipv4/ip_forward"]
+    assert "gre1" not in learn and "gre1" not in early

@@ -243,7 +243,8 @@ class ShellDut(Dut):
         """(paths whose boot value the script prints first, the lines that print them, the lines writing
         the early sysctls) for an apply script; records the paths as changed."""
         boot, changed = self._sysctl_state()
-        paths = [p for p, _ in rendered.sysctls + rendered.late_sysctls]
+        # Sysctls of devices the plan creates (late_sysctls) have no value to restore: reset removes the device.
+        paths = [p for p, _ in rendered.sysctls]
         unknown = [p for p in dict.fromkeys(paths) if p not in boot]
         changed.update(paths)
         learn = f"cat {' '.join(map(shlex.quote, unknown))} || echo '@@sysctl-unreadable'\n" if unknown else ""

@@ -14,7 +14,7 @@ import struct
 import time
 
 RTM_NEWLINK, RTM_DELLINK, RTM_NEWADDR, RTM_NEWROUTE = 16, 17, 20, 24
-NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_REPLACE, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x100, 0x200, 0x400
 NLMSG_ERROR = 2
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_LINKINFO, IFLA_NET_NS_FD = 1, 3, 4, 10, 18, 28
 IFLA_INFO_KIND, IFLA_INFO_DATA, VETH_INFO_PEER = 1, 2, 1
@@ -147,7 +147,9 @@ class Rtnl:
                 + attr(IFA_LOCAL, raw) + attr(IFA_ADDRESS, raw))
         self.request(RTM_NEWADDR, body, f"add address {address} on link {index}", NLM_F_CREATE | NLM_F_EXCL)
 
-    def add_route(self, dst: str, via: str | None, oif: int | None) -> None:
+    def add_route(self, dst: str, via: str | None, oif: int | None, replace: bool = False) -> None:
+        """replace: change the route to dst (or add it), as `ip route replace` does, in one message: there is
+        never a moment without a route."""
         network = ipaddress.ip_network(dst)
         family = socket.AF_INET if network.version == 4 else socket.AF_INET6
         scope = RT_SCOPE_UNIVERSE if via else RT_SCOPE_LINK
@@ -159,4 +161,5 @@ class Rtnl:
             body += attr(RTA_GATEWAY, ipaddress.ip_address(via).packed)
         if oif is not None:
             body += attr(RTA_OIF, struct.pack("I", oif))
-        self.request(RTM_NEWROUTE, body, f"add route {dst} via {via} oif {oif}", NLM_F_CREATE | NLM_F_EXCL)
+        self.request(RTM_NEWROUTE, body, f"{'replace' if replace else 'add'} route {dst} via {via} oif {oif}",
+                     NLM_F_CREATE | (NLM_F_REPLACE if replace else NLM_F_EXCL))

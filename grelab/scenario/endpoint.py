@@ -124,3 +124,46 @@ def unreachable(sent, code: int = 3):
     from scapy.layers.l2 import Ether
     return (Ether(src=R1_WAN_MAC, dst=GRELAB_MAC) / IP(src=R1_WAN, dst=GRELAB, ttl=64, tos=0xC0)
             / ICMP(type=3, code=code) / bytes(sent))
+
+
+# GRE keepalives between grelab and r1 (scenarios/keepalives.py): grelab's keepalive n carries an IP packet from
+# r1 back to grelab (IP id n, itself an empty GRE packet), which r1 routes back when it takes the keepalive.
+def keepalive_to_r1(number: int):
+    """grelab's keepalive number `number` (the inner packet's IP id), as r1 gets it."""
+    from scapy.layers.l2 import GRE as GREHeader
+    from grelab.craft import keepalive
+    packet = keepalive(local=GRELAB, remote=R1_WAN)
+    packet[GREHeader].payload.id = number
+    return packet
+
+
+def keepalive_back(number: int):
+    """Keepalive `number` as r1 routes it back to grelab: the inner packet, TTL one less (a frame on the transit)."""
+    from scapy.layers.inet import IP
+    from scapy.layers.l2 import GRE as GREHeader, Ether
+    return Ether(src=R1_WAN_MAC, dst=GRELAB_MAC) / IP(src=R1_WAN, dst=GRELAB, id=number, ttl=63) / GREHeader(proto=0)
+
+
+def keepalive_number(frame: bytes) -> int | None:
+    """The number of the keepalive this transit frame brings back from r1 (IPv4 from r1, GRE of protocol type 0
+    without options), or None."""
+    r1 = bytes(map(int, R1_WAN.split(".")))
+    if frame[12:14] == b"\x08\x00" and frame[23] == 47 and frame[26:30] == r1 and frame[34:38] == bytes(4):
+        return int.from_bytes(frame[18:20], "big")
+    return None
+
+
+def keepalive_monitor(net, tx, interval: float, misses: int):
+    """grelab.scenario.monitor's KeepaliveMonitor for r1: grelab's keepalives sent with `tx` (a Sender on grelab's
+    eth0), their return watched on the transit's capture."""
+    from scapy.layers.l2 import Ether
+    from grelab.scenario.monitor import KeepaliveMonitor
+    frame = lambda n: bytes(Ether(src=GRELAB_MAC, dst=R1_WAN_MAC) / keepalive_to_r1(n))  # noqa: E731
+    return KeepaliveMonitor(tx.send, net.transit.capture, frame, keepalive_number, interval, misses)
+
+
+KEEPALIVE_COMMENTS = (
+    Comment("grelab's keepalive: GRE to r1 carrying a packet from r1 back to grelab (its IP id numbers it)", "transit",
+            sent_by="grelab", match=lambda f: f[36:38] == b"\x08\x00" and f[60:62] == b"\0\0"),
+    Comment("the keepalive come back: r1 took it out of gre1 and routed it to grelab, TTL one less", "transit",
+            match=lambda f: keepalive_number(f) is not None)) + COMMENTS

@@ -1,0 +1,102 @@
+"""Anycast tunnel endpoints, as data: r1's one GRE tunnel to an address two points of presence both hold.
+
+    h1 --lan1-- r1 ==transit== isp ==pop1== pop1 --dc1-- dc1      (2001:db8:2::10 behind each pop)
+                                   ==pop2== pop2 --dc2-- dc2
+
+r1, pop1 and pop2 are DUTs; pop1 and pop2 hold 192.0.2.1 on lo and terminate r1's tunnel to it; the isp routes
+192.0.2.1 to one of them (move_anycast changes which, in one netlink message).
+"""
+from __future__ import annotations
+
+from grelab.dut.plan import Interface, Plan
+from grelab.dut.tunnel import gre_tunnel
+from grelab.lab.rtnl import Rtnl
+from grelab.lab.topology import End, Link, Node, Route, Topology
+from grelab.scenario.spec import GRE, Comment, Scenario
+from grelab.scenario.spec import QUIET_HOST
+
+H1, R1_LAN, R1_WAN, ISP_R1 = "2001:db8:1::10", "2001:db8:1::1", "198.51.100.1", "198.51.100.254"
+ANYCAST, SERVICE, POP_LAN = "192.0.2.1", "2001:db8:2::10", "2001:db8:2::1"
+POPS = {"pop1": ("203.0.113.1", "203.0.113.126", 1), "pop2": ("203.0.113.129", "203.0.113.254", 2)}  # wan, isp's end
+LAN1, SERVICE_LAN = "2001:db8:1::/64", "2001:db8:2::/64"
+LINKS = {"lan1": ("h1", "eth0"), "transit": ("isp", "eth0"), "pop1": ("isp", "eth1"), "pop2": ("isp", "eth2"),
+         "dc1": ("dc1", "eth0"), "dc2": ("dc2", "eth0")}
+COMMENTS = (
+    Comment("h1's echo to the service, for r1's tunnel to the anycast address", "lan1", sent_by="h1"),
+    Comment("the service's reply, out of r1's tunnel", "lan1"),
+    Comment("between r1 and the isp: GRE to and from the anycast address 192.0.2.1, whichever pop holds it", "transit"),
+    Comment("the isp routes 192.0.2.1 to pop1: pop1 carries this", "pop1"),
+    Comment("the isp routes 192.0.2.1 to pop2: pop2 carries this", "pop2"),
+    Comment("dc1, behind pop1: the echo out of pop1's tunnel, and the reply", "dc1"),
+    Comment("dc2, behind pop2: the echo out of pop2's tunnel, and the reply", "dc2"),
+)
+
+
+def topology(r1, pop1, pop2) -> Topology:
+    duts = {"pop1": pop1, "pop2": pop2}
+    nodes = [Node("h1", routes=[Route("default6", via=R1_LAN)], sysctls=QUIET_HOST),
+             Node("r1", routes=[Route("default", via=ISP_R1)], forwarding=True, dut=r1),
+             Node("isp", routes=[Route(f"{ANYCAST}/32", via=POPS["pop1"][0])], sysctls={"net.ipv4.ip_forward": "1"})]
+    links = [Link(End("h1", "eth0", [f"{H1}/64"], "02:00:00:00:01:10"), End("r1", "lan", [f"{R1_LAN}/64"], "02:00:00:00:01:01")),
+             Link(End("r1", "wan", [f"{R1_WAN}/24"], "02:00:00:00:0a:01"), End("isp", "eth0", [f"{ISP_R1}/24"], "02:00:00:00:0a:fe"))]
+    for pop, (wan, isp_end, n) in POPS.items():
+        nodes += [Node(pop, routes=[Route("default", via=isp_end)], forwarding=True, dut=duts[pop]),
+                  Node(f"dc{n}", routes=[Route("default6", via=POP_LAN)], sysctls=QUIET_HOST)]
+        links += [Link(End("isp", f"eth{n}", [f"{isp_end}/25"], f"02:00:00:00:0{n}:fe"),
+                       End(pop, "wan", [f"{wan}/25"], f"02:00:00:00:0{n}:01")),
+                  Link(End(pop, "lan", [f"{POP_LAN}/64"], f"02:00:00:00:2{n}:01"),
+                       End(f"dc{n}", "eth0", [f"{SERVICE}/64"], f"02:00:00:00:2{n}:10"))]
+    return Topology(nodes=nodes, links=links)
+
+
+def tunnels(variant, sas) -> dict[str, Plan]:
+    """r1: one tunnel, to the anycast address; each pop: the anycast address on lo and a tunnel from it to r1."""
+    pop = gre_tunnel("gre1", ANYCAST, R1_WAN, routes=(LAN1,)) + Plan(interfaces=[Interface("lo", addresses=(f"{ANYCAST}/32",))])
+    return {"r1": gre_tunnel("gre1", R1_WAN, ANYCAST, routes=(SERVICE_LAN,)), "pop1": pop, "pop2": pop}
+
+
+
+def anycast(name: str = "anycast", **changes) -> Scenario:
+    fields = dict(topology=topology, duts=("r1", "pop1", "pop2"), links=LINKS, hosts={"h1": H1}, comments=COMMENTS,
+                  tunnels=tunnels, variants=(GRE,))
+    return Scenario(name, **{**fields, **changes})
+
+
+def move_anycast(net, pop: str) -> None:
+    """The isp's route to the anycast address now points at `pop` (one netlink route replace in its namespace)."""
+    def replace() -> None:
+        rtnl = Rtnl()
+        try:
+            rtnl.add_route(f"{ANYCAST}/32", POPS[pop][0], None, replace=True)
+        finally:
+            rtnl.close()
+    net.lab.run_in("isp", replace)
+
+
+def carried(net) -> dict[str, int]:
+    """GRE frames seen so far on the isp's link to each pop."""
+    return {pop: sum(1 for f in net.link(pop).frames() if f[23] == 47) for pop in POPS}
+
+
+def echoes(net, count: int, move_after: int, to: str = "pop2") -> tuple[list[list[str]], list[int]]:
+    """h1 pings the service `count` times (seq 1, 2, ...), the anycast address moved to `to` after `move_after` of
+    them: (the pops whose link carried each echo and its reply, the echoes that got no reply)."""
+    from grelab.scenario.hosts import ping6
+    carriers, lost = [], []
+    for seq in range(1, count + 1):
+        if seq == move_after + 1:
+            move_anycast(net, to)
+        was = carried(net)
+        try:
+            ping6(net.lab, "h1", SERVICE, seq=seq, timeout=2)
+        except AssertionError:
+            lost.append(seq)
+        now = carried(net)
+        carriers.append([pop for pop in POPS if now[pop] > was[pop]])
+    return carriers, lost
+
+
+def gre1_counts(duts: dict, before: dict) -> dict[str, dict[str, int]]:
+    """{DUT: its gre1 rx_packets and tx_packets since `before` ({DUT: Counters})}."""
+    return {name: {k: v for k, v in dut.counters().delta(before[name]).flat().items()
+                   if k in ("gre1.rx_packets", "gre1.tx_packets")} for name, dut in duts.items()}
