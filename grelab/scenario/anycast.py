@@ -81,14 +81,14 @@ def carried(net) -> dict[str, int]:
 def echoes(net, count: int, move_after: int, to: str = "pop2") -> tuple[list[list[str]], list[int]]:
     """h1 pings the service `count` times (seq 1, 2, ...), the anycast address moved to `to` after `move_after` of
     them: (the pops whose link carried each echo and its reply, the echoes that got no reply)."""
-    from grelab.scenario.hosts import ping6
+    from grelab.scenario.hosts import ping
     carriers, lost = [], []
     for seq in range(1, count + 1):
         if seq == move_after + 1:
             move_anycast(net, to)
         was = carried(net)
         try:
-            ping6(net.lab, "h1", SERVICE, seq=seq, timeout=2)
+            ping(net.lab, "h1", SERVICE, seq=seq, timeout=2)
         except AssertionError:
             lost.append(seq)
         now = carried(net)
