@@ -50,7 +50,8 @@ class Terminal:
                 except OSError:  # EIO: the shell closed the terminal
                     chunk = b""
                 assert chunk, f"the shell ended before {pattern!r}:\n{self.seen[-3000:]}"
-                self.seen += re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", chunk.decode(errors="replace")).replace("\r", "")
+                # Colours stripped from all seen so far: an escape sequence may arrive split across two reads.
+                self.seen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", self.seen + chunk.decode(errors="replace")).replace("\r", "")
         out, self.seen = self.seen[:match.end()], self.seen[match.end():]
         return out
 
