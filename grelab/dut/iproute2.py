@@ -63,9 +63,9 @@ def _nodad(address: str) -> str:
 
 def interface_lines(i: Interface) -> list[str]:
     lines = []
-    if i.mac is not None or i.mtu is not None:
-        # Some drivers (UML's vector device) take a new MAC only while the link is down.
+    if i.mac is not None:  # some drivers (UML's vector device) take a new MAC only while the link is down
         lines.append(f"link set dev {i.name} down")
+    if i.mac is not None or i.mtu is not None:
         lines.append(f"link set dev {i.name}" + (f" address {i.mac}" if i.mac else "") + (f" mtu {i.mtu}" if i.mtu else ""))
     lines.append(f"link set dev {i.name} up")
     lines += [f"addr add {a} dev {i.name}{_nodad(a)}" for a in i.addresses]

@@ -1,8 +1,7 @@
 #!/bin/sh
 # `. reset.sh; grelab_reset IFACE...`: bring a DUT back to its just-booted network state, keeping lo and
-# IFACE... No tunnels, SAs, policies, addresses, routes (in any table), neighbours, extra rules or
-# nftables rules (where there is `nft`) remain; the named interfaces go down and up once, so their IPv6
-# link-local address comes back (and IPv6 routes through them go). Links present at boot
+# IFACE... No tunnels, SAs, policies, addresses (but the named interfaces' link-local ones), routes (in any
+# table), neighbours, extra rules or nftables rules (where there is `nft`) remain. Links present at boot
 # (GRELAB_BOOT_LINKS: fallback tunnels such as gre0, which cannot be deleted) stay. Where the guest
 # loaded x_tables since boot (iptables), the modules loaded since boot (not in GRELAB_BOOT_MODULES) are
 # unloaded, which takes every table, rule and counter with them.
@@ -34,9 +33,10 @@ link del dev $link" ;; esac
   done
   for i in "$@"; do
     [ -e "/sys/class/net/$i" ] || continue  # the host DUT's interfaces are the lab's veths: gone with it
+    # Not down and up: that costs the UML guest ~10 ms a link and regenerates its link-local address, which
+    # stays (and with it neighbour discovery's state: flushed below).
     v4="$v4
-link set dev $i down
-addr flush dev $i
+addr flush dev $i scope global
 link set dev $i mtu 1500 up"
   done
   # ipb_wait's end marker lists the rule at priority 32766: re-added here, so it is there to list.
@@ -45,8 +45,8 @@ neigh flush all
 rule flush
 rule add priority 32766 table main
 rule add priority 32767 table default"
-  # IPv6 routes through the links above go with them; those through lo (unreachable...) and in other
-  # tables do not.
+  # IPv6 routes of the addresses flushed above go with them; those added (proto boot or static, any table)
+  # and those through lo (unreachable...) are flushed here.
   v6="route flush table main dev lo
 route flush table all proto boot
 route flush table all proto static

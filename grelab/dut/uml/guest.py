@@ -10,6 +10,7 @@ namespace of a dead run also kills the guest; its pid is recorded with the run a
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import itertools
 import os
 import re
@@ -145,6 +146,11 @@ class Uml(ShellDut):
     def apply(self, plan: Plan) -> None:
         """The plan as a script in /grelab, run in init's shell: sysctls by shell builtins, iproute2 lines to
         init's `ip -batch` processes, filters through iptables-restore (a process, only when there are any)."""
+        # A MAC the interface holds already is not set again: that takes the link down and up (~10 ms each here).
+        macs = self.__dict__.setdefault("_macs", {})
+        plan = dataclasses.replace(plan, interfaces=tuple(
+            dataclasses.replace(i, mac=None) if i.mac is not None and macs.get(i.name) == i.mac.lower() else i
+            for i in plan.interfaces))
         rendered = render(plan)
         number = next(self._files)
         unknown, learn, early = self._sysctl_script(rendered)
@@ -172,7 +178,12 @@ class Uml(ShellDut):
             path.unlink(missing_ok=True)
             for family in (4, 6):
                 (self.share / f"{number}.ipt{family}").unlink(missing_ok=True)
-        self._check_applied(rendered, unknown, result.output, result.ok)
+        try:
+            self._check_applied(rendered, unknown, result.output, result.ok)
+        except DutError:
+            macs.clear()  # what the interfaces hold is not known now
+            raise
+        macs.update({i.name: i.mac.lower() for i in plan.interfaces if i.mac is not None})
 
     def counters(self) -> Counters:
         """One round trip in init's shell, no process: init's long-lived awk writes the files' lines into the
@@ -204,17 +215,13 @@ class Uml(ShellDut):
                 self.stop()  # panicked or gone: kill what is left of it now, not at teardown
             raise
 
-    defers_reset = True
-
-    def reset(self, defer: bool = False) -> None:
+    def reset(self) -> None:
         """Back to the just-booted state, in init's own shell (it talks to init's `ip -batch` processes and
-        spends no fork on a subshell). defer=True: in the same round trip as the next apply or counters, which
-        then run on a clean DUT (the pool does this: one round trip a case instead of two)."""
+        spends no fork on a subshell)."""
         self._reset_due = True
-        if not defer:
-            result = self._run_after_reset("")
-            if not result.ok:
-                raise DutCommandError(self.name, result)
+        result = self._run_after_reset("")
+        if not result.ok:
+            raise DutCommandError(self.name, result)
 
     def _run_after_reset(self, script: str) -> CommandResult:
         """script in init's shell, after a reset if one is due; the reset's failure is a DutError that leaves
