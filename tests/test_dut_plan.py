@@ -58,7 +58,7 @@ def test_every_tunnel_option_becomes_its_iproute2_word():
         "ikey 1 okey 2 iseq icsum ocsum hoplimit inherit tclass inherit encaplimit none dev wan")
     four = Tunnel("t2", "192.0.2.1", "192.0.2.2", csum=True, oseq=True, tos=0x10, pmtudisc=False, ignore_df=True)
     assert texts(render(Plan(tunnels=[four])).batch)[0] == (
-        "link add t2 type gre local 192.0.2.1 remote 192.0.2.2 oseq csum ttl 64 tos 16 nopmtudisc ignore-df")
+        "link add t2 type gre local 192.0.2.1 remote 192.0.2.2 oseq csum ttl 64 tos 0x10 nopmtudisc ignore-df")
 
 
 def test_xfrm_options_nat_t_marks_limits_and_null_keys():

@@ -90,8 +90,8 @@ def tunnel_lines(t: Tunnel) -> list[str]:
     six = t.kind.startswith("ip6")
     if t.ttl is not None:
         words += ["hoplimit" if six else "ttl", str(t.ttl)]
-    if t.tos is not None:
-        words += ["tclass" if six else "tos", str(t.tos)]
+    if t.tos is not None:  # iproute2 reads a tos/tclass number as hex ("tos 40" is 0x40): say so
+        words += ["tclass" if six else "tos", t.tos if t.tos == "inherit" else f"0x{t.tos:02x}"]
     if t.pmtudisc is not None:
         words += ["pmtudisc" if t.pmtudisc else "nopmtudisc"]
     if t.ignore_df is not None:

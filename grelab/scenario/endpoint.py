@@ -21,6 +21,7 @@ from grelab.scenario.spec import GRE, Comment, Scenario, Variant
 
 GRELAB, R1_WAN, H1, FAR_LAN_HOST = "198.51.100.2", "198.51.100.1", "2001:db8:1::10", "2001:db8:2::10"
 GRELAB_MAC, R1_WAN_MAC = "02:00:00:00:0a:02", "02:00:00:00:0a:01"
+R1_LAN_MAC, H1_MAC = "02:00:00:00:01:01", "02:00:00:00:01:10"
 FAR_LAN = "2001:db8:2::/64"
 H1_V4, R1_LAN_V4, FAR_LAN_V4, FAR_LAN_HOST_V4 = "192.0.2.10", "192.0.2.1", "203.0.113.0/24", "203.0.113.10"
 R1_TAP, GRELAB_TAP, R1_TAP_MAC, GRELAB_TAP_MAC = "198.18.0.1", "198.18.0.2", "02:00:00:00:0c:01", "02:00:00:00:0c:02"
@@ -57,8 +58,8 @@ def topology(r1) -> Topology:
                Node("h1", routes=[Route("default6", via="2001:db8:1::1"), Route("default", via=R1_LAN_V4)],
                     sysctls={"net.ipv6.auto_flowlabels": "0"})],
         links=[Link(End("grelab", "eth0", [f"{GRELAB}/24"], GRELAB_MAC), End("r1", "wan", [f"{R1_WAN}/24"], R1_WAN_MAC)),
-               Link(End("r1", "lan", ["2001:db8:1::1/64", f"{R1_LAN_V4}/24"], "02:00:00:00:01:01"),
-                    End("h1", "eth0", [f"{H1}/64", f"{H1_V4}/24"], "02:00:00:00:01:10"))])
+               Link(End("r1", "lan", ["2001:db8:1::1/64", f"{R1_LAN_V4}/24"], R1_LAN_MAC),
+                    End("h1", "eth0", [f"{H1}/64", f"{H1_V4}/24"], H1_MAC))])
 
 
 def tunnel(**tunnel_options) -> Plan:
@@ -93,20 +94,26 @@ def grelab_endpoint(name: str = "grelab_endpoint", variants=(GRE, IN_ESP), **cha
     return Scenario(name, **{**fields, **changes})
 
 
-def to_r1(passenger, ttl: int = 64, **gre_fields):
+def to_r1(passenger, ttl: int = 64, tos: int = 0, **gre_fields):
     """What grelab sends r1 through the tunnel: IPv4 from grelab to r1 / GRE (scapy GRE fields) / passenger."""
     from scapy.layers.inet import IP
     from scapy.layers.l2 import GRE as GREHeader
-    return IP(src=GRELAB, dst=R1_WAN, ttl=ttl) / GREHeader(**gre_fields) / passenger
+    return IP(src=GRELAB, dst=R1_WAN, ttl=ttl, tos=tos) / GREHeader(**gre_fields) / passenger
 
 
-def from_r1(passenger, ttl: int = 64, flags: str = "DF", **gre_fields):
+def from_r1(passenger, ttl: int = 64, flags: str = "DF", tos: int = 0, **gre_fields):
     """What r1 sends grelab through the tunnel, as a frame on the transit: a template for net.transit.expect
     (with ignore=IGNORE)."""
     from scapy.layers.inet import IP
     from scapy.layers.l2 import GRE as GREHeader, Ether
-    return (Ether(src=R1_WAN_MAC, dst=GRELAB_MAC) / IP(src=R1_WAN, dst=GRELAB, ttl=ttl, flags=flags)
+    return (Ether(src=R1_WAN_MAC, dst=GRELAB_MAC) / IP(src=R1_WAN, dst=GRELAB, ttl=ttl, flags=flags, tos=tos)
             / GREHeader(**gre_fields) / passenger)
+
+
+def to_h1(passenger):
+    """What r1 delivers to h1 out of the tunnel, as a frame on lan1: a template for net.link("lan1").expect."""
+    from scapy.layers.l2 import Ether
+    return Ether(src=R1_LAN_MAC, dst=H1_MAC) / passenger
 
 
 def echo(seq: int = 7, data: bytes = b"from grelab"):
