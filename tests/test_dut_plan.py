@@ -3,7 +3,7 @@ import pytest
 
 from grelab.craft.esp import SA
 from grelab.dut.iproute2 import commands, iptables_restore, nft_ruleset, render
-from grelab.dut.plan import Filter, Interface, Plan, Route, Rule, Tunnel, XfrmPolicy, XfrmState
+from grelab.dut.plan import Filter, Interface, Neighbour, Plan, Route, Rule, Tunnel, XfrmPolicy, XfrmState
 from grelab.dut.tunnel import esp_transport, gre_tunnel
 from grelab.errors import InputError
 
@@ -135,3 +135,13 @@ def test_syn_mss_reads_syns_on_the_link_and_inside_gre():
     gre = frame / IP(src="192.0.2.1", dst="192.0.2.2") / GRE() / syn
     ack = frame / IPv6(src="2001:db8:1::1", dst="2001:db8:2::1") / TCP(flags="A")
     assert syn_mss([bytes(frame / syn), bytes(ack), bytes(gre)]) == [1440, 1440]
+
+
+def test_a_neighbour_is_a_permanent_entry_after_the_tunnels_before_the_routes():
+    plan = Plan(routes=[Route("203.0.113.0/24", via="198.18.0.2")], neighbours=[Neighbour("198.18.0.2", "02:00:00:00:0c:02", "tap1")],
+                tunnels=[Tunnel("tap1", "2001:db8::1", "2001:db8::2", kind="ip6gretap")])
+    lines = texts(render(plan).batch)
+    assert lines[-2:] == ["neigh replace 198.18.0.2 lladdr 02:00:00:00:0c:02 dev tap1 nud permanent",
+                          "route add 203.0.113.0/24 via 198.18.0.2"]
+    with pytest.raises(InputError, match="neighbour mac"):
+        Neighbour("198.18.0.2", "02:00", "tap1")

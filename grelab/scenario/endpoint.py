@@ -25,12 +25,14 @@ R1_LAN_MAC, H1_MAC = "02:00:00:00:01:01", "02:00:00:00:01:10"
 FAR_LAN = "2001:db8:2::/64"
 H1_V4, R1_LAN_V4, FAR_LAN_V4, FAR_LAN_HOST_V4 = "192.0.2.10", "192.0.2.1", "203.0.113.0/24", "203.0.113.10"
 R1_TAP, GRELAB_TAP, R1_TAP_MAC, GRELAB_TAP_MAC = "198.18.0.1", "198.18.0.2", "02:00:00:00:0c:01", "02:00:00:00:0c:02"
+GRELAB6, R1_WAN6, R1_TAP6, GRELAB_TAP6 = "2001:db8:ff::2", "2001:db8:ff::1", "2001:db8:ff1::1", "2001:db8:ff1::2"
 IGNORE = ("IP.id", "IP.chksum")  # what the kernel may choose in r1's answers (every IPv4 header's)
 TO_R1 = SA(0x00003001, "cbc128-sha256", bytes(range(33, 49)), bytes(range(49, 81)), src=GRELAB, dst=R1_WAN)
 FROM_R1 = SA(0x00004001, "cbc128-sha256", bytes(range(81, 97)), bytes(range(97, 129)), src=R1_WAN, dst=GRELAB)
 IN_ESP = Variant("gre-in-esp", esp="cbc128-sha256", sas=(TO_R1, FROM_R1))
 # The transit: the tunnel, and ICMP errors about it (grelab's own kernel sends none: see NFT_DROP_TUNNELS).
 LINKS = {"transit": ("grelab", "eth0", "ip proto 47 or ip proto 50 or icmp"), "lan1": ("h1", "eth0")}
+LINKS6 = {"transit": ("grelab", "eth0", "ip6"), "lan1": ("h1", "eth0")}  # over IPv6 (topology(transport="ipv6"))
 
 # For a node where grelab itself ends tunnels (see above).
 NFT_DROP_TUNNELS = """
@@ -42,6 +44,8 @@ table inet grelab_endpoint {
 }
 """
 
+FROM_R1_COMMENT = Comment("r1's GRE to grelab, carrying what h1 sent or answered", "transit",
+                          match=lambda frame: frame[6:12] == bytes.fromhex(R1_WAN_MAC.replace(":", "")))
 COMMENTS = (
     Comment("crafted by grelab, the far GRE endpoint", "transit", sent_by="grelab"),
     Comment("r1's ICMP error about a packet grelab sent it, quoted whole", "transit",
@@ -51,13 +55,16 @@ COMMENTS = (
 )
 
 
-def topology(r1) -> Topology:
+def topology(r1, transport: str = "ipv4") -> Topology:
+    """transport "ipv6": the transit link has GRELAB6 and R1_WAN6 instead of the IPv4 addresses (ip6gre)."""
+    grelab, wan = (GRELAB, R1_WAN) if transport == "ipv4" else (GRELAB6, R1_WAN6)
+    prefix = 24 if transport == "ipv4" else 64
     return Topology(
         nodes=[Node("grelab", nft=NFT_DROP_TUNNELS),
                Node("r1", forwarding=True, dut=r1),
                Node("h1", routes=[Route("default6", via="2001:db8:1::1"), Route("default", via=R1_LAN_V4)],
                     sysctls={"net.ipv6.auto_flowlabels": "0"})],
-        links=[Link(End("grelab", "eth0", [f"{GRELAB}/24"], GRELAB_MAC), End("r1", "wan", [f"{R1_WAN}/24"], R1_WAN_MAC)),
+        links=[Link(End("grelab", "eth0", [f"{grelab}/{prefix}"], GRELAB_MAC), End("r1", "wan", [f"{wan}/{prefix}"], R1_WAN_MAC)),
                Link(End("r1", "lan", ["2001:db8:1::1/64", f"{R1_LAN_V4}/24"], R1_LAN_MAC),
                     End("h1", "eth0", [f"{H1}/64", f"{H1_V4}/24"], H1_MAC))])
 
