@@ -55,8 +55,9 @@ COMMENTS = (
 )
 
 
-def topology(r1, transport: str = "ipv4") -> Topology:
-    """transport "ipv6": the transit link has GRELAB6 and R1_WAN6 instead of the IPv4 addresses (ip6gre)."""
+def topology(r1, transport: str = "ipv4", also: tuple[str, ...] = ()) -> Topology:
+    """transport "ipv6": the transit link has GRELAB6 and R1_WAN6 instead of the IPv4 addresses (ip6gre). also:
+    more addresses of grelab's on the transit (more far endpoints, e.g. two spokes)."""
     grelab, wan = (GRELAB, R1_WAN) if transport == "ipv4" else (GRELAB6, R1_WAN6)
     prefix = 24 if transport == "ipv4" else 64
     return Topology(
@@ -64,7 +65,7 @@ def topology(r1, transport: str = "ipv4") -> Topology:
                Node("r1", forwarding=True, dut=r1),
                Node("h1", routes=[Route("default6", via="2001:db8:1::1"), Route("default", via=R1_LAN_V4)],
                     sysctls={"net.ipv6.auto_flowlabels": "0"})],
-        links=[Link(End("grelab", "eth0", [f"{grelab}/{prefix}"], GRELAB_MAC), End("r1", "wan", [f"{wan}/{prefix}"], R1_WAN_MAC)),
+        links=[Link(End("grelab", "eth0", [f"{grelab}/{prefix}", *(f"{a}/{prefix}" for a in also)], GRELAB_MAC), End("r1", "wan", [f"{wan}/{prefix}"], R1_WAN_MAC)),
                Link(End("r1", "lan", ["2001:db8:1::1/64", f"{R1_LAN_V4}/24"], R1_LAN_MAC),
                     End("h1", "eth0", [f"{H1}/64", f"{H1_V4}/24"], H1_MAC))])
 
@@ -108,12 +109,12 @@ def to_r1(passenger, ttl: int = 64, tos: int = 0, **gre_fields):
     return IP(src=GRELAB, dst=R1_WAN, ttl=ttl, tos=tos) / GREHeader(**gre_fields) / passenger
 
 
-def from_r1(passenger, ttl: int = 64, flags: str = "DF", tos: int = 0, **gre_fields):
-    """What r1 sends grelab through the tunnel, as a frame on the transit: a template for net.transit.expect
-    (with ignore=IGNORE)."""
+def from_r1(passenger, ttl: int = 64, flags: str = "DF", tos: int = 0, dst: str = GRELAB, **gre_fields):
+    """What r1 sends grelab (at dst, one of its addresses) through the tunnel, as a frame on the transit: a template
+    for net.transit.expect (with ignore=IGNORE)."""
     from scapy.layers.inet import IP
     from scapy.layers.l2 import GRE as GREHeader, Ether
-    return (Ether(src=R1_WAN_MAC, dst=GRELAB_MAC) / IP(src=R1_WAN, dst=GRELAB, ttl=ttl, flags=flags, tos=tos)
+    return (Ether(src=R1_WAN_MAC, dst=GRELAB_MAC) / IP(src=R1_WAN, dst=dst, ttl=ttl, flags=flags, tos=tos)
             / GREHeader(**gre_fields) / passenger)
 
 
@@ -132,9 +133,10 @@ def echo(seq: int = 7, data: bytes = b"from grelab"):
 
 
 def unreachable(sent, code: int = 3):
-    """r1's ICMP destination unreachable (code 3: port) about `sent`, a packet grelab sent it, quoted whole: what
-    Linux answers GRE that no tunnel takes (ip_gre.c: gre_rcv). A template for net.transit.expect."""
+    """r1's ICMP destination unreachable (code 3: port) about `sent`, a packet grelab sent it (from any of its
+    addresses), quoted whole: what Linux answers GRE that no tunnel takes (ip_gre.c: gre_rcv). A template for
+    net.transit.expect."""
     from scapy.layers.inet import ICMP, IP
     from scapy.layers.l2 import Ether
-    return (Ether(src=R1_WAN_MAC, dst=GRELAB_MAC) / IP(src=R1_WAN, dst=GRELAB, ttl=64, tos=0xC0)
+    return (Ether(src=R1_WAN_MAC, dst=GRELAB_MAC) / IP(src=R1_WAN, dst=sent[IP].src, ttl=64, tos=0xC0)
             / ICMP(type=3, code=code) / bytes(sent))
