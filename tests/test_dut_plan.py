@@ -3,7 +3,7 @@ import pytest
 
 from grelab.craft.esp import SA
 from grelab.dut.iproute2 import commands, iptables_restore, nft_ruleset, render
-from grelab.dut.plan import Filter, Interface, Plan, Route, Rule, Tunnel, XfrmPolicy, XfrmState
+from grelab.dut.plan import Filter, Interface, Neighbour, Plan, Route, Rule, Tunnel, XfrmPolicy, XfrmState
 from grelab.dut.tunnel import esp_transport, gre_tunnel
 from grelab.errors import InputError
 
@@ -58,7 +58,7 @@ def test_every_tunnel_option_becomes_its_iproute2_word():
         "ikey 1 okey 2 iseq icsum ocsum hoplimit inherit tclass inherit encaplimit none dev wan")
     four = Tunnel("t2", "192.0.2.1", "192.0.2.2", csum=True, oseq=True, tos=0x10, pmtudisc=False, ignore_df=True)
     assert texts(render(Plan(tunnels=[four])).batch)[0] == (
-        "link add t2 type gre local 192.0.2.1 remote 192.0.2.2 oseq csum ttl 64 tos 16 nopmtudisc ignore-df")
+        "link add t2 type gre local 192.0.2.1 remote 192.0.2.2 oseq csum ttl 64 tos 0x10 nopmtudisc ignore-df")
 
 
 def test_xfrm_options_nat_t_marks_limits_and_null_keys():
@@ -178,3 +178,13 @@ def test_sysctls_of_devices_the_plan_creates_are_not_learnt_for_restore():
     unknown, learn, early = Shell.__new__(Shell)._sysctl_script(render(plan))
     assert unknown == ["/proc/sys/net/ipv4/ip_forward"]
     assert "gre1" not in learn and "gre1" not in early
+
+
+def test_a_neighbour_is_a_permanent_entry_after_the_tunnels_before_the_routes():
+    plan = Plan(routes=[Route("203.0.113.0/24", via="198.18.0.2")], neighbours=[Neighbour("198.18.0.2", "02:00:00:00:0c:02", "tap1")],
+                tunnels=[Tunnel("tap1", "2001:db8::1", "2001:db8::2", kind="ip6gretap")])
+    lines = texts(render(plan).batch)
+    assert lines[-2:] == ["neigh replace 198.18.0.2 lladdr 02:00:00:00:0c:02 dev tap1 nud permanent",
+                          "route add 203.0.113.0/24 via 198.18.0.2"]
+    with pytest.raises(InputError, match="neighbour mac"):
+        Neighbour("198.18.0.2", "02:00", "tap1")

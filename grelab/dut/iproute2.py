@@ -2,7 +2,7 @@
 
 The Linux DUTs (host namespace, user-mode-linux guest, your router over SSH) apply what `render(plan)`
 returns; nothing here runs anything, so every line is unit-tested without a DUT. Order matters and is
-fixed: sysctls, the DUT's interfaces (MAC, MTU, addresses), tunnels, routes, rules, xfrm states, xfrm
+fixed: sysctls, the DUT's interfaces (MAC, MTU, addresses), tunnels, neighbours, routes, rules, xfrm states, xfrm
 policies; sysctls of devices the batch creates come after it; filters last.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ import shlex
 from dataclasses import dataclass
 
 from grelab.craft.algorithms import xfrm_algorithm_words, xfrm_esn_words
-from grelab.dut.plan import Filter, Interface, Plan, Route, Rule, Tunnel, XfrmPolicy, XfrmState, sysctl_path
+from grelab.dut.plan import Filter, Interface, Neighbour, Plan, Route, Rule, Tunnel, XfrmPolicy, XfrmState, sysctl_path
 
 @dataclass(frozen=True)
 class Line:
@@ -49,6 +49,7 @@ def render(plan: Plan) -> Rendered:
         batch += [Line(text, interface) for text in interface_lines(interface)]
     for tunnel in plan.tunnels:
         batch += [Line(text, tunnel) for text in tunnel_lines(tunnel)]
+    batch += [Line(neighbour_line(n), n) for n in plan.neighbours]
     batch += [Line(route_line(r), r) for r in plan.routes]
     batch6 = [Line(rule_line(r), r) for r in plan.rules if r.family == 6]
     batch += [Line(rule_line(r), r) for r in plan.rules if r.family == 4]
@@ -91,8 +92,8 @@ def tunnel_lines(t: Tunnel) -> list[str]:
     six = t.kind.startswith("ip6")
     if t.ttl is not None:
         words += ["hoplimit" if six else "ttl", str(t.ttl)]
-    if t.tos is not None:
-        words += ["tclass" if six else "tos", str(t.tos)]
+    if t.tos is not None:  # iproute2 reads a tos/tclass number as hex ("tos 40" is 0x40): say so
+        words += ["tclass" if six else "tos", t.tos if t.tos == "inherit" else f"0x{t.tos:02x}"]
     if t.pmtudisc is not None:
         words += ["pmtudisc" if t.pmtudisc else "nopmtudisc"]
     if t.ignore_df is not None:
@@ -107,6 +108,10 @@ def tunnel_lines(t: Tunnel) -> list[str]:
     lines.append(f"link set dev {t.name} up")
     lines += [f"addr add {a} dev {t.name}{_nodad(a)}" for a in t.addresses]
     return lines
+
+
+def neighbour_line(n: Neighbour) -> str:
+    return f"neigh replace {n.address} lladdr {n.mac} dev {n.dev} nud permanent"
 
 
 def route_line(r: Route) -> str:

@@ -149,6 +149,23 @@ class Tunnel:
         object.__setattr__(self, "addresses", tuple(_address(f"{self.name} address", a, True) for a in self.addresses))
 
 
+@dataclass(frozen=True)
+class Neighbour:
+    """A static neighbour entry (ip-neighbour(8), nud permanent): `address` on `dev` is at `mac`. What a gretap
+    peer needs when the far end answers no ARP or neighbour solicitation. The DUT's reset removes it with its
+    device (a tunnel); on the DUT's own interfaces the interface going down and up does."""
+
+    address: str
+    mac: str
+    dev: str
+
+    def __post_init__(self):
+        object.__setattr__(self, "address", _address("neighbour address", self.address))
+        if not (isinstance(self.mac, str) and MAC_RE.fullmatch(self.mac.lower())):
+            raise InputError("neighbour mac", self.mac, "six hex bytes joined by ':', e.g. 02:00:00:00:01:01")
+        _name("neighbour dev", self.dev)
+
+
 ROUTE_TYPES = ("unicast", "unreachable", "blackhole", "prohibit")
 
 
@@ -395,6 +412,7 @@ class Plan:
     tunnels: tuple[Tunnel, ...] = ()
     routes: tuple[Route, ...] = ()
     rules: tuple[Rule, ...] = ()
+    neighbours: tuple[Neighbour, ...] = ()
     sysctls: tuple[tuple[str, str], ...] = ()
     states: tuple[XfrmState, ...] = ()
     policies: tuple[XfrmPolicy, ...] = ()
@@ -407,7 +425,7 @@ class Plan:
     def __post_init__(self):
         ports = tuple(check_range("udp_encap_ports", p, 1, 65535) for p in self.udp_encap_ports)
         object.__setattr__(self, "udp_encap_ports", tuple(dict.fromkeys(ports)))
-        types = {"interfaces": Interface, "tunnels": Tunnel, "routes": Route, "rules": Rule,
+        types = {"interfaces": Interface, "tunnels": Tunnel, "routes": Route, "rules": Rule, "neighbours": Neighbour,
                  "states": XfrmState, "policies": XfrmPolicy, "filters": Filter, "daemons": Daemon}
         for name, kind in types.items():
             items = tuple(getattr(self, name))

@@ -21,15 +21,18 @@ from grelab.scenario.spec import GRE, Comment, Scenario, Variant
 
 GRELAB, R1_WAN, H1, FAR_LAN_HOST = "198.51.100.2", "198.51.100.1", "2001:db8:1::10", "2001:db8:2::10"
 GRELAB_MAC, R1_WAN_MAC = "02:00:00:00:0a:02", "02:00:00:00:0a:01"
+R1_LAN_MAC, H1_MAC = "02:00:00:00:01:01", "02:00:00:00:01:10"
 FAR_LAN = "2001:db8:2::/64"
 H1_V4, R1_LAN_V4, FAR_LAN_V4, FAR_LAN_HOST_V4 = "192.0.2.10", "192.0.2.1", "203.0.113.0/24", "203.0.113.10"
 R1_TAP, GRELAB_TAP, R1_TAP_MAC, GRELAB_TAP_MAC = "198.18.0.1", "198.18.0.2", "02:00:00:00:0c:01", "02:00:00:00:0c:02"
+GRELAB6, R1_WAN6, R1_TAP6, GRELAB_TAP6 = "2001:db8:ff::2", "2001:db8:ff::1", "2001:db8:ff1::1", "2001:db8:ff1::2"
 IGNORE = ("IP.id", "IP.chksum")  # what the kernel may choose in r1's answers (every IPv4 header's)
 TO_R1 = SA(0x00003001, "cbc128-sha256", bytes(range(33, 49)), bytes(range(49, 81)), src=GRELAB, dst=R1_WAN)
 FROM_R1 = SA(0x00004001, "cbc128-sha256", bytes(range(81, 97)), bytes(range(97, 129)), src=R1_WAN, dst=GRELAB)
 IN_ESP = Variant("gre-in-esp", esp="cbc128-sha256", sas=(TO_R1, FROM_R1))
 # The transit: the tunnel, and ICMP errors about it (grelab's own kernel sends none: see NFT_DROP_TUNNELS).
 LINKS = {"transit": ("grelab", "eth0", "ip proto 47 or ip proto 50 or icmp"), "lan1": ("h1", "eth0")}
+LINKS6 = {"transit": ("grelab", "eth0", "ip6"), "lan1": ("h1", "eth0")}  # over IPv6 (topology(transport="ipv6"))
 
 # For a node where grelab itself ends tunnels (see above).
 NFT_DROP_TUNNELS = """
@@ -41,6 +44,8 @@ table inet grelab_endpoint {
 }
 """
 
+FROM_R1_COMMENT = Comment("r1's GRE to grelab, carrying what h1 sent or answered", "transit",
+                          match=lambda frame: frame[6:12] == bytes.fromhex(R1_WAN_MAC.replace(":", "")))
 COMMENTS = (
     Comment("crafted by grelab, the far GRE endpoint", "transit", sent_by="grelab"),
     Comment("r1's ICMP error about a packet grelab sent it, quoted whole", "transit",
@@ -50,15 +55,19 @@ COMMENTS = (
 )
 
 
-def topology(r1) -> Topology:
+def topology(r1, transport: str = "ipv4", also: tuple[str, ...] = ()) -> Topology:
+    """transport "ipv6": the transit link has GRELAB6 and R1_WAN6 instead of the IPv4 addresses (ip6gre). also:
+    more addresses of grelab's on the transit (more far endpoints, e.g. two spokes)."""
+    grelab, wan = (GRELAB, R1_WAN) if transport == "ipv4" else (GRELAB6, R1_WAN6)
+    prefix = 24 if transport == "ipv4" else 64
     return Topology(
         nodes=[Node("grelab", nft=NFT_DROP_TUNNELS),
                Node("r1", forwarding=True, dut=r1),
                Node("h1", routes=[Route("default6", via="2001:db8:1::1"), Route("default", via=R1_LAN_V4)],
                     sysctls={"net.ipv6.auto_flowlabels": "0"})],
-        links=[Link(End("grelab", "eth0", [f"{GRELAB}/24"], GRELAB_MAC), End("r1", "wan", [f"{R1_WAN}/24"], R1_WAN_MAC)),
-               Link(End("r1", "lan", ["2001:db8:1::1/64", f"{R1_LAN_V4}/24"], "02:00:00:00:01:01"),
-                    End("h1", "eth0", [f"{H1}/64", f"{H1_V4}/24"], "02:00:00:00:01:10"))])
+        links=[Link(End("grelab", "eth0", [f"{grelab}/{prefix}", *(f"{a}/{prefix}" for a in also)], GRELAB_MAC), End("r1", "wan", [f"{wan}/{prefix}"], R1_WAN_MAC)),
+               Link(End("r1", "lan", ["2001:db8:1::1/64", f"{R1_LAN_V4}/24"], R1_LAN_MAC),
+                    End("h1", "eth0", [f"{H1}/64", f"{H1_V4}/24"], H1_MAC))])
 
 
 def tunnel(**tunnel_options) -> Plan:
@@ -93,20 +102,26 @@ def grelab_endpoint(name: str = "grelab_endpoint", variants=(GRE, IN_ESP), **cha
     return Scenario(name, **{**fields, **changes})
 
 
-def to_r1(passenger, ttl: int = 64, **gre_fields):
+def to_r1(passenger, ttl: int = 64, tos: int = 0, **gre_fields):
     """What grelab sends r1 through the tunnel: IPv4 from grelab to r1 / GRE (scapy GRE fields) / passenger."""
     from scapy.layers.inet import IP
     from scapy.layers.l2 import GRE as GREHeader
-    return IP(src=GRELAB, dst=R1_WAN, ttl=ttl) / GREHeader(**gre_fields) / passenger
+    return IP(src=GRELAB, dst=R1_WAN, ttl=ttl, tos=tos) / GREHeader(**gre_fields) / passenger
 
 
-def from_r1(passenger, ttl: int = 64, flags: str = "DF", **gre_fields):
-    """What r1 sends grelab through the tunnel, as a frame on the transit: a template for net.transit.expect
-    (with ignore=IGNORE)."""
+def from_r1(passenger, ttl: int = 64, flags: str = "DF", tos: int = 0, dst: str = GRELAB, **gre_fields):
+    """What r1 sends grelab (at dst, one of its addresses) through the tunnel, as a frame on the transit: a template
+    for net.transit.expect (with ignore=IGNORE)."""
     from scapy.layers.inet import IP
     from scapy.layers.l2 import GRE as GREHeader, Ether
-    return (Ether(src=R1_WAN_MAC, dst=GRELAB_MAC) / IP(src=R1_WAN, dst=GRELAB, ttl=ttl, flags=flags)
+    return (Ether(src=R1_WAN_MAC, dst=GRELAB_MAC) / IP(src=R1_WAN, dst=dst, ttl=ttl, flags=flags, tos=tos)
             / GREHeader(**gre_fields) / passenger)
+
+
+def to_h1(passenger):
+    """What r1 delivers to h1 out of the tunnel, as a frame on lan1: a template for net.link("lan1").expect."""
+    from scapy.layers.l2 import Ether
+    return Ether(src=R1_LAN_MAC, dst=H1_MAC) / passenger
 
 
 def echo(seq: int = 7, data: bytes = b"from grelab"):
@@ -118,11 +133,12 @@ def echo(seq: int = 7, data: bytes = b"from grelab"):
 
 
 def unreachable(sent, code: int = 3):
-    """r1's ICMP destination unreachable (code 3: port) about `sent`, a packet grelab sent it, quoted whole: what
-    Linux answers GRE that no tunnel takes (ip_gre.c: gre_rcv). A template for net.transit.expect."""
+    """r1's ICMP destination unreachable (code 3: port) about `sent`, a packet grelab sent it (from any of its
+    addresses), quoted whole: what Linux answers GRE that no tunnel takes (ip_gre.c: gre_rcv). A template for
+    net.transit.expect."""
     from scapy.layers.inet import ICMP, IP
     from scapy.layers.l2 import Ether
-    return (Ether(src=R1_WAN_MAC, dst=GRELAB_MAC) / IP(src=R1_WAN, dst=GRELAB, ttl=64, tos=0xC0)
+    return (Ether(src=R1_WAN_MAC, dst=GRELAB_MAC) / IP(src=R1_WAN, dst=sent[IP].src, ttl=64, tos=0xC0)
             / ICMP(type=3, code=code) / bytes(sent))
 
 
