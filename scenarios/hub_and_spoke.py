@@ -10,83 +10,42 @@ spoke 3's address matches neither tunnel (nor the fallback device gre0, which is
 port unreachable (IcmpOutDestUnreachs), h1 never sees it and no tunnel counts it; the right spoke's echo right after
 is answered.
 """
-from functools import partial
-
 import pytest
-from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6EchoRequest, IPv6
+from scapy.layers.inet6 import ICMPv6EchoReply, IPv6
 
-from grelab.dut.plan import Plan
-from grelab.dut.tunnel import gre_tunnel
-from grelab.scenario import GRE, Comment, endpoint as e
+from grelab.scenario import endpoint as e, hub as h
 
-SPOKES = {2: (e.GRELAB, "2001:db8:2::10"), 3: ("198.51.100.3", "2001:db8:3::10")}  # key -> (address, LAN host)
-COMMENTS = (Comment("crafted by grelab as spoke 3", "transit", sent_by="grelab", match=lambda f: f[26:30] == bytes([198, 51, 100, 3])),
-            Comment("crafted by grelab as spoke 2", "transit", sent_by="grelab"),
-            Comment("r1's GRE down a spoke's tunnel", "transit", match=lambda f: f[6:12] == bytes.fromhex("02000000 0a01")
-                    and f[23] == 47),
-            Comment("r1's ICMP port unreachable: no tunnel takes it", "transit", match=lambda f: f[23] == 1),
-            Comment("delivered by r1 out of a spoke's tunnel to h1, and h1's reply", "lan1"))
-net = e.grelab_endpoint("hub_and_spoke", variants=[GRE], topology=partial(e.topology, also=(SPOKES[3][0],)),
-                        comments=COMMENTS, tunnels=lambda variant, sas: {"r1": hub()}).fixture()
-
-
-def hub() -> Plan:
-    plan = Plan(sysctls={"net.ipv4.icmp_ratelimit": 0})
-    for key, (spoke, host) in SPOKES.items():
-        plan += gre_tunnel(f"gre{key}", e.R1_WAN, spoke, key=key, routes=(host.replace("::10", "::/64"),))
-    return plan
-
-
-def to_r1(key: int, spoke: int, seq: int):  # spoke `spoke` sends an echo for h1 with `key`
-    address, host = SPOKES[spoke]
-    request = IPv6(src=host, dst=e.H1, hlim=64) / ICMPv6EchoRequest(id=0x4848, seq=seq)
-    sent = e.to_r1(request, key_present=1, key=key)
-    sent.src = address
-    return sent
-
-
-def reply_to(spoke: int, seq: int):  # h1's reply as r1 sends it down the spoke's tunnel
-    address, host = SPOKES[spoke]
-    return e.from_r1(IPv6(src=e.H1, dst=host, hlim=63) / ICMPv6EchoReply(id=0x4848, seq=seq), dst=address,
-                     key_present=1, key=spoke)
-
-
-WATCHED = ("gre2.rx_packets", "gre3.rx_packets", "gre2.tx_packets", "gre3.tx_packets", "snmp.IcmpOutDestUnreachs")
-
-
-def moved(net, before) -> dict:
-    delta = net.dut("r1").counters().delta(before).flat()
-    return {k: delta[k] for k in WATCHED if k in delta}
+net = h.hub_and_spoke().fixture()
 
 
 def test_each_spoke_its_tunnel(net):
     """h1's packets for each spoke's LAN go down that spoke's tunnel only: its address, its key."""
     before = net.dut("r1").counters()
-    for key, (spoke, host) in SPOKES.items():
+    for key, (spoke, host) in h.SPOKES.items():
         net.send("h1", IPv6(src=e.H1, dst=host, hlim=64) / ICMPv6EchoReply(id=0x4747, seq=key),
                  comment=f"crafted from h1 for spoke {key}'s LAN: r1 must send it down gre{key}")
     net.transit.expect([e.from_r1(IPv6(src=e.H1, dst=host, hlim=63) / ICMPv6EchoReply(id=0x4747, seq=key), dst=spoke,
-                                  key_present=1, key=key) for key, (spoke, host) in SPOKES.items()], ignore=e.IGNORE)
-    assert moved(net, before) == {"gre2.tx_packets": 1, "gre3.tx_packets": 1}
+                                  key_present=1, key=key) for key, (spoke, host) in h.SPOKES.items()], ignore=e.IGNORE)
+    assert h.moved(net, before) == {"gre2.tx_packets": 1, "gre3.tx_packets": 1}
 
 
-@pytest.mark.parametrize("spoke", SPOKES)
+@pytest.mark.parametrize("spoke", h.SPOKES)
 def test_spoke_reaches_h1(net, spoke):
     """A spoke's echo in its own tunnel reaches h1, and the reply goes back down the same tunnel."""
     before = net.dut("r1").counters()
-    net.send("grelab", to_r1(spoke, spoke, 1), comment=f"crafted by grelab as spoke {spoke}, key {spoke}: r1 takes it")
-    net.transit.expect(reply_to(spoke, 1), ignore=e.IGNORE)
-    assert moved(net, before) == {f"gre{spoke}.rx_packets": 1, f"gre{spoke}.tx_packets": 1}
+    net.send("grelab", h.to_r1(spoke, spoke, 1), comment=f"crafted by grelab as spoke {spoke}, key {spoke}: r1 takes it")
+    net.transit.expect(h.reply_to(spoke, 1), ignore=e.IGNORE)
+    assert h.moved(net, before) == {f"gre{spoke}.rx_packets": 1, f"gre{spoke}.tx_packets": 1}
 
 
 @pytest.mark.parametrize("key, spoke", [(2, 3), (3, 2)], ids=["key-2-from-spoke-3", "key-3-from-spoke-2"])
 def test_key_from_the_other_spoke(net, key, spoke):
     """A spoke's key from the other spoke's address finds no tunnel: ICMP port unreachable, nothing reaches h1."""
     before = net.dut("r1").counters()
-    wrong = to_r1(key, spoke, 1)
+    wrong = h.to_r1(key, spoke, 1)
     net.send("grelab", wrong, comment=f"crafted by grelab as spoke {spoke} with spoke {key}'s key: no tunnel takes it")
     net.transit.expect(e.unreachable(wrong), ignore=e.IGNORE)  # before the next: the golden's order is r1's answer's
-    net.send("grelab", to_r1(spoke, spoke, 2), comment=f"crafted by grelab as spoke {spoke}, its own key: r1 takes it")
-    net.transit.expect([e.unreachable(wrong), reply_to(spoke, 2)], ignore=e.IGNORE)
+    net.send("grelab", h.to_r1(spoke, spoke, 2), comment=f"crafted by grelab as spoke {spoke}, its own key: r1 takes it")
+    net.transit.expect([e.unreachable(wrong), h.reply_to(spoke, 2)], ignore=e.IGNORE)
     assert len(net.link("lan1").frames()) == 2  # only the right echo and its reply
-    assert moved(net, before) == {f"gre{spoke}.rx_packets": 1, f"gre{spoke}.tx_packets": 1, "snmp.IcmpOutDestUnreachs": 1}
+    assert h.moved(net, before) == {f"gre{spoke}.rx_packets": 1, f"gre{spoke}.tx_packets": 1, "snmp.IcmpOutDestUnreachs": 1}
