@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from grelab.dut.daemon import guest_command, wait_until
 from grelab.dut.plan import Daemon, Plan, XfrmPolicy, XfrmState
-from grelab.dut.tunnel import esp_transport, gre_tunnel
+from grelab.dut.tunnel import gre_tunnel
 from grelab.lab.topology import End, Link, Node, Route, Topology
+from grelab.scenario.offices import protected
 from grelab.scenario.spec import GRE, QUIET_HOST, Comment, Scenario, Variant
 
 H1, R1_LAN, LAN1 = "192.0.2.10", "192.0.2.1", "192.0.2.0/26"
@@ -95,11 +96,7 @@ def routers(variant: Variant, sas) -> dict[str, Plan]:
              + bird(R1_GRE, "gre1", ("lan",)),
              "r2": gre_tunnel("gre1", R2_WAN, R1_WAN, addresses=(f"{R2_GRE}/30",), link_local=True)
              + bird(R2_GRE, "gre1", ("lan", "lan3"))}
-    if variant.esp:
-        out, back = sas(R1_WAN, R2_WAN)
-        plans["r1"] += esp_transport(out, back)
-        plans["r2"] += esp_transport(back, out)
-    return plans
+    return protected(plans, variant, sas, R1_WAN, R2_WAN)
 
 
 def branch(name: str = "ospf_over_gre", variants=(GRE,), **changes) -> Scenario:

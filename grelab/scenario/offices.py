@@ -69,8 +69,13 @@ def connect(variant: Variant, sas, **tunnel_options) -> dict[str, Plan]:
     required for GRE between them both ways (sas(local, remote) -> the variant's SA pair)."""
     plans = {"r1": gre_tunnel("gre1", R1_WAN, R2_WAN, routes=(LAN2,), **tunnel_options),
              "r2": gre_tunnel("gre1", R2_WAN, R1_WAN, routes=(LAN1,), **tunnel_options)}
+    return protected(plans, variant, sas, R1_WAN, R2_WAN)
+
+
+def protected(plans: dict[str, Plan], variant: Variant, sas, r1: str, r2: str) -> dict[str, Plan]:
+    """The routers' plans with, in an ESP variant, ESP required for GRE between r1's and r2's addresses both ways."""
     if variant.esp:
-        out, back = sas(R1_WAN, R2_WAN)
+        out, back = sas(r1, r2)
         plans["r1"] += esp_transport(out, back)
         plans["r2"] += esp_transport(back, out)
     return plans
@@ -101,11 +106,7 @@ def connect_v6(variant: Variant, sas, **tunnel_options) -> dict[str, Plan]:
     quiet = Plan(sysctls={"net.ipv6.auto_flowlabels": "0"})
     plans = {"r1": quiet + gre_tunnel("gre1", R1_WAN6, R2_WAN6, routes=(LAN2,), **tunnel_options),
              "r2": quiet + gre_tunnel("gre1", R2_WAN6, R1_WAN6, routes=(LAN1,), **tunnel_options)}
-    if variant.esp:
-        out, back = sas(R1_WAN6, R2_WAN6)
-        plans["r1"] += esp_transport(out, back)
-        plans["r2"] += esp_transport(back, out)
-    return plans
+    return protected(plans, variant, sas, R1_WAN6, R2_WAN6)
 
 
 def two_offices_v6(name: str = "two_offices_v6", variants=(GRE,), **changes) -> Scenario:
