@@ -1,7 +1,7 @@
 """MTU, MSS and path MTU: the 24 bytes GRE costs, and what the kernel does with a packet that does not fit.
 
-The two offices (two_offices), r1 and r2 kernel GRE endpoints, with the isp's link to r2 narrower (1400 bytes)
-than the rest (1500). A GRE tunnel over a 1500-byte link has an MTU of 1476 (20 bytes of IPv4, 4 of GRE), 1472
+The two offices (two_offices), r1 and r2 kernel GRE endpoints, with the isp's link to r2 narrowed (1400 bytes, on the
+isp's side) in the path MTU cases, every link 1500 bytes otherwise; the LANs have IPv4 too. A GRE tunnel over a 1500-byte link has an MTU of 1476 (20 bytes of IPv4, 4 of GRE), 1472
 with a key, 1468 with a key and sequence numbers: an IPv6 packet from h1 one byte bigger draws ICMPv6 Packet Too
 Big with exactly that MTU from r1, and never enters the tunnel. A 1476-byte packet fits the tunnel, but its
 1500-byte outer packet (DF set: pmtudisc) does not fit the isp's link to r2: the isp answers r1 with ICMP
@@ -9,22 +9,28 @@ fragmentation needed (MTU 1400), r1 lowers the tunnel's path MTU, and the next s
 of 1376. With nopmtudisc the outer packet has no DF: the isp fragments it, r2 reassembles it and h2 gets it.
 An MSS clamp on r1 rewrites the MSS of SYNs through the tunnel (1440, what a 1500-byte IPv6 LAN offers) to 1416,
 so no TCP segment is ever too big for it.
+
+150,000 bytes of TCP from h1 to h2, counted in data segments on the wire: 103 at MSS 1460 with IPv4 routed natively
+(no GRE), 105 at MSS 1436 through the tunnel with r1 clamping the SYNs' MSS from 1460 to 1436 (IPv4 passenger), 106 at
+MSS 1416 (IPv6 passenger, clamped from 1440). With the clamp the biggest packet on the transit is 1500 bytes: the
+1524-byte GRE packet a 1460 MSS would make never appears (nor the ICMP fragmentation needed it would draw).
 """
 from functools import partial
 
 import pytest
 from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6PacketTooBig, IPv6
+from scapy.layers.inet import TCP
 from scapy.layers.l2 import Ether
 
-from grelab.dut.plan import Filter, Plan
-from grelab.expect.tunnel import syn_mss
+from grelab.dut.plan import Filter, Plan, Route
+from grelab.expect.tunnel import data_segments, syn_mss, tcp_segments
 from grelab.scenario import GRE, Comment, offices as o
 
 COMMENTS = (Comment("r1's ICMPv6 Packet Too Big to h1", "lan1", match=lambda f: f[20] == 58 and f[54] == 2),
-            Comment("on the isp's 1400-byte link to r2: the tunnel's packets, or the isp's fragments of them", "transit2"),
+            Comment("on the isp's link to r2 (1400 bytes in the path MTU cases): the tunnel's packets, or the isp's fragments of them", "transit2"),
             Comment("the isp's ICMP fragmentation needed (MTU 1400) to r1", "transit", match=lambda f: f[23] == 1))
 net = o.two_offices("mtu", variants=[GRE], tunnels=None, links={**o.LINKS, "transit2": ("isp", "eth1")},
-                    topology=partial(o.topology, transit2_mtu=1400), comments=COMMENTS + o.COMMENTS).fixture()
+                    topology=partial(o.topology, ipv4_lans=True), comments=COMMENTS + o.COMMENTS).fixture()
 QUIET = Plan(sysctls={"net.ipv6.icmp.ratelimit": 0, "net.ipv6.auto_flowlabels": 0})  # every Too Big, the same
 CLAMP = Plan(filters=[Filter("forward", "clamp-mss", 6, oif="gre1", set_mss=1416),
                       Filter("forward", "clamp-mss", 6, iif="gre1", set_mss=1416)])
@@ -48,8 +54,14 @@ def test_too_big_for_the_tunnel(net, options, mtu):
     assert net.transit.frames() == []  # it never entered the tunnel
 
 
+def narrow(net) -> None:
+    """The isp's link to r2 narrowed to 1400 bytes on the isp's side: what the isp forwards there must fit."""
+    net.set_mtu("isp", "eth1", 1400)
+
+
 def test_path_mtu_shrinks(net):
     """A smaller MTU on the way: the isp's fragmentation-needed shrinks r1's tunnel path MTU, and its next Packet Too Big says so."""
+    narrow(net)
     net.apply(o.connect(GRE, None) | {"r1": o.connect(GRE, None)["r1"] + QUIET})
     before = net.dut("r1").counters()
     net.send("h1", sized(1476), comment="crafted from h1: 1476 bytes, it fits r1's tunnel but not the isp's link to r2")
@@ -60,6 +72,7 @@ def test_path_mtu_shrinks(net):
 
 def test_nopmtudisc_fragments_on_the_way(net):
     """Without path MTU discovery, r1's GRE has no DF: the isp fragments it and h2 gets the packet whole."""
+    narrow(net)
     net.apply(o.connect(GRE, None) | {"r1": o.connect(GRE, None, pmtudisc=False, ttl="inherit")["r1"]})
     net.send("h1", sized(1476), comment="crafted from h1: 1476 bytes; r1's GRE of it has no DF")
     net.link("lan2").expect(Ether(src="02:00:00:00:02:01", dst=o.H2_MAC) / sized(1476, hlim=62))  # two hops on
@@ -72,3 +85,42 @@ def test_mss_clamp(net):
     net.tcp("h1", "h2")
     assert syn_mss(net.link("lan1").frames()) == [1440, 1416]  # h1's SYN; h2's SYN-ACK, clamped by r1
     assert syn_mss(net.transit.frames()) == syn_mss(net.link("lan2").frames()) == [1416, 1440]
+
+
+TRANSFER = 150_000
+# A path: the passenger's addresses; what r1 and r2 hold (None: nothing, IPv4 routed natively across the isp);
+# the MSS h1's segments have; how many data segments 150,000 bytes take (ceil(150000 / MSS)).
+V4_TUNNEL = {"r1": Plan(routes=[Route(o.LAN2_V4, dev="gre1")], filters=[
+                 Filter("forward", "clamp-mss", 4, oif="gre1", set_mss=1436), Filter("forward", "clamp-mss", 4, iif="gre1", set_mss=1436)]),
+             "r2": Plan(routes=[Route(o.LAN1_V4, dev="gre1")])}
+PATHS = {
+    "ipv4-without-gre": (o.H1_V4, o.H2_V4, None, 1460, 103),
+    "ipv4-in-gre": (o.H1_V4, o.H2_V4, V4_TUNNEL, 1436, 105),
+    "ipv6-in-gre": (o.H1, o.H2, {"r1": CLAMP}, 1416, 106),
+}
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_transfer(net, path):
+    """150,000 bytes of TCP from h1 to h2: 103 data segments of 1460 without GRE, 105 of 1436 (IPv4) and 106 of 1416 (IPv6) in it."""
+    client, server, plans, mss, segments = PATHS[path]
+    carrier = "h1's TCP to h2 routed natively, no GRE" if plans is None else \
+        f"GRE ({'0x0800' if '.' in client else '0x86DD'}) carrying h1's TCP to h2 and back"
+    for link in ("transit", "transit2"):
+        net.explain(f"{carrier}; the data segments are counted, not kept", link)
+    if plans is not None:
+        base = o.connect(GRE, None)
+        net.apply({name: base[name] + plans.get(name, Plan()) for name in base})
+    # The golden keeps the handshake (each side's MSS, clamped) and h1's FIN. Where PSH falls among the data segments,
+    # and h2's ACKs (how many, their windows) are the kernels' timing: counted here, not kept.
+    net.leave_out(lambda frame: any(not p[TCP].flags.S and not (p.src == client and p[TCP].flags.F)
+                                    for p in tcp_segments([frame])))
+    assert net.transfer("h1", "h2", TRANSFER, address=server) == TRANSFER
+    cut = data_segments(net.transit.frames(), client)
+    assert (len(cut), max(cut), sum(cut)) == (segments, mss, TRANSFER)
+    assert cut == data_segments(net.link("lan1").frames(), client) == data_segments(net.link("lan2").frames(), client)
+    assert len(tcp_segments(net.link("lan1").frames())) == len(net.link("lan1").frames())  # no ICMP error, ever
+    biggest = max(len(f) - 14 for f in net.transit.frames())
+    assert biggest == 1500  # full segments fill the link exactly: no 1524-byte packet (a 1460 MSS in GRE) ever
+    if plans is not None:  # the clamp: h1 offered 1460 (1440 for IPv6), h2 was told what fits the tunnel
+        assert syn_mss(net.link("lan1").frames())[0] == mss + 24 and syn_mss(net.link("lan2").frames())[0] == mss

@@ -174,6 +174,27 @@ def _hop_limit_zero(packet: bytes) -> bytes:
     return packet
 
 
+def tcp_segments(frames: list[bytes], sas=()) -> list:
+    """Every TCP segment among the frames, as the IP packet carrying it (on the link, or the tunnel's passenger)."""
+    from scapy.layers.inet import TCP
+    found = []
+    for frame in frames:
+        try:
+            peeled = peel(frame, sas)
+        except GrelabError:
+            continue
+        packet = peeled.passenger if peeled.gre is not None else dissect(frame, Ether).payload
+        if packet is not None and packet.haslayer(TCP):
+            found.append(packet)
+    return found
+
+
+def data_segments(frames: list[bytes], src: str, sas=()) -> list[int]:
+    """The payload length of every TCP segment from `src` that carries data, in order: how a transfer was cut."""
+    from scapy.layers.inet import TCP
+    return [len(p[TCP].payload) for p in tcp_segments(frames, sas) if p.src == src and len(p[TCP].payload)]
+
+
 def syn_mss(frames: list[bytes], sas=()) -> list[int | None]:
     """The MSS option of every TCP SYN among the frames (on the link, or the tunnel's passenger), in order; None
     for a SYN without one: what an MSS clamp is seen by."""

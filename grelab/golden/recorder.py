@@ -39,7 +39,7 @@ class GoldenRecorder:
         self._routing: frozenset = frozenset()
         self._stand_ins: dict[int, SA] = {}
 
-    def leave_out(self, routing) -> None:
+    def leave_out_routing(self, routing) -> None:
         """Leave daemons' control-plane traffic out of the golden (grelab.expect.match.is_routing): it is timed
         by the daemons, so how much of it a case sees varies run to run. ESP sequence numbers are then
         renumbered in the golden's order (the traffic left out used some)."""
@@ -49,6 +49,7 @@ class GoldenRecorder:
         """ESP of `real` (an SA a daemon negotiated: random SPI and keys) goes into the golden re-encrypted
         with `stand_in` (deterministic), and pcaps/esp_sa gets the stand-in."""
         self._stand_ins[real.spi] = stand_in
+        self._left_out: list[tuple[str | None, Callable[[bytes], bool]]] = []
 
     def capture(self, link: str, lab, node: str, ifname: str, expression: str = "") -> Capture:
         """Arm a capture on node:ifname whose frames go into the golden under the name `link`."""
@@ -70,6 +71,12 @@ class GoldenRecorder:
             match = Template(match, ignore).matches
         self._rules.insert(0 if first else len(self._rules), (link, match, comment))
 
+    def leave_out(self, match: Callable[[bytes], bool], link: str | None = None) -> None:
+        """Frames on `link` (any if None) that match are not kept in the golden: what the kernel decides by timing
+        (e.g. a TCP receiver's pure ACKs, their number and windows), so the golden repeats run to run. Expectations
+        still see them."""
+        self._left_out.append((link, match))
+
     def frames(self, link: str) -> list[tuple[float, bytes]]:
         """Every frame captured on `link` so far, the capture settled first (complete up to now)."""
         for name, cap in self._captures:
@@ -88,7 +95,7 @@ class GoldenRecorder:
         normalizer = Normalizer(self._sas, renumber=bool(self._routing), stand_ins=self._stand_ins)
         record = CaseRecord()
         for stamp, link, data in raw:
-            if is_noise(data):
+            if is_noise(data) or any(where in (None, link) and match(data) for where, match in self._left_out):
                 continue
             try:  # peeled once, for the chatter test and the comment
                 peeled: Peeled | GrelabError = peel(data, self._sas)

@@ -123,6 +123,60 @@ def tcp_echo(lab, client: str, server: str, server_addr: str, port: int = 40001,
     return TcpExchange(data, echoed)
 
 
+def tcp_transfer(lab, client: str, server: str, server_addr: str, size: int, port: int = 40003,
+                 client_port: int = 40002, timeout: float = 5.0) -> int:
+    """`size` bytes from `client` to a server in `server`, in one write, and the server's one-byte "got it all"
+    back before the client closes: the client's FIN never rides on its last data segment, so the data segments on
+    the wire are the same every run (full MSS but the last). Returns the number of bytes the server read."""
+    family = socket.AF_INET6 if ":" in server_addr else socket.AF_INET
+    listener = lab.run_in(server, _listen, family, server_addr, port)
+    got: list = []
+
+    def serve() -> None:
+        try:
+            listener.settimeout(timeout)
+            conn, _ = listener.accept()
+            with conn:
+                conn.settimeout(timeout)
+                count = 0
+                while count < size and (chunk := conn.recv(1 << 20)):
+                    count += len(chunk)
+                got.append(count)
+                conn.sendall(b"k")
+                while conn.recv(1 << 16):  # until the client's FIN
+                    pass
+                conn.shutdown(socket.SHUT_WR)
+                _wait_closed(conn, time.monotonic() + timeout)
+        except BaseException as exc:  # noqa: BLE001 - reported in the caller's thread
+            got.append(exc)
+        finally:
+            listener.close()
+
+    server_thread = threading.Thread(target=serve, name="grelab-tcp-transfer")
+    server_thread.start()
+
+    def send() -> None:
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * size)  # one write, whole
+            s.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", client_port))
+            s.settimeout(timeout)
+            s.connect((server_addr, port))
+            s.sendall(bytes(size))
+            if s.recv(1) != b"k":
+                raise AssertionError(f"TCP transfer to {server_addr}: the server never said it got it all")
+            s.shutdown(socket.SHUT_WR)
+            s.recv(1)  # the server's FIN
+
+    try:
+        lab.run_in(client, send)
+    finally:
+        server_thread.join(timeout + 1)
+    if not got or isinstance(got[0], BaseException):
+        raise AssertionError(f"TCP transfer server in {server}: {got[0] if got else 'no connection'!r}")
+    return got[0]
+
+
 def _wait_closed(conn: socket.socket, deadline: float) -> None:
     """Until the connection reaches CLOSE: the peer's last ACK has arrived, so no packet of the exchange is
     still on its way (what a capture holds then is all of it). The kernel signals no event for this state

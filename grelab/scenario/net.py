@@ -83,7 +83,7 @@ class Net:
             net._captures[name] = golden.capture(name, built, node, ifname, *expression)
         golden.sas(*net.sas)
         if scenario.routing:
-            golden.leave_out(scenario.routing)
+            golden.leave_out_routing(scenario.routing)
         for comment in scenario.comments:
             net._explain(comment.text.format(carrier=variant.carrier(scenario.carrier)), comment.link, comment.sent_by,
                          comment.match)
@@ -123,6 +123,24 @@ class Net:
         """Apply {DUT name: Plan} on top of what the DUTs hold (a case's own tunnels), the DUTs side by side."""
         side_by_side(lambda item: self.dut(item[0]).apply(item[1]), plans.items())
 
+    def leave_out(self, match, link: str | None = None) -> None:
+        """Keep frames on `link` (any if None) matching `match` (a function of the frame's bytes) out of the golden:
+        only for what the kernel decides by timing (a TCP receiver's pure ACKs); expectations still see them."""
+        self.golden.leave_out(match, link)
+
+    def set_mtu(self, node: str, ifname: str, mtu: int) -> None:
+        """Change the MTU of a lab node's interface (not a DUT's: give the DUT an Interface in a plan) for this
+        case: one ioctl in the node's namespace, the link stays up."""
+        import fcntl
+        import socket
+        import struct
+        name = self.lab.link_end(node, ifname).ifname
+
+        def set_it() -> None:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                fcntl.ioctl(s, 0x8922, struct.pack("16si12x", name.encode(), mtu))  # SIOCSIFMTU
+        self.lab.run_in(node, set_it)
+
     def wait_counter(self, dut: str, name: str, before, moved: int = 1, timeout: float = 2.0):
         """Poll the DUT's counters until `name` (as Counters.flat names it, e.g. snmp.IcmpInDestUnreachs) has
         moved by at least `moved` since `before`; the delta then, or AssertionError at the deadline. Only for
@@ -149,6 +167,10 @@ class Net:
 
     def tcp(self, client: str, server: str, **options) -> hosts.TcpExchange:
         return hosts.tcp_echo(self.lab, client, server, self.address(server), **options)
+
+    def transfer(self, client: str, server: str, size: int, address: str | None = None, **options) -> int:
+        """`size` bytes over TCP from client to server (at its address, or `address`); what the server got."""
+        return hosts.tcp_transfer(self.lab, client, server, address or self.address(server), size, **options)
 
     def sent_by(self, *names: str) -> list[bytes]:
         """The IP packets these hosts put on their links, in time order: exactly what a tunnel must carry."""

@@ -20,6 +20,9 @@ H1, R1_LAN, R1_WAN = "2001:db8:1::10", "2001:db8:1::1", "198.51.100.1"
 ISP_1, ISP_2 = "198.51.100.254", "203.0.113.254"
 H2, R2_LAN, R2_WAN = "2001:db8:2::10", "2001:db8:2::1", "203.0.113.1"
 LAN1, LAN2 = "2001:db8:1::/64", "2001:db8:2::/64"
+# IPv4 on the LANs too (topology(ipv4_lans=True)): routed natively across the isp unless a plan routes them into a tunnel.
+H1_V4, R1_LAN_V4, H2_V4, R2_LAN_V4 = "10.1.0.10", "10.1.0.1", "10.2.0.10", "10.2.0.1"
+LAN1_V4, LAN2_V4 = "10.1.0.0/24", "10.2.0.0/24"
 H1_MAC, H2_MAC = "02:00:00:00:01:10", "02:00:00:00:02:10"
 R1_LAN_MAC, R1_WAN_MAC, ISP_1_MAC = "02:00:00:00:01:01", "02:00:00:00:0a:01", "02:00:00:00:0a:fe"
 # Where each golden link is seen: (node, interface).
@@ -41,25 +44,28 @@ COMMENTS = (
 )
 
 
-def topology(r1, r2, transit2_mtu: int = 1500) -> Topology:
-    """transit2_mtu: the MTU of the isp -- r2 link (a narrower path behind the first hop)."""
+def topology(r1, r2, transit2_mtu: int = 1500, ipv4_lans: bool = False) -> Topology:
+    """transit2_mtu: the MTU of the isp -- r2 link (a narrower path behind the first hop). ipv4_lans: the LANs have
+    IPv4 too (H1_V4, H2_V4), the isp routing them to r1 and r2."""
+    v4 = (lambda *items: list(items)) if ipv4_lans else (lambda *items: [])
     return Topology(
         nodes=[
-            Node("h1", routes=[Route("default6", via=R1_LAN)], sysctls=QUIET_HOST),
+            Node("h1", routes=[Route("default6", via=R1_LAN), *v4(Route("default", via=R1_LAN_V4))], sysctls=QUIET_HOST),
             Node("r1", routes=[Route("default", via=ISP_1)], forwarding=True, dut=r1),
-            Node("isp", sysctls={"net.ipv4.ip_forward": "1"}),
+            Node("isp", routes=v4(Route(LAN1_V4, via=R1_WAN), Route(LAN2_V4, via=R2_WAN)),
+                 sysctls={"net.ipv4.ip_forward": "1"}),
             Node("r2", routes=[Route("default", via=ISP_2)], forwarding=True, dut=r2),
-            Node("h2", routes=[Route("default6", via=R2_LAN)], sysctls=QUIET_HOST),
+            Node("h2", routes=[Route("default6", via=R2_LAN), *v4(Route("default", via=R2_LAN_V4))], sysctls=QUIET_HOST),
         ],
         links=[
-            Link(End("h1", "eth0", [f"{H1}/64"], H1_MAC),
-                 End("r1", "lan", [f"{R1_LAN}/64"], R1_LAN_MAC)),
+            Link(End("h1", "eth0", [f"{H1}/64", *v4(f"{H1_V4}/24")], H1_MAC),
+                 End("r1", "lan", [f"{R1_LAN}/64", *v4(f"{R1_LAN_V4}/24")], R1_LAN_MAC)),
             Link(End("r1", "wan", [f"{R1_WAN}/24"], R1_WAN_MAC),
                  End("isp", "eth0", [f"{ISP_1}/24"], ISP_1_MAC)),
             Link(End("isp", "eth1", [f"{ISP_2}/24"], "02:00:00:00:0b:fe"),
                  End("r2", "wan", [f"{R2_WAN}/24"], "02:00:00:00:0b:01"), mtu=transit2_mtu),
-            Link(End("r2", "lan", [f"{R2_LAN}/64"], "02:00:00:00:02:01"),
-                 End("h2", "eth0", [f"{H2}/64"], H2_MAC)),
+            Link(End("r2", "lan", [f"{R2_LAN}/64", *v4(f"{R2_LAN_V4}/24")], "02:00:00:00:02:01"),
+                 End("h2", "eth0", [f"{H2}/64", *v4(f"{H2_V4}/24")], H2_MAC)),
         ],
     )
 
