@@ -38,6 +38,7 @@ class GoldenRecorder:
         self._rules: list[tuple[str | None, Callable[[bytes], bool] | None, str]] = []
         self._routing: frozenset = frozenset()
         self._stand_ins: dict[int, SA] = {}
+        self._left_out: list[tuple[str | None, Callable[[bytes], bool]]] = []
 
     def leave_out_routing(self, routing) -> None:
         """Leave daemons' control-plane traffic out of the golden (grelab.expect.match.is_routing): it is timed
@@ -49,7 +50,6 @@ class GoldenRecorder:
         """ESP of `real` (an SA a daemon negotiated: random SPI and keys) goes into the golden re-encrypted
         with `stand_in` (deterministic), and pcaps/esp_sa gets the stand-in."""
         self._stand_ins[real.spi] = stand_in
-        self._left_out: list[tuple[str | None, Callable[[bytes], bool]]] = []
 
     def capture(self, link: str, lab, node: str, ifname: str, expression: str = "") -> Capture:
         """Arm a capture on node:ifname whose frames go into the golden under the name `link`."""

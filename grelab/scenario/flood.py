@@ -16,6 +16,7 @@ from scapy.layers.l2 import GRE as GREHeader, Ether
 from grelab.craft.fast import Stream
 from grelab.lab import netns
 from grelab.lab.topology import Node
+from grelab.progress import progress
 from grelab.scenario import endpoint as e
 
 FLOOD_MAC, PORT, EACH = "02:00:00:00:0f:02", 40009, 40_000
@@ -41,6 +42,7 @@ def topology(r1):
 
 
 # The golden's links leave the flood out: its frames come from a MAC of their own, and go to UDP port PORT.
+CHUNK = 10_000  # frames a send call takes: small enough for a progress bar to move, large enough for sendmmsg
 LINKS = {"transit": ("grelab", "eth0", f"(ip proto 47 or icmp) and not ether src {FLOOD_MAC}"),
          "lan1": ("h1", "eth0", f"not udp port {PORT}")}
 KEY, CSUM = dict(key_present=1, key=42), dict(chksum_present=1)
@@ -109,9 +111,11 @@ def run(net) -> dict[str, int]:
     passed = net.lab.capture("h1", "eth0", f"ether src {R1_LAN_MAC}")  # grelab's count of what r1 passed to h1
     chatter = net.lab.capture("grelab", "eth0", f"ether src {e.GRELAB_MAC}")  # grelab's own kernel: ARP, MLD, ND
     before, host_before, tx_before = r1.counters(), host_side(r1), tx_packets(net, "grelab", "eth0")
-    with net.lab.sender("grelab", "eth0") as tx:
-        start = time.monotonic()
-        sent = tx.send(frames)
+    with net.lab.sender("grelab", "eth0") as tx, progress("flood", len(frames), "frames") as advance:
+        start, sent = time.monotonic(), 0
+        for at in range(0, len(frames), CHUNK):  # chunks only so a bar can move (on a terminal)
+            sent += tx.send(frames[at:at + CHUNK])
+            advance(len(frames[at:at + CHUNK]))
         seconds = time.monotonic() - start
     host = drained(r1, host_before)
     moved = r1.counters().delta(before).flat()
