@@ -40,6 +40,9 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
+    if hasattr(config, "workerinput"):  # an xdist worker: its guests share one CPU, the next worker's the next one
+        from grelab.dut.uml.guest import pin_guests
+        pin_guests(int(config.workerinput["workerid"].removeprefix("gw")))
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
     report = config.getoption("--grelab-report", None)

@@ -187,3 +187,15 @@ def test_iptables_filters_and_reset_takes_the_filter_away(lab, guest):
     gre_tunnel(guest)
     assert exchange(lab, to_dut / long_echo, "ip proto 47")[ICMPv6EchoReply].seq == 7
 
+
+
+def test_link_statistics_from_iproute2_json_take_sysfs_names():
+    from grelab.dut.uml.guest import _link_statistics
+    text = ('[{"ifindex":5,"ifname":"gre1","stats64":{"rx":{"bytes":120,"packets":2,"errors":1,"dropped":0,'
+            '"over_errors":0,"multicast":1,"crc_errors":1,"fifo_errors":0},"tx":{"bytes":0,"packets":0,'
+            '"collisions":0,"carrier_changes":3,"aborted_errors":0}}}]')
+    assert _link_statistics(text) == {"gre1": {
+        "rx_bytes": 120, "rx_packets": 2, "rx_errors": 1, "rx_dropped": 0, "rx_over_errors": 0, "multicast": 1,
+        "rx_crc_errors": 1, "rx_fifo_errors": 0, "tx_bytes": 0, "tx_packets": 0, "collisions": 0, "tx_aborted_errors": 0}}
+    with pytest.raises(Exception, match="not iproute2's JSON"):
+        _link_statistics("Device not found")

@@ -99,14 +99,10 @@ COMMIT
 # Where init sourced this file (the UML guest), for grelab's scripts in init's own shell:
 
 # grelab_counters OUT: every counter a test asserts on, written as "FILE:line" lines into OUT by init's
-# long-lived awk (init.sh): each link's statistics files, then /proc's xfrm and SNMP tables. Fallback tunnels
-# made at boot (gre0, ...) are left out: ~60 ms of sysfs.
+# long-lived awk (init.sh): every link's statistics (iproute2's JSON, "@links:..."), then /proc's xfrm and
+# SNMP tables.
 grelab_counters() {
-  local out=$1 link files= done
-  for link in /sys/class/net/*; do
-    case " $GRELAB_FALLBACK_LINKS " in *" ${link##*/} "*) ;; *) files="$files $link/statistics/*" ;; esac
-  done
-  set -- $files
-  printf '%s %s /proc/net/xfrm_stat /proc/net/snmp /proc/net/netstat /proc/net/snmp6\n' "$out" "$*" >&5
+  local done
+  printf '%s @links /proc/net/xfrm_stat /proc/net/snmp /proc/net/netstat /proc/net/snmp6\n' "$1" >&5
   read -r done <&4 && [ "$done" = done ]
 }

@@ -1,8 +1,10 @@
 """A console you can trust: commands to the guest's shell and their exit status, each within a deadline.
 
-The guest's /init (guest/init.sh) reads `<id> <line count>` and the script's lines, and answers
-`@@B <id>`, the script's output, a newline, `@@E <id> <status>`. The id is a per-boot nonce and a
-sequence number, so output of an earlier, abandoned command can never be taken for this one's. A reader
+The guest's /init (guest/init.sh) reads `<id> <line count>` and the script's lines (or `<id> f`, the script
+being in the folder the guest mounts at /grelab, as `c<id>`: the console costs a system call a byte), and
+answers `@@B <nonce>-<id>`, the script's output, a newline, `@@E <nonce>-<id> <status>`. The id is a
+sequence number and the nonce is new at every boot, so output of an earlier, abandoned command can never be
+taken for this one's. A reader
 thread keeps the last lines of everything the guest printed, so a panic or a hang is reported with what
 the guest said.
 """
@@ -13,6 +15,7 @@ import re
 import secrets
 import threading
 import time
+from pathlib import Path
 from typing import IO
 
 from grelab.dut.base import CommandResult, DutError
@@ -29,9 +32,11 @@ class GuestDied(DutError):
 class Console:
     """The guest's console on a pair of pipes (its stdin and stdout). One command at a time."""
 
-    def __init__(self, to_guest: IO[bytes], from_guest: IO[bytes], name: str):
-        self._to, self._from, self.name = to_guest, from_guest, name
-        self._nonce = secrets.token_hex(4)
+    def __init__(self, to_guest: IO[bytes], from_guest: IO[bytes], name: str, nonce: str | None = None,
+                 share: Path | None = None):
+        """nonce: the guest's GRELAB_NONCE; share: the host folder the guest mounts at /grelab (scripts go there)."""
+        self._to, self._from, self.name, self._share = to_guest, from_guest, name, share
+        self._nonce = nonce or secrets.token_hex(4)
         self._seq = 0
         self._cond = threading.Condition()
         self._tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
@@ -111,31 +116,45 @@ class Console:
         with self._busy:
             self._seq += 1
             cid = f"{self._nonce}-{self._seq}"
+            script_file = self._share / f"c{self._seq}" if self._share is not None else None
             begin, end_re = f"@@B {cid}", re.compile(rf"^@@E {re.escape(cid)} (\d+)$")
             with self._cond:
                 self._lines.clear()
+                self._check_alive(float("inf"), "")  # a dead guest's folder may be gone already
+            here = " here" if in_init_shell else ""
             try:
-                lines = script.splitlines() or [""]
-                here = " here" if in_init_shell else ""
-                self._to.write(f"{cid} {len(lines)}{here}\n{chr(10).join(lines)}\n".encode())
+                if script_file is not None:
+                    script_file.write_text(script + "\n")
+                    self._to.write(f"{self._seq} f{here}\n".encode())
+                else:
+                    lines = script.splitlines() or [""]
+                    self._to.write(f"{self._seq} {len(lines)}{here}\n{chr(10).join(lines)}\n".encode())
                 self._to.flush()
             except (BrokenPipeError, ValueError):
                 raise self._failure("guest died: its console closed") from None
-            deadline = time.monotonic() + timeout
-            with self._cond:
-                while True:
-                    for i, line in enumerate(self._lines):
-                        m = end_re.match(line)
-                        if m:
-                            body = self._lines[:i]
-                            if begin in body:
-                                body = body[body.index(begin) + 1:]
-                            if body and body[-1] == "":
-                                body.pop()  # the newline init puts before the end marker
-                            self._lines.clear()
-                            return CommandResult(script, int(m.group(1)), "\n".join(body))
-                    self._check_alive(deadline, f"{script!r} did not finish within {timeout:g} s")
-                    self._cond.wait(max(0.0, deadline - time.monotonic()))
+            try:
+                return self._answer(script, cid, begin, end_re, timeout)
+            finally:
+                if script_file is not None:
+                    script_file.unlink(missing_ok=True)
+
+    def _answer(self, script: str, cid: str, begin: str, end_re, timeout: float) -> CommandResult:
+        """The command's output and status, once the guest printed its end marker."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for i, line in enumerate(self._lines):
+                    m = end_re.match(line)
+                    if m:
+                        body = self._lines[:i]
+                        if begin in body:
+                            body = body[body.index(begin) + 1:]
+                        if body and body[-1] == "":
+                            body.pop()  # the newline init puts before the end marker
+                        self._lines.clear()
+                        return CommandResult(script, int(m.group(1)), "\n".join(body))
+                self._check_alive(deadline, f"{script!r} did not finish within {timeout:g} s")
+                self._cond.wait(max(0.0, deadline - time.monotonic()))
 
 
 def watch(process, console: Console) -> None:
