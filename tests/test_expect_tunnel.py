@@ -79,3 +79,24 @@ def test_ipv6_transport_ip6gre_and_its_lengths():
     short = frames[0][:-4]  # the outer payload length now says more than the frame holds
     with pytest.raises(AssertionError, match="outer IPv6 payload length"):
         expect_tunnel_carries([short, frames[1]], [a1, b1])
+
+
+def _tcp_frames():
+    from scapy.layers.inet import IP, TCP
+    segments = [IP(src="10.1.0.10", dst="10.2.0.10") / TCP(flags="S", options=[("MSS", 1460)]),
+                IP(src="10.2.0.10", dst="10.1.0.10") / TCP(flags="SA", options=[("MSS", 1436)]),
+                IP(src="10.1.0.10", dst="10.2.0.10") / TCP(flags="A") / (b"x" * 1436),
+                IP(src="10.2.0.10", dst="10.1.0.10") / TCP(flags="A"),
+                IP(src="10.1.0.10", dst="10.2.0.10") / TCP(flags="PA") / (b"x" * 100)]
+    plain = [bytes(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / s) for s in segments]
+    tunnelled = [bytes(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / gre(s, src="198.51.100.1", dst="203.0.113.1"))
+                 for s in segments]
+    return plain, tunnelled
+
+
+def test_data_segments_and_syn_mss_on_the_link_and_inside_gre():
+    from grelab.expect.tunnel import data_segments, syn_mss
+    for frames in _tcp_frames():
+        assert data_segments(frames, "10.1.0.10") == [1436, 100]  # the sender's, pure ACKs and SYNs left out
+        assert data_segments(frames, "10.2.0.10") == []
+        assert syn_mss(frames) == [1460, 1436]

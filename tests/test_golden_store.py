@@ -95,3 +95,36 @@ def test_normalizer_reencrypts_esp_deterministically(algorithm, key, auth_key, m
     outer = Ether(normal)[IP]
     assert outer.ttl == (64 if mode == "tunnel" else 17)  # the sender's outer header is kept
     assert decrypt(sa, outer)[TCP].seq == 0
+
+
+class _Settled:
+    """What a Capture's settle() gives: these frames, complete."""
+    matched = True
+
+    def __init__(self, frames):
+        self.frames = frames
+
+    def check_no_drops(self):
+        pass
+
+
+class _Capture:
+    def __init__(self, frames):
+        self._frames = frames
+
+    def settle(self):
+        return _Settled(self._frames)
+
+
+def test_frames_left_out_are_not_in_the_golden_but_expectations_see_them(tmp_path):
+    from grelab.golden.recorder import GoldenRecorder
+    eth = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+    data = bytes(eth / IP(src="10.1.0.10", dst="10.2.0.10") / TCP(flags="A") / b"data")
+    ack = bytes(eth / IP(src="10.2.0.10", dst="10.1.0.10") / TCP(flags="A"))
+    recorder = GoldenRecorder(GoldenStore(tmp_path), "scenario", "case", "hint")
+    recorder._captures = [("lan1", _Capture([(recorder.start + 0.1, data), (recorder.start + 0.2, ack)])),
+                          ("lan2", _Capture([(recorder.start + 0.3, ack)]))]
+    recorder.leave_out(lambda frame: len(frame) == len(ack), link="lan1")
+    kept = [(frame.link, len(frame.data)) for frame in recorder.record().sorted()]  # normalized: IP ids differ
+    assert kept == [("lan1", len(data)), ("lan2", len(ack))]  # the pure ACK left out on lan1 only
+    assert [f for _, f in recorder.frames("lan1")] == [data, ack]  # expectations still see it

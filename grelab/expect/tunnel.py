@@ -199,13 +199,4 @@ def syn_mss(frames: list[bytes], sas=()) -> list[int | None]:
     """The MSS option of every TCP SYN among the frames (on the link, or the tunnel's passenger), in order; None
     for a SYN without one: what an MSS clamp is seen by."""
     from scapy.layers.inet import TCP
-    found = []
-    for frame in frames:
-        try:
-            peeled = peel(frame, sas)
-        except GrelabError:
-            continue
-        packet = peeled.passenger if peeled.gre is not None else dissect(frame, Ether)
-        if packet is not None and packet.haslayer(TCP) and packet[TCP].flags.S:
-            found.append(dict(packet[TCP].options).get("MSS"))
-    return found
+    return [dict(p[TCP].options).get("MSS") for p in tcp_segments(frames, sas) if p[TCP].flags.S]

@@ -73,51 +73,18 @@ def tcp_echo(lab, client: str, server: str, server_addr: str, port: int = 40001,
              data: bytes = b"hello from grelab", timeout: float = 3.0) -> TcpExchange:
     """A TCP connection from `client` to an echo server in `server`: connect, send, read the echo back,
     close in order (client first, server after it reads the end). Fixed ports make every run the same."""
-    family = socket.AF_INET6 if ":" in server_addr else socket.AF_INET
-    listener = lab.run_in(server, _listen, family, server_addr, port)
-    served: list[BaseException] = []
+    def serve(conn: socket.socket) -> None:
+        while chunk := conn.recv(65535):
+            conn.sendall(chunk)
 
-    def serve() -> None:
-        try:
-            listener.settimeout(timeout)
-            conn, _ = listener.accept()
-            with conn:
-                conn.settimeout(timeout)
-                while chunk := conn.recv(65535):
-                    conn.sendall(chunk)
-                conn.shutdown(socket.SHUT_WR)  # our FIN, after the client's
-                _wait_closed(conn, time.monotonic() + timeout)
-        except BaseException as exc:  # noqa: BLE001 - reported in the caller's thread
-            served.append(exc)
-        finally:
-            listener.close()
+    def talk(s: socket.socket) -> bytes:
+        s.sendall(data)
+        echoed = b""
+        while len(echoed) < len(data) and (chunk := s.recv(65535)):
+            echoed += chunk
+        return echoed
 
-    server_thread = threading.Thread(target=serve, name="grelab-tcp-echo")
-    server_thread.start()
-
-    def talk() -> bytes:
-        with socket.socket(family, socket.SOCK_STREAM) as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", client_port))
-            s.settimeout(timeout)
-            s.connect((server_addr, port))
-            s.sendall(data)
-            echoed = b""
-            while len(echoed) < len(data):
-                chunk = s.recv(65535)
-                if not chunk:
-                    break
-                echoed += chunk
-            s.shutdown(socket.SHUT_WR)
-            s.recv(1)  # the server's FIN: the exchange ends in the same order every run
-            return echoed
-
-    try:
-        echoed = lab.run_in(client, talk)
-    finally:
-        server_thread.join(timeout + 1)
-    if served:
-        raise AssertionError(f"TCP echo server in {server}: {served[0]!r}")
+    echoed = _connection(lab, client, server, server_addr, port, client_port, timeout, serve, talk, "echo")
     if echoed != data:
         raise AssertionError(f"TCP echo from {server_addr}: sent {data!r}, got back {echoed!r}")
     return TcpExchange(data, echoed)
@@ -125,56 +92,80 @@ def tcp_echo(lab, client: str, server: str, server_addr: str, port: int = 40001,
 
 def tcp_transfer(lab, client: str, server: str, server_addr: str, size: int, port: int = 40003,
                  client_port: int = 40002, timeout: float = 5.0) -> int:
-    """`size` bytes from `client` to a server in `server`, in one write, and the server's one-byte "got it all"
-    back before the client closes: the client's FIN never rides on its last data segment, so the data segments on
-    the wire are the same every run (full MSS but the last). Returns the number of bytes the server read."""
+    """`size` bytes from `client` to a server in `server`, in one corked write, and the server's one-byte "got it
+    all" back before the client closes: the client's FIN never rides on its last data segment, so the data
+    segments on the wire are the same every run (full MSS but the last). Returns the number of bytes the server
+    read."""
+    got: list[int] = []
+
+    def serve(conn: socket.socket) -> None:
+        count = 0
+        while count < size and (chunk := conn.recv(1 << 20)):
+            count += len(chunk)
+        got.append(count)
+        conn.sendall(b"k")
+        while conn.recv(1 << 16):  # until the client's FIN
+            pass
+
+    def send(s: socket.socket) -> None:
+        # Corked: no segment leaves shorter than the MSS because the application's write was cut up, whatever
+        # the scheduler does to this thread; the last one goes when the cork comes off.
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+        s.sendall(bytes(size))
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 0)
+        if s.recv(1) != b"k":
+            raise AssertionError(f"TCP transfer to {server_addr}: the server never said it got it all")
+
+    _connection(lab, client, server, server_addr, port, client_port, timeout, serve, send, "transfer",
+                send_buffer=4 * size)
+    return got[0]
+
+
+def _connection(lab, client: str, server: str, server_addr: str, port: int, client_port: int, timeout: float,
+                serve, talk, what: str, send_buffer: int | None = None):
+    """One TCP connection, the same packets every run: a server in `server` (serve(conn) on a thread), the
+    client in `client` (talk(sock), from fixed ports), then a close in one order: the client's FIN first, the
+    server's after it read that, and the server waits for the last ACK. Returns what talk returned."""
     family = socket.AF_INET6 if ":" in server_addr else socket.AF_INET
     listener = lab.run_in(server, _listen, family, server_addr, port)
-    got: list = []
+    failed: list[BaseException] = []
 
-    def serve() -> None:
+    def server_side() -> None:
         try:
             listener.settimeout(timeout)
             conn, _ = listener.accept()
             with conn:
                 conn.settimeout(timeout)
-                count = 0
-                while count < size and (chunk := conn.recv(1 << 20)):
-                    count += len(chunk)
-                got.append(count)
-                conn.sendall(b"k")
-                while conn.recv(1 << 16):  # until the client's FIN
-                    pass
-                conn.shutdown(socket.SHUT_WR)
+                serve(conn)
+                conn.shutdown(socket.SHUT_WR)  # our FIN, after the client's
                 _wait_closed(conn, time.monotonic() + timeout)
         except BaseException as exc:  # noqa: BLE001 - reported in the caller's thread
-            got.append(exc)
+            failed.append(exc)
         finally:
             listener.close()
 
-    server_thread = threading.Thread(target=serve, name="grelab-tcp-transfer")
-    server_thread.start()
-
-    def send() -> None:
+    def client_side():
         with socket.socket(family, socket.SOCK_STREAM) as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * size)  # one write, whole
+            if send_buffer:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)  # one write, whole
             s.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", client_port))
             s.settimeout(timeout)
             s.connect((server_addr, port))
-            s.sendall(bytes(size))
-            if s.recv(1) != b"k":
-                raise AssertionError(f"TCP transfer to {server_addr}: the server never said it got it all")
+            result = talk(s)
             s.shutdown(socket.SHUT_WR)
-            s.recv(1)  # the server's FIN
+            s.recv(1)  # the server's FIN: the exchange ends in the same order every run
+            return result
 
+    server_thread = threading.Thread(target=server_side, name=f"grelab-tcp-{what}")
+    server_thread.start()
     try:
-        lab.run_in(client, send)
+        result = lab.run_in(client, client_side)
     finally:
         server_thread.join(timeout + 1)
-    if not got or isinstance(got[0], BaseException):
-        raise AssertionError(f"TCP transfer server in {server}: {got[0] if got else 'no connection'!r}")
-    return got[0]
+    if failed:
+        raise AssertionError(f"TCP {what} server in {server}: {failed[0]!r}")
+    return result
 
 
 def _wait_closed(conn: socket.socket, deadline: float) -> None:

@@ -22,7 +22,9 @@ from grelab.craft.esp import ALGORITHMS, SA
 from grelab.errors import InputError, check_choice
 from grelab.lab.topology import Topology
 
-QUIET_HOST = {"net.ipv4.tcp_timestamps": "0", "net.ipv6.auto_flowlabels": "0"}
+# Hosts whose packets repeat run to run: no TCP timestamps or IPv6 flow labels (random), and no tail loss
+# probes (a retransmission a busy machine's late ACK would draw: one data segment more than the transfer needs).
+QUIET_HOST = {"net.ipv4.tcp_timestamps": "0", "net.ipv6.auto_flowlabels": "0", "net.ipv4.tcp_early_retrans": "0"}
 
 
 @dataclass(frozen=True)
