@@ -72,6 +72,8 @@ class DutPool:
         self._duts: dict[str, object] = {}
         self._choice = None
         self._choosing = threading.Lock()  # get_many's threads: one selection (and image build), not two
+        self._resets: dict = {}  # name -> the Future of its reset, begun when the last case using it ended
+        self._resetter = None  # one thread: resets one after the other (see get_many)
 
     def choice(self):
         """The selected DUT backend (grelab.dut.select), or raise DutError saying why none works."""
@@ -83,12 +85,15 @@ class DutPool:
 
     def get(self, name: str, interfaces: tuple[str, ...]):
         dut = self._duts.get(name)
+        pending = self._resets.pop(name, None)
+        if dut is not None and pending is not None and pending.exception() is not None and died(dut):
+            pending = None  # it died at (or before) its reset: said below, by the restart
         if dut is not None and (list(dut.interfaces) != list(interfaces) or died(dut) or getattr(dut, "wedged", None)):
             dut.stop()  # a guest that died in an earlier case was reported there; this case gets a new one
             dut = None
         if dut is not None:
             try:
-                dut.reset()
+                pending.result() if pending is not None else dut.reset()
                 return dut
             except DutError as error:  # died, hung or wedged in an earlier case: this case gets a new one
                 warnings.warn(f"DUT {name} could not be reset, so it is started again: {error}")
@@ -104,6 +109,24 @@ class DutPool:
         booting = [name for name in names if name not in self._duts]
         side_by_side(lambda name: self.get(name, interfaces), booting)
         return [self._duts[name] if name in booting else self.get(name, interfaces) for name in names]
+
+    def release(self, names) -> None:
+        """The case that used these DUTs has ended: reset them now, in the background and one after the other,
+        while pytest reports that case and sets up the next, which then finds them clean (get() waits for the
+        reset, and starts a DUT again whose reset failed)."""
+        from concurrent.futures import ThreadPoolExecutor
+        if self._resetter is None:
+            self._resetter = ThreadPoolExecutor(1, thread_name_prefix="grelab-reset")
+        for name in dict.fromkeys(names):
+            dut = self._duts.get(name)
+            if dut is not None and name not in self._resets and not died(dut):
+                self._resets[name] = self._resetter.submit(dut.reset)
+
+    def _settle(self, name: str) -> None:
+        """Until a reset of that DUT under way has ended, however it ended."""
+        pending = self._resets.pop(name, None)
+        if pending is not None:
+            pending.exception()
 
     def warm(self, wanted: dict[str, tuple[tuple[str, ...], frozenset[str]]]) -> None:
         """Boot these DUTs ({name: (interfaces, ESP algorithms its cases use)}) side by side before the first
@@ -132,11 +155,17 @@ class DutPool:
         return [(name, how) for name, dut in self._duts.items() if (how := died(dut))]
 
     def stop_one(self, name: str) -> None:
+        self._settle(name)
         dut = self._duts.pop(name, None)
         if dut is not None:
             dut.stop()
 
     def stop(self) -> None:
+        for name in list(self._resets):
+            self._settle(name)
+        if self._resetter is not None:
+            self._resetter.shutdown()
+            self._resetter = None
         for dut in self._duts.values():
             dut.stop()
         self._duts.clear()
@@ -211,10 +240,14 @@ def pytest_runtest_setup(item):
 @pytest.fixture
 def duts(grelab_dut_pool):
     """duts("r1", "r2", interfaces=("wan", "lan")) -> those DUTs, clean (booted once per worker, else reset)."""
+    used: list[str] = []
+
     def get(*names: str, interfaces: tuple[str, ...] = ("wan", "lan")):
         got = grelab_dut_pool.get_many(names, tuple(interfaces))
+        used.extend(names)
         return got[0] if len(got) == 1 else got
-    return get
+    yield get
+    grelab_dut_pool.release(used)
 
 
 @pytest.fixture

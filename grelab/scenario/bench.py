@@ -44,6 +44,7 @@ def case_ms(count: int, per_command: bool = False) -> float:
                     raise AssertionError(failure)
             finally:
                 scope.close()
+                pool.release(scenario.duts)  # as the plugin does when a case ends
             if n:  # the first case boots the DUTs
                 times.append((time.perf_counter() - start) * 1000)
     finally:
