@@ -128,3 +128,16 @@ def test_frames_left_out_are_not_in_the_golden_but_expectations_see_them(tmp_pat
     kept = [(frame.link, len(frame.data)) for frame in recorder.record().sorted()]  # normalized: IP ids differ
     assert kept == [("lan1", len(data)), ("lan2", len(ack))]  # the pure ACK left out on lan1 only
     assert [f for _, f in recorder.frames("lan1")] == [data, ack]  # expectations still see it
+
+
+def test_frames_of_an_ordered_link_go_into_the_golden_by_key_other_links_as_they_came(tmp_path):
+    from grelab.golden.recorder import GoldenRecorder
+    eth = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+    frame = {n: bytes(eth / IPv6(src="2001:db8::1", dst="2001:db8::2") / ICMPv6EchoRequest(seq=n)) for n in (1, 2, 3)}
+    recorder = GoldenRecorder(GoldenStore(tmp_path), "scenario", "case", "hint")
+    t = recorder.start
+    recorder._captures = [("a", _Capture([(t + 0.1, frame[2]), (t + 0.3, frame[1])])),
+                          ("b", _Capture([(t + 0.2, frame[3]), (t + 0.4, frame[1])]))]
+    recorder.order(lambda data: data[-1], link="a")  # by the echo's last byte: its sequence number
+    kept = [(f.link, IPv6(f.data[14:])[ICMPv6EchoRequest].seq) for f in recorder.record().sorted()]
+    assert kept == [("a", 1), ("b", 3), ("a", 2), ("b", 1)]  # a re-sorted in its own places; b as it came

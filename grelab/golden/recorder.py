@@ -39,6 +39,7 @@ class GoldenRecorder:
         self._routing: frozenset = frozenset()
         self._stand_ins: dict[int, SA] = {}
         self._left_out: list[tuple[str | None, Callable[[bytes], bool]]] = []
+        self._order: list[tuple[str | None, Callable[[bytes], object]]] = []
 
     def leave_out_routing(self, routing) -> None:
         """Leave daemons' control-plane traffic out of the golden (grelab.expect.match.is_routing): it is timed
@@ -77,6 +78,11 @@ class GoldenRecorder:
         still see them."""
         self._left_out.append((link, match))
 
+    def order(self, key: Callable[[bytes], object], link: str | None = None) -> None:
+        """Frames on `link` (any if None) go into the golden sorted by key(frame), not by arrival: for traffic whose
+        interleaving is the scheduler's choice (a stream's requests and replies crossing on one link)."""
+        self._order.append((link, key))
+
     def frames(self, link: str) -> list[tuple[float, bytes]]:
         """Every frame captured on `link` so far, the capture settled first (complete up to now)."""
         for name, cap in self._captures:
@@ -92,6 +98,12 @@ class GoldenRecorder:
         """Everything captured so far, chatter left out, normalized and commented, times relative to the start."""
         raw = sorted(((stamp, link, data) for link, _ in self._captures for stamp, data in self.frames(link)),
                      key=lambda item: item[0])
+        for where, key in self._order:  # each link's frames re-sorted in their own places: other links' stay put
+            slots = [i for i, (_, link, _) in enumerate(raw) if where in (None, link)]
+            for link in {raw[i][1] for i in slots}:
+                mine = [i for i in slots if raw[i][1] == link]
+                for i, item in zip(mine, sorted((raw[i] for i in mine), key=lambda item: key(item[2]))):
+                    raw[i] = item
         normalizer = Normalizer(self._sas, renumber=bool(self._routing), stand_ins=self._stand_ins)
         record = CaseRecord()
         for stamp, link, data in raw:

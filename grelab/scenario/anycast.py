@@ -8,6 +8,8 @@ r1, pop1 and pop2 are DUTs; pop1 and pop2 hold 192.0.2.1 on lo and terminate r1'
 """
 from __future__ import annotations
 
+import time
+
 from grelab.dut.plan import Interface, Plan
 from grelab.dut.tunnel import gre_tunnel
 from grelab.lab.rtnl import Rtnl
@@ -78,22 +80,41 @@ def carried(net) -> dict[str, int]:
     return {pop: sum(1 for f in net.link(pop).frames() if f[23] == 47) for pop in POPS}
 
 
-def echoes(net, count: int, move_after: int, to: str = "pop2") -> tuple[list[list[str]], list[int]]:
-    """h1 pings the service `count` times (seq 1, 2, ...), the anycast address moved to `to` after `move_after` of
-    them: (the pops whose link carried each echo and its reply, the echoes that got no reply)."""
-    from grelab.scenario.hosts import ping
-    carriers, lost = [], []
-    for seq in range(1, count + 1):
-        if seq == move_after + 1:
-            move_anycast(net, to)
-        was = carried(net)
-        try:
-            ping(net.lab, "h1", SERVICE, seq=seq, timeout=2)
-        except AssertionError:
-            lost.append(seq)
-        now = carried(net)
-        carriers.append([pop for pop in POPS if now[pop] > was[pop]])
-    return carriers, lost
+def stream(net, count: int, move_after: int, source: str = "pop1", to: str = "pop2") -> tuple[dict[int, list[str]], list[int]]:
+    """h1 streams `count` echoes to the service (seq 1, 2, ..., one every 0.5 ms, never waiting for a reply); once
+    echo `move_after` has passed the isp towards `source`, the anycast address moves to `to`, while replies are
+    still in flight: ({seq: the pops whose link carried that echo's request or reply}, the echoes left unanswered)."""
+    from grelab.scenario.hosts import echo_stream
+    net.order(_by_echo)  # requests and replies cross on each link in the order the scheduler chose
+
+    def move() -> None:
+        deadline = time.monotonic() + 2
+        while move_after not in _echoes_on(net, source, 128):  # each look settles the capture: no sleep
+            if time.monotonic() > deadline:
+                raise AssertionError(f"echo {move_after} never reached {source}'s link")
+        move_anycast(net, to)
+    answered = echo_stream(net.lab, "h1", SERVICE, count, midway=move, at=move_after)
+    carriers: dict[int, list[str]] = {seq: [] for seq in range(1, count + 1)}
+    for pop in POPS:
+        for seq in _echoes_on(net, pop, 128, 129):
+            if seq in carriers and pop not in carriers[seq]:
+                carriers[seq].append(pop)
+    return carriers, sorted(set(carriers) - set(answered))
+
+
+def _by_echo(frame: bytes) -> tuple:
+    """Where a frame of the stream goes in the golden: by echo (sequence number), the request before its reply."""
+    ipv6 = 14 + (24 if frame[12:14] == b"\x08\x00" and frame[23] == 47 else 0)  # in GRE on the transit, else not
+    if len(frame) >= ipv6 + 48 and frame[ipv6 + 40] in (128, 129):
+        return int.from_bytes(frame[ipv6 + 46:ipv6 + 48], "big"), frame[ipv6 + 40]
+    return (0, 0)
+
+
+def _echoes_on(net, link: str, *kinds: int) -> list[int]:
+    """Sequence numbers of the ICMPv6 echoes of those types (128 request, 129 reply) in GRE on the link so far."""
+    # IPv4 (20) / GRE (4) / IPv6 (40) / ICMPv6 echo: its type at 78, its sequence number at 84
+    return [int.from_bytes(f[84:86], "big") for f in net.link(link).frames()
+            if len(f) >= 86 and f[23] == 47 and f[78] in kinds]
 
 
 def gre1_counts(duts: dict, before: dict) -> dict[str, dict[str, int]]:

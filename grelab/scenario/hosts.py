@@ -5,6 +5,7 @@ identifiers and ports so that runs repeat packet for packet, and deadlines inste
 """
 from __future__ import annotations
 
+import select
 import socket
 import struct
 import threading
@@ -55,6 +56,47 @@ def ping(lab, node: str, dst: str, ident: int = 0x4242, seq: int = 1, payload: b
                 if kind == reply and (got_ident, got_seq) == (ident, seq):
                     return EchoReply(addr[0], got_ident, got_seq, icmp[8:], (time.monotonic() - start) * 1000)
         raise AssertionError(f"no echo reply from {dst} to {node} within {timeout} s (ident {ident}, seq {seq})")
+    return lab.run_in(node, body)
+
+
+def echo_stream(lab, node: str, dst: str, count: int, interval: float = 0.0005, midway=None, at: int = 0,
+                ident: int = 0x4243, payload: bytes = b"grelab stream", timeout: float = 3.0) -> dict[int, float]:
+    """`count` echoes (seq 1..count) from `node` to `dst`, one every `interval` seconds without waiting for replies,
+    with `midway()` called right after echo `at` left (a change of the network while echoes are in flight);
+    returns {seq: round trip in ms} of those answered before the deadline. Pacing is the stream's rate, not a
+    wait for packets: replies are read as they come, until all are in or the deadline passes."""
+    family, protocol, request, reply, skip = ECHO[6 if ":" in dst else 4]
+
+    def body() -> dict[int, float]:
+        sent: dict[int, float] = {}
+        answered: dict[int, float] = {}
+        with socket.socket(family, socket.SOCK_RAW, protocol) as s:
+            s.setblocking(False)
+            start = time.monotonic()
+
+            def read_replies() -> None:
+                while True:
+                    try:
+                        data = s.recv(65535)
+                    except BlockingIOError:
+                        return
+                    icmp = data[skip(data):]
+                    kind, _, _, got_ident, got_seq = struct.unpack_from("!BBHHH", icmp)
+                    if kind == reply and got_ident == ident and got_seq in sent:
+                        answered.setdefault(got_seq, (time.monotonic() - sent[got_seq]) * 1000)
+            for seq in range(1, count + 1):
+                while time.monotonic() < start + (seq - 1) * interval:
+                    read_replies()
+                header = struct.pack("!BBHHH", request, 0, 0, ident, seq)
+                s.sendto(header[:2] + struct.pack("!H", _checksum(header + payload)) + header[4:] + payload, (dst, 0))
+                sent[seq] = time.monotonic()
+                if seq == at and midway is not None:
+                    midway()
+            deadline = time.monotonic() + timeout
+            while len(answered) < count and (left := deadline - time.monotonic()) > 0:
+                select.select([s], [], [], left)
+                read_replies()
+        return answered
     return lab.run_in(node, body)
 
 

@@ -128,6 +128,11 @@ class Net:
         only for what the kernel decides by timing (a TCP receiver's pure ACKs); expectations still see them."""
         self.golden.leave_out(match, link)
 
+    def order(self, key, link: str | None = None) -> None:
+        """The golden holds frames on `link` (any if None) sorted by key(frame bytes), not by arrival: only for
+        traffic whose interleaving the scheduler decides (a stream's requests and replies); expectations see arrival."""
+        self.golden.order(key, link)
+
     def set_mtu(self, node: str, ifname: str, mtu: int) -> None:
         """Change the MTU of a lab node's interface (not a DUT's: give the DUT an Interface in a plan) for this
         case: one ioctl in the node's namespace, the link stays up."""
