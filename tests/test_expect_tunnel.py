@@ -85,9 +85,10 @@ def _tcp_frames():
     from scapy.layers.inet import IP, TCP
     segments = [IP(src="10.1.0.10", dst="10.2.0.10") / TCP(flags="S", options=[("MSS", 1460)]),
                 IP(src="10.2.0.10", dst="10.1.0.10") / TCP(flags="SA", options=[("MSS", 1436)]),
-                IP(src="10.1.0.10", dst="10.2.0.10") / TCP(flags="A") / (b"x" * 1436),
+                IP(src="10.1.0.10", dst="10.2.0.10") / TCP(flags="A", seq=1) / (b"x" * 1436),
                 IP(src="10.2.0.10", dst="10.1.0.10") / TCP(flags="A"),
-                IP(src="10.1.0.10", dst="10.2.0.10") / TCP(flags="PA") / (b"x" * 100)]
+                IP(src="10.1.0.10", dst="10.2.0.10") / TCP(flags="PA", seq=1437) / (b"x" * 100),
+                IP(src="10.1.0.10", dst="10.2.0.10") / TCP(flags="A", seq=1) / (b"x" * 1436)]  # a retransmission
     plain = [bytes(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / s) for s in segments]
     tunnelled = [bytes(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / gre(s, src="198.51.100.1", dst="203.0.113.1"))
                  for s in segments]
@@ -97,6 +98,6 @@ def _tcp_frames():
 def test_data_segments_and_syn_mss_on_the_link_and_inside_gre():
     from grelab.expect.tunnel import data_segments, syn_mss
     for frames in _tcp_frames():
-        assert data_segments(frames, "10.1.0.10") == [1436, 100]  # the sender's, pure ACKs and SYNs left out
+        assert data_segments(frames, "10.1.0.10") == [1436, 100]  # the sender's first sendings: no ACK, SYN, resend
         assert data_segments(frames, "10.2.0.10") == []
         assert syn_mss(frames) == [1460, 1436]

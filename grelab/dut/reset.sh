@@ -11,7 +11,15 @@
 # this file once and runs grelab_reset in its own shell; the batches go to init's long-lived `ip -batch`
 # processes (ipb_send / ipb_wait in init.sh).
 grelab_reset() {
-  local keep v4 v6 link i failed
+  grelab_reset_case "$@" && grelab_reset_links "$@"
+}
+
+# grelab_reset_case IFACE...: the first half of grelab_reset, what a case made or left behind: daemons, SAs and
+# policies, tunnels (every link but lo, IFACE... and the boot's), the routes plans add (proto boot or static, any
+# table), neighbours, x_tables or nftables. The interfaces keep their addresses and MTUs, and rules stay
+# (grelab_reset_links takes those): the UML DUT leaves them while the next plan wants the same.
+grelab_reset_case() {
+  local keep v4 v6 link failed
   # Daemons a case started (grelab.dut.daemon; their pids kept by init's shell in the UML guest) go
   # first, so none puts back a route or an SA the flushes below take away.
   if [ -n "$GRELAB_DAEMON_PIDS" ]; then
@@ -23,7 +31,6 @@ grelab_reset() {
   keep=" lo $* $GRELAB_BOOT_LINKS "
   v4="xfrm state flush
 xfrm policy flush
-route flush table main
 route flush table all proto boot
 route flush table all proto static"
   for link in /sys/class/net/*; do
@@ -31,43 +38,60 @@ route flush table all proto static"
     case "$keep" in *" $link "*) ;; *) v4="$v4
 link del dev $link" ;; esac
   done
+  v4="$v4
+neigh flush all"
+  # Routes added (proto boot or static, any table) and those through lo (unreachable...) are flushed here;
+  # IPv6 routes of a link deleted below go with it.
+  v6="route flush table all proto boot
+route flush table all proto static"
+  # IPv6 first, then the rest, never both at once: a route flush that lists routes while the other
+  # batch deletes their links fails ("Failed to send flush request: No such process").
+  grelab_batches "$v6" "$v4" || failed=1
+  if [ -n "$GRELAB_BOOT_MODULES" ]; then  # the UML guest: its packet filter is x_tables (iptables)
+    # Only where x_tables was loaded (one stat): emptying and unloading costs ~0.3 s in the guest.
+    [ ! -d /sys/module/x_tables ] || grelab_unload_xtables || failed=1
+  elif command -v nft > /dev/null; then
+    nft flush ruleset || failed=1
+  fi
+  [ -z "$failed" ]
+}
+
+# grelab_reset_links IFACE...: the second half: IFACE...'s addresses (but their link-local ones) and MTUs, the
+# routes of table main, extra rules.
+grelab_reset_links() {
+  local v4 v6 i
+  v4="route flush table main"
   for i in "$@"; do
     [ -e "/sys/class/net/$i" ] || continue  # the host DUT's interfaces are the lab's veths: gone with it
     # Not down and up: that costs the UML guest ~10 ms a link and regenerates its link-local address, which
-    # stays (and with it neighbour discovery's state: flushed below).
+    # stays (and with it neighbour discovery's state: flushed by grelab_reset_case).
     v4="$v4
 addr flush dev $i scope global
 link set dev $i mtu 1500 up"
   done
   # ipb_wait's end marker lists the rule at priority 32766: re-added here, so it is there to list.
   v4="$v4
-neigh flush all
 rule flush
 rule add priority 32766 table main
 rule add priority 32767 table default"
-  # IPv6 routes of the addresses flushed above go with them; those added (proto boot or static, any table)
-  # and those through lo (unreachable...) are flushed here.
   v6="route flush table main dev lo
-route flush table all proto boot
-route flush table all proto static
 rule flush
 rule add priority 32766 table main"
-  # IPv6 first, then the rest, never both at once: a route flush that lists routes while the other
-  # batch deletes their links fails ("Failed to send flush request: No such process").
+  grelab_batches "$v6" "$v4"
+}
+
+# grelab_batches V6 V4: IPv6's iproute2 lines, then the others, each as one batch (init's `ip -batch`
+# processes in the UML guest, a process each elsewhere); fails if a line failed.
+grelab_batches() {
+  local failed
   if [ -n "$GRELAB_IP_COPROCESS" ]; then
-    ipb_send 6 "$v6"
+    ipb_send 6 "$1"
     ipb_wait 7 6 || failed=1
-    ipb_send 8 "$v4"
+    ipb_send 8 "$2"
     ipb_wait 9 8 || failed=1
   else
-    printf '%s\n' "$v6" | ip -6 -force -batch - 2>&1 > /dev/null || failed=1  # errors, not listings
-    printf '%s\n' "$v4" | ip -force -batch - 2>&1 > /dev/null || failed=1
-  fi
-  if [ -n "$GRELAB_BOOT_MODULES" ]; then  # the UML guest: its packet filter is x_tables (iptables)
-    # Only where x_tables was loaded (one stat): emptying and unloading costs ~0.3 s in the guest.
-    [ ! -d /sys/module/x_tables ] || grelab_unload_xtables || failed=1
-  elif command -v nft > /dev/null; then
-    nft flush ruleset || failed=1
+    printf '%s\n' "$1" | ip -6 -force -batch - 2>&1 > /dev/null || failed=1  # errors, not listings
+    printf '%s\n' "$2" | ip -force -batch - 2>&1 > /dev/null || failed=1
   fi
   [ -z "$failed" ]
 }

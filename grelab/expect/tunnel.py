@@ -190,9 +190,16 @@ def tcp_segments(frames: list[bytes], sas=()) -> list:
 
 
 def data_segments(frames: list[bytes], src: str, sas=()) -> list[int]:
-    """The payload length of every TCP segment from `src` that carries data, in order: how a transfer was cut."""
+    """The payload length of every TCP segment from `src` that carries data, in order, each sent the first time: how
+    a transfer was cut. A retransmission (a sequence number sent before: a loss, or a timer that fired on a busy
+    machine) is not another cut."""
     from scapy.layers.inet import TCP
-    return [len(p[TCP].payload) for p in tcp_segments(frames, sas) if p.src == src and len(p[TCP].payload)]
+    seen, cut = set(), []
+    for p in tcp_segments(frames, sas):
+        if p.src == src and len(p[TCP].payload) and p[TCP].seq not in seen:
+            seen.add(p[TCP].seq)
+            cut.append(len(p[TCP].payload))
+    return cut
 
 
 def syn_mss(frames: list[bytes], sas=()) -> list[int | None]:

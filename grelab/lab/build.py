@@ -161,8 +161,8 @@ def _build(lab: Lab) -> None:
         lab.namespaces[node.name] = name
         lab._defer(lambda name=name: netns.delete_namespace(name), f"namespace {name}")
     for node in topology.nodes:
-        if node.dut is not None:
-            wait_unplugged(node.dut.namespace)  # before its bridges take new ports
+        if node.dut is not None:  # before it takes new links: earlier labs' gone (or failing to go, said here)
+            wait_unplugged(node.dut.namespace, pending_too=not getattr(node.dut, "plugs_beside_old_links", False))
     to_plug, monitors = netns.on_thread(lambda: _links_and_addresses(lab))
     try:
         for node, ifname, temp, index in to_plug:
@@ -312,10 +312,14 @@ def _unplug_later(namespace: str, group: int) -> None:
         _unplugging.setdefault(namespace, []).append(netns.in_background(delete))
 
 
-def wait_unplugged(namespace: str) -> None:
-    """Until earlier labs' veth ends in this DUT namespace are gone (their bridge ports with them)."""
+def wait_unplugged(namespace: str, pending_too: bool = True) -> None:
+    """Until earlier labs' veth ends in this DUT namespace are gone (with pending_too=False, only those whose
+    deletion has ended: a failed one is reported)."""
     with _unplugging_lock:
         pending = _unplugging.pop(namespace, [])
+        if not pending_too:
+            _unplugging[namespace] = [future for future in pending if not future.done()]
+            pending = [future for future in pending if future.done()]
     for future in pending:
         try:
             future.result()

@@ -18,6 +18,7 @@ NLM_F_REQUEST, NLM_F_ACK, NLM_F_REPLACE, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x
 NLMSG_ERROR = 2
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_LINKINFO, IFLA_NET_NS_FD = 1, 3, 4, 10, 18, 28
 IFLA_INFO_KIND, IFLA_INFO_DATA, VETH_INFO_PEER = 1, 2, 1
+IFLA_INFO_SLAVE_KIND, IFLA_INFO_SLAVE_DATA, IFLA_BRPORT_LEARNING = 4, 5, 8
 IFA_ADDRESS, IFA_LOCAL, IFA_F_NODAD = 1, 2, 0x02
 RTA_DST, RTA_OIF, RTA_GATEWAY = 1, 4, 5
 IFF_UP = 0x1
@@ -130,6 +131,12 @@ class Rtnl:
         if master is not None:
             body += attr(IFLA_MASTER, struct.pack("I", master))
         self.request(RTM_NEWLINK, body, f"set link {index}")
+
+    def bridge_port_learning(self, index: int, learning: bool) -> None:
+        """Whether a bridge port learns source MACs (a port that learns none makes its bridge flood to it)."""
+        data = attr(IFLA_BRPORT_LEARNING, bytes([learning]))
+        info = attr(IFLA_INFO_SLAVE_KIND, b"bridge") + attr(IFLA_INFO_SLAVE_DATA, data)
+        self.request(RTM_NEWLINK, ifinfo(index) + attr(IFLA_LINKINFO, info), f"set bridge port {index} learning")
 
     def delete_link(self, index: int) -> None:
         self.request(RTM_DELLINK, ifinfo(index), f"delete link {index}")
