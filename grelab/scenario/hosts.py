@@ -85,7 +85,8 @@ def echo_stream(lab, node: str, dst: str, count: int, interval: float = 0.0005, 
                     if kind == reply and got_ident == ident and got_seq in sent:
                         answered.setdefault(got_seq, (time.monotonic() - sent[got_seq]) * 1000)
             for seq in range(1, count + 1):
-                while time.monotonic() < start + (seq - 1) * interval:
+                while (wait := start + (seq - 1) * interval - time.monotonic()) > 0:
+                    select.select([s], [], [], wait)  # replies read as they come, until this echo's time
                     read_replies()
                 header = struct.pack("!BBHHH", request, 0, 0, ident, seq)
                 s.sendto(header[:2] + struct.pack("!H", _checksum(header + payload)) + header[4:] + payload, (dst, 0))
