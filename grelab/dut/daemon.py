@@ -145,6 +145,24 @@ def wait_until(dut, script: str, timeout: float, what: str, interval: float = 0.
         time.sleep(min(interval, max(0.0, timeout - took)))
 
 
+def holds_until(dut, script: str, until: float, what: str, interval: float = 0.1, logs=()) -> int:
+    """Run `script` in the DUT until time.monotonic() passes `until`, every run having to succeed: how an
+    absence (no route, no neighbour) is shown for a given time, the deadline being the assertion. The last run
+    starts after `until`; the number of runs. The first run that fails: an AssertionError with its output and
+    the named daemons' logs."""
+    runs = 0
+    while True:
+        result = dut.cmd(script)
+        runs += 1
+        if not result.ok:
+            said = "".join(f"\n--- {name}'s log:\n{daemon_log(dut, name)}" for name in logs)
+            raise AssertionError(f"DUT {dut.name}: {what} no longer held at check {runs}; `{script}` said:\n"
+                                 f"{result.output}{said}")
+        if time.monotonic() > until:
+            return runs
+        time.sleep(min(interval, max(0.0, until - time.monotonic())))
+
+
 # Reading SAs back: `ip xfrm state` -> grelab SAs, the kernel's algorithm names mapped to rows of
 # grelab.craft.algorithms.
 def _algorithm(cipher: str, key: bytes, integrity: str | None, bits: int) -> str:

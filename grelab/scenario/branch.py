@@ -13,9 +13,10 @@ never reach the far router.
 """
 from __future__ import annotations
 
+import json
 import time
 
-from grelab.dut.daemon import GUEST_DIR, guest_command, wait_until
+from grelab.dut.daemon import GUEST_DIR, guest_command, holds_until, wait_until
 from grelab.dut.plan import Daemon, Plan, XfrmPolicy, XfrmState
 from grelab.dut.tunnel import gre_tunnel
 from grelab.lab.topology import End, Link, Node, Route, Topology
@@ -124,20 +125,32 @@ def branch(name: str = "ospf_over_gre", variants=(GRE,), **changes) -> Scenario:
     return Scenario(name, **{**fields, **changes})
 
 
+# No GRE: not in_esp's "gre-in-esp-..." (tests/test_goldens_tshark.py holds "ipsec-alone" ESP to carry plain IP)
+IPSEC_ALONE = Variant("ipsec-alone-gcm128", esp="gcm128", mode="tunnel")
+IPSEC_ALONE_COMMENTS = (
+    Comment("sent by h1 to HQ's LAN, which r1's ESP policy names", "lan1", sent_by="h1"),
+    Comment("delivered to h1 by r1, out of the ESP", "lan1"),
+    Comment("between the offices only {carrier}", "transit"),
+)
+
+
+def ipsec_alone(name: str, **changes) -> Scenario:
+    """The branch and HQ with IPsec alone (lans_in_esp) instead of GRE, in its one variant."""
+    fields = dict(variants=(IPSEC_ALONE,), tunnels=lans_in_esp, carrier="IPv4", comments=IPSEC_ALONE_COMMENTS)
+    return branch(name, **{**fields, **changes})
+
+
 def lans_in_esp(variant: Variant, sas) -> dict[str, Plan]:
-    """IPsec alone: ESP in tunnel mode between the LANs (r1's lan1 <-> r2's lan2 and lan3), no GRE; ospfd
-    speaks OSPFv2 on the WAN links, the only links the routers have towards each other."""
+    """IPsec alone: ESP in tunnel mode between the LANs configured by hand (r1's lan1 <-> r2's lan2), no GRE;
+    lan3 is left for OSPF to teach. ospfd speaks OSPFv2 on the WAN links, the only links the routers have towards
+    each other."""
     plans = {"r1": frr(R1_WAN, "wan", ("lan",), v3=False), "r2": frr(R2_WAN, "wan", ("lan", "lan3"), v3=False)}
     out, back = sas(R1_WAN, R2_WAN)
-    for me, sa_out, sa_in, local, remote in (("r1", out, back, (LAN1,), (LAN2, LAN3)),
-                                             ("r2", back, out, (LAN2, LAN3), (LAN1,))):
-        policies = []
-        for mine in local:
-            for theirs in remote:
-                policies += [XfrmPolicy(mine, theirs, "out", sa_out.src, sa_out.dst, mode="tunnel"),
-                             XfrmPolicy(theirs, mine, "in", sa_in.src, sa_in.dst, mode="tunnel"),
-                             XfrmPolicy(theirs, mine, "fwd", sa_in.src, sa_in.dst, mode="tunnel")]
-        plans[me] += Plan(states=(XfrmState(sa_out), XfrmState(sa_in)), policies=tuple(policies))
+    for me, sa_out, sa_in, mine, theirs in (("r1", out, back, LAN1, LAN2), ("r2", back, out, LAN2, LAN1)):
+        policies = (XfrmPolicy(mine, theirs, "out", sa_out.src, sa_out.dst, mode="tunnel"),
+                    XfrmPolicy(theirs, mine, "in", sa_in.src, sa_in.dst, mode="tunnel"),
+                    XfrmPolicy(theirs, mine, "fwd", sa_in.src, sa_in.dst, mode="tunnel"))
+        plans[me] += Plan(states=(XfrmState(sa_out), XfrmState(sa_in)), policies=policies)
     return plans
 
 
@@ -185,3 +198,42 @@ def hellos_in_tunnel(net) -> set[str]:
         if isinstance(passenger, IP) and passenger.proto == OSPF or isinstance(passenger, IPv6) and passenger.nh == OSPF:
             found.add(passenger.dst)
     return found
+
+
+def ospf_on_transit(net) -> set[tuple[str, bool]]:
+    """(destination, inside a tunnel) of each OSPF packet on the transit: in the clear, or inside GRE or ESP (of
+    the case's SAs; in tunnel mode without GRE, the packet it carries)."""
+    from scapy.layers.inet import IP
+    from scapy.layers.ipsec import ESP
+    from scapy.layers.inet6 import IPv6
+    from grelab.craft import esp
+    from grelab.craft.dissect import frame as dissect_frame
+    from grelab.craft.peel import peel
+    from grelab.expect.match import is_noise
+    by_spi, found = {sa.spi: sa for sa in net.sas}, set()
+    for _, frame in net.golden.frames("transit"):
+        if is_noise(frame):
+            continue
+        packet, peeled = dissect_frame(frame).payload, peel(frame, net.sas)
+        if peeled.gre is not None:
+            packet = peeled.passenger
+        elif ESP in packet:
+            packet = esp.decrypt(by_spi[packet[ESP].spi], packet.copy())
+        if isinstance(packet, IP) and packet.proto == OSPF or isinstance(packet, IPv6) and packet.nh == OSPF:
+            found.add((packet.dst, peeled.gre is not None or peeled.esp_spi is not None))
+    return found
+
+
+def no_ospf_within(net) -> None:
+    """As long as the GRE telling may take to converge (CONVERGENCE_S from the daemons' start), r1's kernel never
+    holds an OSPF route to lan3 (checked every 0.1 s; the deadline is the assertion)."""
+    until = min(net.dut(name).daemons_started for name in ("r1", "r2")) + CONVERGENCE_S
+    holds_until(net.dut("r1"), f"! /sbin/ip route show {LAN3} proto ospf | grep -q .", until,
+                what="no OSPF route to lan3", logs=["ospfd"])
+
+
+def ospf_hellos(dut, interface: str) -> tuple[int, int]:
+    """(Hellos received, Hellos sent) on `interface`, as FRR's ospfd in `dut` counted them."""
+    text = dut.check(vtysh("ospfd", f"show ip ospf interface traffic {interface} json"))
+    counts = json.loads(text)[interface]
+    return counts["helloIn"], counts["helloOut"]
