@@ -1,16 +1,16 @@
 """OSPF over GRE: a routing protocol's multicast crosses a GRE tunnel, in the clear or inside IPsec.
 
 Branch (r1, LAN 192.0.2.0/26) and HQ (r2, LANs 192.0.2.64/26 and 192.0.2.128/26) are joined by a GRE
-tunnel across a provider. Nobody configured a route to HQ's LANs: real OSPF daemons (BIRD 2, Debian's) in
-r1 and r2 speak OSPFv2 (Hellos to 224.0.0.5) and OSPFv3 (to ff02::5) through the tunnel, form adjacencies
-and teach each other their LANs. In the second telling the GRE is inside ESP, keyed by grelab: the
-provider sees only ESP.
+tunnel across a provider. Nobody configured a route to HQ's LANs: real OSPF daemons (FRR, Debian's: zebra,
+ospfd, ospf6d) in r1 and r2 speak OSPFv2 (Hellos to 224.0.0.5) and OSPFv3 (to ff02::5) through the tunnel,
+form adjacencies and teach each other their LANs. In the second telling the GRE is inside ESP, keyed by
+grelab: the provider sees only ESP. Without GRE, IPsec alone does not carry the Hellos: see ospf_over_ipsec.
 
-The plot: the routes are learnt within 8 s of the daemons starting (the time is reported; see CONVERGENCE_S), r1's kernel holds HQ's third LAN
-as a route from BIRD through gre1, h1's echo reaches h3 there, r2 counted the multicast Hellos arriving on
-gre1, and the transit holds nothing but GRE (or ESP around it): the Hellos inside it, and h1's and h3's
-packets exactly. OSPF's own packets are timed by the daemons, so the goldens leave them out and hold the
-echo (see README, "Daemons").
+The plot: the routes are learnt within 5 s of the daemons starting (the time is reported per case as
+convergence_s; see branch.CONVERGENCE_S), r1's kernel holds HQ's third LAN as a route from ospfd through gre1,
+h1's echo reaches h3 there, r2 counted the multicast Hellos arriving on gre1, and the transit holds nothing
+but GRE (or ESP around it): the Hellos inside it, and h1's and h3's packets exactly. OSPF's own packets are
+timed by the daemons, so the goldens leave them out and hold the echo (see README, "Daemons").
 """
 from grelab.scenario import GRE, branch, in_esp
 
@@ -18,7 +18,7 @@ net = branch.branch("ospf_over_gre", variants=[GRE, in_esp("gcm128")]).fixture()
 
 
 def test_h1_reaches_a_lan_learnt_through_ospf(net, record_property):
-    """BIRD in r1 and r2 forms OSPF adjacencies across the tunnel, and h1 reaches h3's LAN, known only through OSPF."""
+    """FRR in r1 and r2 forms OSPF adjacencies across the tunnel, and h1 reaches h3's LAN, known only through OSPF."""
     assert branch.converge(net, record_property) <= branch.CONVERGENCE_S
     reply = net.ping("h1", "h3")
     assert (reply.source, reply.payload) == (branch.H3, b"grelab echo")
@@ -30,7 +30,7 @@ def test_multicast_hellos_cross_the_tunnel_and_are_counted(net, record_property)
     r2 = net.dut("r2")
     before = r2.counters()
     branch.converge(net, record_property)
-    branch.full(r2, "ospf2", "ospf3")
+    branch.full(r2, "ospfd", "ospf6d")
     moved = r2.counters().delta(before)
     hellos = branch.hellos_in_tunnel(net)  # every OSPF packet between the offices inside the tunnel
     assert {"224.0.0.5", "ff02::5"} <= hellos

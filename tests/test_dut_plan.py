@@ -1,4 +1,6 @@
 """DUT plans as data and their iproute2 rendering: pure, checked line by line without a DUT."""
+from pathlib import Path
+
 import pytest
 
 from grelab.craft.esp import SA
@@ -188,3 +190,31 @@ def test_a_neighbour_is_a_permanent_entry_after_the_tunnels_before_the_routes():
                           "route add 203.0.113.0/24 via 198.18.0.2"]
     with pytest.raises(InputError, match="neighbour mac"):
         Neighbour("198.18.0.2", "02:00", "tap1")
+
+
+def test_a_daemon_with_after_starts_once_that_path_exists_under_the_pid_it_was_given(tmp_path):
+    """`after` renders to a background subshell that waits for the path and then execs the daemon: the pid the
+    shell reports ($!, kept for the reset's kill) is the daemon's own, once it runs."""
+    import subprocess
+    import time
+
+    from grelab.dut import daemon
+    from grelab.dut.plan import Daemon
+    with pytest.raises(InputError):
+        Daemon("ospfd", ("/usr/lib/frr/ospfd",), after="/tmp/a b")
+    ospfd = Daemon("ospfd", ("/usr/bin/sleep", "30"), after="{dir}/../zebra/zserv.api")
+    folder = tmp_path / "ospfd"
+    folder.mkdir()
+    line = daemon._background(ospfd, str(folder), "sleep 30")
+    pid = int(subprocess.run(["sh", "-c", line + "echo $!"], capture_output=True, text=True, check=True).stdout)
+    cmdline = lambda: (Path(f"/proc/{pid}/cmdline").read_bytes())  # noqa: E731
+    try:
+        assert b"sleep\x0030" not in cmdline()  # still waiting
+        (tmp_path / "zebra").mkdir()
+        (tmp_path / "zebra" / "zserv.api").touch()
+        deadline = time.monotonic() + 5
+        while cmdline() != b"sleep\x0030\x00" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert cmdline() == b"sleep\x0030\x00"
+    finally:
+        subprocess.run(["kill", str(pid)])

@@ -1,5 +1,5 @@
 """Every golden pcap, as Wireshark shows it: nothing malformed, no expert warning, every ESP packet decrypted
-down to GRE and its passenger, ICV checked, with nothing but the repository's pcaps/wireshark folder (esp_sa +
+down to GRE and its passenger (in an "ipsec-alone" case, with no GRE, to the IP packet it carries), ICV checked, with nothing but the repository's pcaps/wireshark folder (esp_sa +
 preferences).
 
 Where Wireshark 4.0 cannot (AES-CCM, AES-GMAC and ChaCha20-Poly1305 it does not decrypt; AES-CMAC and ESN ICVs it
@@ -65,7 +65,11 @@ def test_golden_dissects_cleanly_and_decrypts(path):
                 f"frame {number}: {peeled}"
         else:
             inside = ":" + protocols.partition(":esp:")[2]  # tunnel mode: ip or ipv6 first; ip6gre: its dstopts
-            assert ":gre:" in inside, f"frame {number}: ESP that did not decrypt to GRE: {protocols}"
+            if "ipsec-alone" in path.stem:  # IPsec without GRE: tunnel mode around the hosts' own packets
+                assert inside.startswith((":ip:", ":ipv6:")) and inside.count(":") >= 2 and ":gre:" not in inside, \
+                    f"frame {number}: ESP that did not decrypt to an IP packet with a payload: {protocols}"
+            else:
+                assert ":gre:" in inside, f"frame {number}: ESP that did not decrypt to GRE: {protocols}"
             assert icv_good == "1", f"frame {number}: Wireshark did not find its ICV good"
-    if "gre-in-esp" in path.stem:
+    if "gre-in-esp" in path.stem or "ipsec-alone" in path.stem:
         assert esp, "an ESP case with no ESP on the wire"

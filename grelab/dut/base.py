@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
@@ -271,6 +272,8 @@ class ShellDut(Dut):
         script += _batch_here(rendered.batch6, "-6 ") + "echo @@late\n"
         script += "".join(_write(p, v) for p, v in rendered.late_sysctls) + self._helpers_script(rendered)
         script += self._filter_script(rendered) + self._daemons_script(plan.daemons)
+        if plan.daemons:  # they start within this round trip: a time since then is one since their start, or more
+            self.daemons_started = time.monotonic()
         result = self.cmd(script)
         self._daemons_started(result.output)
         self._check_applied(rendered, unknown, result.output, result.ok)

@@ -1,10 +1,10 @@
 """Real daemons in a DUT: plan items (grelab.dut.plan.Daemon) rendered to shell, waiting for what they
 negotiate, and reading the SAs they installed back into grelab SAs.
 
-    plan = Plan(daemons=[Daemon("bird", ["/usr/sbin/bird", "-f", "-c", "{dir}/bird.conf", "-s", "{dir}/ctl"],
-                                config_files={"bird.conf": text})])
+    plan = Plan(daemons=[Daemon("zebra", ["/usr/lib/frr/zebra", "-f", "{dir}/zebra.conf", "-z", "{dir}/zserv.api", ...],
+                                config_files={"zebra.conf": text}), ...])
     dut.apply(plan)                                       # started in the same round trip as the rest
-    took = wait_until(dut, "birdc ... | grep -q Full", timeout=5, what="OSPF adjacency")
+    took = wait_until(dut, "vtysh ... | grep -q Full", timeout=5, what="OSPF adjacency")
     sas = read_sas(dut)                                   # `ip xfrm state` -> [grelab SA, ...]
 
 The UML guest runs a daemon from the host's /usr (hostfs at /host-usr) through the host's dynamic loader,
@@ -54,34 +54,45 @@ def _files(daemon: Daemon, folder: str) -> str:
     return out
 
 
+def _background(daemon: Daemon, folder: str, command: str) -> str:
+    """The shell line starting `command` in the background, its output in the daemon's log; with `after`, in a
+    subshell that first waits for that path (at most 10 s) and then execs it, so $! is still the daemon's pid."""
+    if daemon.after:
+        path = shlex.quote(daemon.after.replace("{dir}", folder))
+        command = f"( i=0; until [ -e {path} ] || [ $i -ge 200 ]; do sleep 0.05; i=$((i+1)); done; exec {command} )"
+    return f"{command} > {folder}/log 2>&1 < /dev/null &\n"
+
+
 def guest_script(daemons, loader: tuple[str, str] | None = None) -> str:
     """Shell lines for init's shell in the UML guest: each daemon's folder and files, then the daemon in the
     background through the host's loader, its pid added to $GRELAB_DAEMON_PIDS and printed as
     "@@daemon NAME PID". Once per boot, what daemons expect of a Debian system: /dev/urandom and /dev/random
-    (the initramfs has no devtmpfs), /var/run, and each library folder at its own path (plugins are found by
-    compiled-in paths such as /usr/lib/ipsec/plugins)."""
+    (the initramfs has no devtmpfs), /var/run, /var/tmp, a root user in /etc/passwd and /etc/group (FRR looks
+    its user up, and insists that it be in the group of its vty sockets, frrvty), and each library folder at
+    its own path (plugins are found by compiled-in paths such as /usr/lib/ipsec/plugins)."""
     if not daemons:
         return ""
     loader_path, libdir = loader or _host_loader()
     guest = lambda path: HOST_USR + path.removeprefix("/usr")  # noqa: E731
-    out = ("[ -e /dev/urandom ] || { mknod /dev/urandom c 1 9; mknod /dev/random c 1 8; mkdir -p /var /usr/lib; "
-           "ln -s /run /var/run; }\n")
+    out = ("[ -e /dev/urandom ] || { mknod /dev/urandom c 1 9; mknod /dev/random c 1 8; mkdir -p /var/tmp /usr/lib; "
+           "ln -s /run /var/run; printf 'root:x:0:0:root:/root:/bin/sh\\n' > /etc/passwd; "
+           "printf 'root:x:0:\\nfrrvty:x:85:root\\n' > /etc/group; }\n")
     for daemon in daemons:
         for path in daemon.library_paths:
-            out += f"[ -e {path} ] || ln -s {guest(path)} {path}\n"
+            out += f"[ -e {path} ] || {{ mkdir -p {path.rpartition('/')[0]}; ln -s {guest(path)} {path}; }}\n"
         folder = f"{GUEST_DIR}/{daemon.name}"
         out += _files(daemon, folder)
         argv, env = _words(daemon, folder)
         libraries = ":".join([guest(libdir)] + [guest(p) for p in daemon.library_paths])
         command = [guest(loader_path), "--library-path", libraries, guest(argv[0])] + argv[1:]
         assignments = "".join(f"{k}={shlex.quote(v)} " for k, v in env)
-        out += (f"{assignments}{shlex.join(command)} > {folder}/log 2>&1 < /dev/null &\n"
+        out += (_background(daemon, folder, f"{assignments}{shlex.join(command)}") +
                 f'GRELAB_DAEMON_PIDS="$GRELAB_DAEMON_PIDS $!"; echo "@@daemon {daemon.name} $!"\n')
     return out
 
 
 def guest_command(argv: list[str], library_paths=(), loader: tuple[str, str] | None = None) -> str:
-    """A shell command running a program of the host's /usr in the UML guest (a daemon's client: birdc,
+    """A shell command running a program of the host's /usr in the UML guest (a daemon's client: vtysh,
     swanctl), through the host's loader."""
     loader_path, libdir = loader or _host_loader()
     guest = lambda path: HOST_USR + path.removeprefix("/usr")  # noqa: E731
@@ -101,7 +112,7 @@ def host_script(daemons, base: str) -> str:
         out += _files(daemon, folder)
         argv, env = _words(daemon, folder)
         assignments = "".join(f"{k}={shlex.quote(v)} " for k, v in env)
-        out += (f"{assignments}setsid {shlex.join(argv)} > {folder}/log 2>&1 < /dev/null &\n"
+        out += (_background(daemon, folder, f"{assignments}setsid {shlex.join(argv)}") +
                 f'echo "@@daemon {daemon.name} $!"\n')
     return out
 
@@ -132,6 +143,24 @@ def wait_until(dut, script: str, timeout: float, what: str, interval: float = 0.
             raise AssertionError(f"DUT {dut.name}: {what} not within {timeout:g} s; `{script}` said:\n"
                                  f"{result.output}{said}")
         time.sleep(min(interval, max(0.0, timeout - took)))
+
+
+def holds_until(dut, script: str, until: float, what: str, interval: float = 0.1, logs=()) -> int:
+    """Run `script` in the DUT until time.monotonic() passes `until`, every run having to succeed: how an
+    absence (no route, no neighbour) is shown for a given time, the deadline being the assertion. The last run
+    starts after `until`; the number of runs. The first run that fails: an AssertionError with its output and
+    the named daemons' logs."""
+    runs = 0
+    while True:
+        result = dut.cmd(script)
+        runs += 1
+        if not result.ok:
+            said = "".join(f"\n--- {name}'s log:\n{daemon_log(dut, name)}" for name in logs)
+            raise AssertionError(f"DUT {dut.name}: {what} no longer held at check {runs}; `{script}` said:\n"
+                                 f"{result.output}{said}")
+        if time.monotonic() > until:
+            return runs
+        time.sleep(min(interval, max(0.0, until - time.monotonic())))
 
 
 # Reading SAs back: `ip xfrm state` -> grelab SAs, the kernel's algorithm names mapped to rows of

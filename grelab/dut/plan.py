@@ -366,17 +366,20 @@ CONFIG_PATH_RE = re.compile(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*")
 class Daemon:
     """A real daemon the DUT runs for the case (BIRD, charon, ...), stopped by the DUT's reset.
 
-    argv[0] is the program's path on a Debian system (/usr/sbin/bird); "{dir}" in any word of argv or env
+    argv[0] is the program's path on a Debian system (/usr/lib/frr/ospfd); "{dir}" in any word of argv or env
     becomes the daemon's own folder in the DUT, where config_files ({path relative to it: text}) are written
     first and its output goes to `log`. library_paths: folders under /usr its plugins or libraries are
-    found in (/usr/lib/ipsec). The UML guest runs it from the host's /usr through the host's loader, the
-    host DUT in its namespace (grelab.dut.daemon renders both)."""
+    found in (/usr/lib/ipsec). after: a path ("{dir}/../zebra/zserv.api") the daemon waits for, at most 10 s,
+    before it starts: the socket of a daemon it needs, which it would otherwise retry only seconds later (FRR's
+    ospfd: 10 s). The UML guest runs it from the host's /usr through the host's loader, the host DUT in its
+    namespace (grelab.dut.daemon renders both)."""
 
     name: str
     argv: tuple[str, ...]
     config_files: tuple[tuple[str, str], ...] = ()
     env: tuple[tuple[str, str], ...] = ()
     library_paths: tuple[str, ...] = ()
+    after: str = ""
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not DAEMON_NAME_RE.fullmatch(self.name):
@@ -389,7 +392,7 @@ class Daemon:
         files = tuple((str(k), str(v)) for k, v in files)
         for path, _ in files:
             if not CONFIG_PATH_RE.fullmatch(path) or ".." in path.split("/"):
-                raise InputError(f"daemon {self.name} config file", path, "a relative path such as bird.conf")
+                raise InputError(f"daemon {self.name} config file", path, "a relative path such as ospfd.conf")
         object.__setattr__(self, "config_files", files)
         env = self.env.items() if isinstance(self.env, dict) else self.env
         env = tuple((str(k), str(v)) for k, v in env)
@@ -402,6 +405,8 @@ class Daemon:
             if not path.startswith("/usr/") or ".." in path.split("/"):
                 raise InputError(f"daemon {self.name} library path", path, "a folder under /usr")
         object.__setattr__(self, "library_paths", paths)
+        if not isinstance(self.after, str) or self.after and not re.fullmatch(r"[A-Za-z0-9_.{}/-]+", self.after):
+            raise InputError(f"daemon {self.name} after", self.after, "a path such as {dir}/../zebra/zserv.api")
 
 
 @dataclass(frozen=True)

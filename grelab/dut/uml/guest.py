@@ -24,6 +24,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import time
 
 from grelab.dut import daemon
 from grelab.dut.base import CommandResult, Counters, DutCommandError, DutError, ShellDut, parse_counters
@@ -206,6 +207,8 @@ class Uml(ShellDut):
         script += daemon.guest_script(plan.daemons)  # last: on a DUT that holds the rest of the plan
         path = self.share / f"{number}.sh"
         path.write_text(script + '[ -z "$grelab_failed" ]; grelab_status=$?; unset grelab_failed; return $grelab_status\n')
+        if plan.daemons:  # they start within this round trip: a time since then is one since their start, or more
+            self.daemons_started = time.monotonic()
         try:
             result = self._run_after_reset(f". /grelab/{number}.sh")
         finally:
