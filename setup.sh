@@ -9,7 +9,7 @@ cd "$here"
 # tcpreplay: grelab replay's comparison; chromium + chromium-driver: the run report's browser test;
 # frr, strongswan-*: real daemons the DUTs run for daemon scenarios (grelab.dut.daemon), from the host's /usr.
 debs=(iproute2 nftables tshark tcpdump user-mode-linux busybox-static iptables netbase tcpreplay chromium chromium-driver
-      frr strongswan-charon strongswan-swanctl strongswan-pki)
+      frr strongswan-charon strongswan-swanctl)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -194,7 +194,7 @@ def test_a_neighbour_is_a_permanent_entry_after_the_tunnels_before_the_routes():
 
 def test_a_daemon_with_after_starts_once_that_path_exists_under_the_pid_it_was_given(tmp_path):
     """`after` renders to a background subshell that waits for the path and then execs the daemon: the pid the
-    shell reports ($!, kept for the reset's kill) is the daemon's own, once it runs."""
+    shell reports ($!, kept for the reset's kill) is the daemon's own, once it runs, with the daemon's environment."""
     import subprocess
     import time
 
@@ -205,7 +205,7 @@ def test_a_daemon_with_after_starts_once_that_path_exists_under_the_pid_it_was_g
     ospfd = Daemon("ospfd", ("/usr/bin/sleep", "30"), after="{dir}/../zebra/zserv.api")
     folder = tmp_path / "ospfd"
     folder.mkdir()
-    line = daemon._background(ospfd, str(folder), "sleep 30")
+    line = daemon._background(ospfd, str(folder), "sleep 30", [("GRELAB_SAYS", "it's {dir}")])
     pid = int(subprocess.run(["sh", "-c", line + "echo $!"], capture_output=True, text=True, check=True).stdout)
     cmdline = lambda: (Path(f"/proc/{pid}/cmdline").read_bytes())  # noqa: E731
     try:
@@ -216,5 +216,36 @@ def test_a_daemon_with_after_starts_once_that_path_exists_under_the_pid_it_was_g
         while cmdline() != b"sleep\x0030\x00" and time.monotonic() < deadline:
             time.sleep(0.02)
         assert cmdline() == b"sleep\x0030\x00"
+        assert b"GRELAB_SAYS=it's {dir}\x00" in Path(f"/proc/{pid}/environ").read_bytes()
     finally:
         subprocess.run(["kill", str(pid)])
+
+
+IP_S_XFRM_STATE = """src 198.51.100.1 dst 203.0.113.1
+\tproto esp spi 0xcf1d8b2b(3474819883) reqid 1(0x00000001) mode transport
+\treplay-window 0 seq 0x00000000 flag  (0x00000000)
+\taead rfc4106(gcm(aes)) 0x087ff10f86e9ed9ec1adb4a3867585a9dae88d7a (160 bits) 128
+\tanti-replay context: seq 0x0, oseq 0x0, bitmap 0x00000000
+\tsel src 198.51.100.1/32 dst 203.0.113.1/32 uid 0
+\tstats:
+\t  replay-window 0 replay 0 failed 0
+src 203.0.113.1 dst 198.51.100.1
+\tproto esp spi 0x00002001 reqid 2 mode tunnel
+\treplay-window 32 flag esn
+\tauth-trunc hmac(sha1) 0x0102030405060708090a0b0c0d0e0f1011121314 96
+\tenc cbc(aes) 0x000102030405060708090a0b0c0d0e0f
+\tencap type espinudp sport 4500 dport 4500 addr 0.0.0.0
+\tsel src 0.0.0.0/0 dst 0.0.0.0/0
+"""
+
+
+def test_xfrm_states_as_charon_installs_them_read_back_into_grelab_sas():
+    """`ip -s xfrm state` (what read_sas asks: numbers in both bases) and plain `ip xfrm state` both parse; the
+    kernel's algorithm names map to grelab's rows, NAT-T and ESN flags come along."""
+    from grelab.dut.daemon import parse_xfrm_state
+    gcm, cbc = parse_xfrm_state(IP_S_XFRM_STATE)
+    assert (gcm.spi, gcm.algorithm, gcm.src, gcm.dst, gcm.mode) == (0xCF1D8B2B, "gcm128", "198.51.100.1", "203.0.113.1",
+                                                                   "transport")
+    assert gcm.key == bytes.fromhex("087ff10f86e9ed9ec1adb4a3867585a9dae88d7a")
+    assert (cbc.spi, cbc.mode, cbc.nat_t, cbc.esn, cbc.auth_key[:2]) == (0x2001, "tunnel", (4500, 4500), True, b"\1\2")
+    assert cbc.algorithm.startswith("cbc128") and "sha1" in cbc.algorithm

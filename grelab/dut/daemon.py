@@ -49,17 +49,21 @@ def _files(daemon: Daemon, folder: str) -> str:
     subfolders = sorted({p.rpartition("/")[0] for p, _ in daemon.config_files if "/" in p})
     if subfolders:
         out += "mkdir -p " + " ".join(shlex.quote(f"{folder}/{s}") for s in subfolders) + "\n"
-    for path, text in daemon.config_files:
-        out += f"printf '%s' {shlex.quote(text)} > {shlex.quote(folder + '/' + path)}\n"
+    for path, text in daemon.config_files:  # "{dir}" in a file too: a socket's path in charon's strongswan.conf
+        out += f"printf '%s' {shlex.quote(text.replace('{dir}', folder))} > {shlex.quote(folder + '/' + path)}\n"
     return out
 
 
-def _background(daemon: Daemon, folder: str, command: str) -> str:
-    """The shell line starting `command` in the background, its output in the daemon's log; with `after`, in a
-    subshell that first waits for that path (at most 10 s) and then execs it, so $! is still the daemon's pid."""
+def _background(daemon: Daemon, folder: str, command: str, env: list[tuple[str, str]]) -> str:
+    """The shell line starting `command` in the background with `env`, its output in the daemon's log; with
+    `after`, in a subshell that first waits for that path (at most 10 s), then exports env and execs it, so $! is
+    still the daemon's pid."""
     if daemon.after:
         path = shlex.quote(daemon.after.replace("{dir}", folder))
-        command = f"( i=0; until [ -e {path} ] || [ $i -ge 200 ]; do sleep 0.05; i=$((i+1)); done; exec {command} )"
+        exports = f"export {' '.join(f'{k}={shlex.quote(v)}' for k, v in env)}; " if env else ""
+        command = f"( i=0; until [ -e {path} ] || [ $i -ge 200 ]; do sleep 0.05; i=$((i+1)); done; {exports}exec {command} )"
+    else:
+        command = "".join(f"{k}={shlex.quote(v)} " for k, v in env) + command
     return f"{command} > {folder}/log 2>&1 < /dev/null &\n"
 
 
@@ -85,8 +89,7 @@ def guest_script(daemons, loader: tuple[str, str] | None = None) -> str:
         argv, env = _words(daemon, folder)
         libraries = ":".join([guest(libdir)] + [guest(p) for p in daemon.library_paths])
         command = [guest(loader_path), "--library-path", libraries, guest(argv[0])] + argv[1:]
-        assignments = "".join(f"{k}={shlex.quote(v)} " for k, v in env)
-        out += (_background(daemon, folder, f"{assignments}{shlex.join(command)}") +
+        out += (_background(daemon, folder, shlex.join(command), env) +
                 f'GRELAB_DAEMON_PIDS="$GRELAB_DAEMON_PIDS $!"; echo "@@daemon {daemon.name} $!"\n')
     return out
 
@@ -111,8 +114,7 @@ def host_script(daemons, base: str) -> str:
         folder = f"{base}/{daemon.name}"
         out += _files(daemon, folder)
         argv, env = _words(daemon, folder)
-        assignments = "".join(f"{k}={shlex.quote(v)} " for k, v in env)
-        out += (_background(daemon, folder, f"{assignments}setsid {shlex.join(argv)}") +
+        out += (_background(daemon, folder, f"setsid {shlex.join(argv)}", env) +
                 f'echo "@@daemon {daemon.name} $!"\n')
     return out
 
@@ -179,13 +181,16 @@ def parse_xfrm_state(text: str) -> list[SA]:
     """`ip xfrm state` (with or without -s) as grelab SAs: ESP states only, in the order listed."""
     sas = []
     for block in re.split(r"\n(?=src )", text.strip()):
-        head = re.match(r"src (\S+) dst (\S+)\s+proto esp spi (0x[0-9a-f]+) reqid \d+ mode (\w+)", block)
+        # -s adds each number's other base: "spi 0xcf1d8b2b(3474819883) reqid 1(0x00000001)"
+        head = re.match(r"src (\S+) dst (\S+)\s+proto esp spi (0x[0-9a-f]+)(?:\(\d+\))? reqid \d+(?:\(0x[0-9a-f]+\))? "
+                        r"mode (\w+)", block)
         if not head:
             continue
         src, dst, spi, mode = head.groups()
-        aead = re.search(r"aead (\S+) 0x([0-9a-f]+) (\d+)", block)
+        bits = r"(?: \(\d+ bits\))?"  # -s: each key's length
+        aead = re.search(rf"aead (\S+) 0x([0-9a-f]+){bits} (\d+)", block)
         enc = re.search(r"enc (\S+) 0x([0-9a-f]*)", block)
-        auth = re.search(r"auth-trunc (\S+) 0x([0-9a-f]+) (\d+)", block)
+        auth = re.search(rf"auth-trunc (\S+) 0x([0-9a-f]+){bits} (\d+)", block)
         if aead:
             key, auth_key = bytes.fromhex(aead.group(2)), b""
             algorithm = _algorithm(aead.group(1), key, None, int(aead.group(3)))
@@ -196,8 +201,8 @@ def parse_xfrm_state(text: str) -> list[SA]:
             raise GrelabError(f"an ESP state without keys grelab can read:\n{block}")
         encap = re.search(r"encap type espinudp sport (\d+) dport (\d+)", block)
         nat_t = (int(encap.group(1)), int(encap.group(2))) if encap else None
-        sas.append(SA(int(spi, 16), algorithm, key, auth_key, src=src, dst=dst, mode=mode, nat_t=nat_t,
-                      esn=bool(re.search(r"^\s*flag .*\besn\b", block, re.M))))
+        esn = bool(re.search(r"\bflag\b[^\n]*\besn\b", block))  # "replay-window 32 flag esn", on no line of its own
+        sas.append(SA(int(spi, 16), algorithm, key, auth_key, src=src, dst=dst, mode=mode, nat_t=nat_t, esn=esn))
     return sas
 
 

@@ -366,8 +366,8 @@ CONFIG_PATH_RE = re.compile(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*")
 class Daemon:
     """A real daemon the DUT runs for the case (BIRD, charon, ...), stopped by the DUT's reset.
 
-    argv[0] is the program's path on a Debian system (/usr/lib/frr/ospfd); "{dir}" in any word of argv or env
-    becomes the daemon's own folder in the DUT, where config_files ({path relative to it: text}) are written
+    argv[0] is the program's path on a Debian system (/usr/lib/frr/ospfd); "{dir}" in any word of argv or env,
+    or in a config file's text, becomes the daemon's own folder in the DUT, where config_files ({path relative to it: text}) are written
     first and its output goes to `log`. library_paths: folders under /usr its plugins or libraries are
     found in (/usr/lib/ipsec). after: a path ("{dir}/../zebra/zserv.api") the daemon waits for, at most 10 s,
     before it starts: the socket of a daemon it needs, which it would otherwise retry only seconds later (FRR's

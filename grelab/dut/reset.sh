@@ -26,7 +26,8 @@ grelab_reset_case() {
     kill -9 $GRELAB_DAEMON_PIDS 2> /dev/null
     wait $GRELAB_DAEMON_PIDS 2> /dev/null
     GRELAB_DAEMON_PIDS=
-    rm -rf /tmp/grelab-daemons
+    # charon's pid file has a compiled-in path: left behind by kill -9, it names a pid the guest may reuse
+    rm -rf /tmp/grelab-daemons /run/charon.pid
   fi
   keep=" lo $* $GRELAB_BOOT_LINKS "
   v4="xfrm state flush

@@ -65,6 +65,7 @@ class Net:
             scenario, variant, lab, duts, golden, sas
         self._captures: dict = {}
         self._esp_seq: dict[int, int] = {}
+        self._negotiated: dict[tuple[str, str], int] = {}  # (src, dst) -> SAs a daemon negotiated that way so far
 
     @classmethod
     def start(cls, scenario: Scenario, variant: Variant, duts_fixture, lab_fixture, golden) -> "Net":
@@ -88,6 +89,28 @@ class Net:
             net._explain(comment.text.format(carrier=variant.carrier(scenario.carrier)), comment.link, comment.sent_by,
                          comment.match)
         return net
+
+    def negotiated(self, sas) -> tuple[SA, ...]:
+        """SAs a daemon negotiated (random SPIs and keys, read from a DUT's kernel: grelab.dut.daemon.read_sas) are the
+        case's from now on: expectations decrypt with them, and the golden holds their ESP re-encrypted with
+        stand-ins derived like a variant's SAs (the n-th of a direction, n in the id: the same every run). SAs
+        already known are skipped. Returns the new SAs' stand-ins."""
+        import dataclasses
+        from grelab.scenario.spec import derived_sa
+        known, stand_ins = {sa.spi for sa in self.sas}, []
+        for sa in sas:
+            if sa.spi in known:
+                continue
+            n = self._negotiated[(sa.src, sa.dst)] = self._negotiated.get((sa.src, sa.dst), 0) + 1
+            variant = dataclasses.replace(self.variant, id=f"{self.variant.id}-negotiated-{n}", esp=sa.algorithm, sas=())
+            stand_in = dataclasses.replace(derived_sa(self.scenario.name, variant, sa.src, sa.dst), mode=sa.mode,
+                                           nat_t=sa.nat_t, esn=sa.esn)
+            self.golden.stand_in(sa, stand_in)
+            self.golden.sas(sa)
+            self.sas += (sa,)
+            known.add(sa.spi)
+            stand_ins.append(stand_in)
+        return tuple(stand_ins)
 
     def explain(self, text: str, link: str | None = None, sent_by: str | None = None, match=None) -> None:
         """The case's own comment for frames on `link` (any if None) put there by `sent_by` (a node, or anyone)
