@@ -141,3 +141,17 @@ def test_frames_of_an_ordered_link_go_into_the_golden_by_key_other_links_as_they
     recorder.order(lambda data: data[-1], link="a")  # by the echo's last byte: its sequence number
     kept = [(f.link, IPv6(f.data[14:])[ICMPv6EchoRequest].seq) for f in recorder.record().sorted()]
     assert kept == [("a", 1), ("b", 3), ("a", 2), ("b", 1)]  # a re-sorted in its own places; b as it came
+
+
+def test_a_links_frames_go_into_the_golden_in_capture_order_even_when_their_times_disagree(tmp_path):
+    """A frame stamped when the reader took it (it reached the socket without a timestamp) can carry a later time
+    than the next frame on its link: links are merged by time, each kept in the order its capture saw."""
+    from grelab.golden.recorder import GoldenRecorder
+    eth = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+    frame = {n: bytes(eth / IPv6(src="2001:db8::1", dst="2001:db8::2") / ICMPv6EchoRequest(seq=n)) for n in (1, 2, 3)}
+    recorder = GoldenRecorder(GoldenStore(tmp_path), "scenario", "case", "hint")
+    t = recorder.start
+    recorder._captures = [("transit", _Capture([(t + 0.3, frame[1]), (t + 0.2, frame[2])])),
+                          ("lan", _Capture([(t + 0.1, frame[3])]))]
+    kept = [(f.link, IPv6(f.data[14:])[ICMPv6EchoRequest].seq) for f in recorder.record().sorted()]
+    assert kept == [("lan", 3), ("transit", 1), ("transit", 2)]

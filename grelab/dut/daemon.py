@@ -124,10 +124,24 @@ def started(output: str) -> dict[str, int]:
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^@@daemon (\S+) (\d+)$", output, re.M)}
 
 
+def folder(dut, name: str) -> str:
+    """The daemon's folder in the DUT ("{dir}" in its argv and files): the host DUT's own, else the UML guest's."""
+    return getattr(dut, "daemon_folder", lambda n: f"{GUEST_DIR}/{n}")(name)
+
+
+def client(dut, argv: list[str], library_paths=(), env=()) -> str:
+    """A shell command for `dut` running a daemon's client (vtysh, swanctl) of the host's /usr: as it is in the host
+    DUT's namespace, through the host's loader in the UML guest. "{dir}" in a word: the client's daemon's folder
+    is spelt out by the caller (folder())."""
+    assignments = "".join(f"{k}={shlex.quote(v)} " for k, v in env)
+    if hasattr(dut, "daemon_folder"):
+        return assignments + shlex.join(argv)
+    return assignments + guest_command(argv, library_paths)
+
+
 def daemon_log(dut, name: str) -> str:
     """The daemon's output so far (its log file in the DUT), for failure messages."""
-    folder = getattr(dut, "daemon_folder", lambda n: f"{GUEST_DIR}/{n}")(name)
-    return dut.cmd(f"tail -n 30 {folder}/log 2>&1").output
+    return dut.cmd(f"tail -n 30 {folder(dut, name)}/log 2>&1").output
 
 
 def wait_until(dut, script: str, timeout: float, what: str, interval: float = 0.1, logs=()) -> float:

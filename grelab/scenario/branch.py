@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import time
 
-from grelab.dut.daemon import GUEST_DIR, guest_command, holds_until, wait_until
+from grelab.dut.daemon import client, folder, holds_until, wait_until
 from grelab.dut.plan import Daemon, Plan, XfrmPolicy, XfrmState
 from grelab.dut.tunnel import gre_tunnel
 from grelab.lab.topology import End, Link, Node, Route, Topology
@@ -102,10 +102,10 @@ def frr(router_id: str, speaks_on: str, stubs: tuple[str, ...], v3: bool = True)
     return Plan(daemons=tuple(daemons))
 
 
-def vtysh(daemon: str, command: str) -> str:
-    """A vtysh command line for the UML guest, asking one FRR daemon through its vty socket."""
-    folder = f"{GUEST_DIR}/{daemon}"
-    return guest_command(["/usr/bin/vtysh", "--config_dir", folder, "--vty_socket", folder, "-d", daemon, "-c", command],
+def vtysh(dut, daemon: str, command: str) -> str:
+    """A vtysh command line for `dut`, asking one FRR daemon through its vty socket."""
+    where = folder(dut, daemon)
+    return client(dut, ["/usr/bin/vtysh", "--config_dir", where, "--vty_socket", where, "-d", daemon, "-c", command],
                          library_paths=(FRR_LIB,))
 
 
@@ -179,7 +179,7 @@ def full(dut, *daemons: str) -> None:
     """Until each FRR daemon (ospfd, ospf6d) in `dut` has a Full adjacency."""
     show = {"ospfd": "show ip ospf neighbor", "ospf6d": "show ipv6 ospf6 neighbor"}
     for daemon in daemons:
-        wait_until(dut, vtysh(daemon, show[daemon]) + " | grep -q Full", timeout=CONVERGENCE_S,
+        wait_until(dut, vtysh(dut, daemon, show[daemon]) + " | grep -q Full", timeout=CONVERGENCE_S,
                    what=f"{daemon} adjacency Full", logs=[daemon])
 
 
@@ -234,6 +234,6 @@ def no_ospf_within(net) -> None:
 
 def ospf_hellos(dut, interface: str) -> tuple[int, int]:
     """(Hellos received, Hellos sent) on `interface`, as FRR's ospfd in `dut` counted them."""
-    text = dut.check(vtysh("ospfd", f"show ip ospf interface traffic {interface} json"))
+    text = dut.check(vtysh(dut, "ospfd", f"show ip ospf interface traffic {interface} json"))
     counts = json.loads(text)[interface]
     return counts["helloIn"], counts["helloOut"]
