@@ -60,14 +60,17 @@ def ping(lab, node: str, dst: str, ident: int = 0x4242, seq: int = 1, payload: b
 
 
 def echo_stream(lab, node: str, dst: str, count: int, interval: float = 0.0005, midway=None, at: int = 0,
-                ident: int = 0x4243, payload: bytes = b"grelab stream", timeout: float = 3.0) -> dict[int, float]:
+                ident: int = 0x4243, payload: bytes = b"grelab stream", timeout: float = 3.0,
+                until=None, limit: int = 0) -> "Answered":
     """`count` echoes (seq 1..count) from `node` to `dst`, one every `interval` seconds without waiting for replies,
     with `midway()` called right after echo `at` left (a change of the network while echoes are in flight);
-    returns {seq: round trip in ms} of those answered before the deadline. Pacing is the stream's rate, not a
-    wait for packets: replies are read as they come, until all are in or the deadline passes."""
+    returns {seq: round trip in ms} of those answered before the deadline. With until(sent), the stream goes on
+    past `count` until until(echoes sent so far) is true, at most `limit` echoes (a change that must be over
+    before the stream ends). Pacing is the stream's rate, not a wait for packets: replies are read as they come,
+    until all are in or the deadline passes. The answer's .sent: how many echoes were sent."""
     family, protocol, request, reply, skip = ECHO[6 if ":" in dst else 4]
 
-    def body() -> dict[int, float]:
+    def body() -> Answered:
         sent: dict[int, float] = {}
         answered: dict[int, float] = {}
         with socket.socket(family, socket.SOCK_RAW, protocol) as s:
@@ -84,7 +87,9 @@ def echo_stream(lab, node: str, dst: str, count: int, interval: float = 0.0005, 
                     kind, _, _, got_ident, got_seq = struct.unpack_from("!BBHHH", icmp)
                     if kind == reply and got_ident == ident and got_seq in sent:
                         answered.setdefault(got_seq, (time.monotonic() - sent[got_seq]) * 1000)
-            for seq in range(1, count + 1):
+            seq = 0
+            while seq < count or until is not None and seq < limit and not until(seq):
+                seq += 1
                 while (wait := start + (seq - 1) * interval - time.monotonic()) > 0:
                     select.select([s], [], [], wait)  # replies read as they come, until this echo's time
                     read_replies()
@@ -94,11 +99,19 @@ def echo_stream(lab, node: str, dst: str, count: int, interval: float = 0.0005, 
                 if seq == at and midway is not None:
                     midway()
             deadline = time.monotonic() + timeout
-            while len(answered) < count and (left := deadline - time.monotonic()) > 0:
+            while len(answered) < len(sent) and (left := deadline - time.monotonic()) > 0:
                 select.select([s], [], [], left)
                 read_replies()
-        return answered
+        return Answered(answered, sent=len(sent))
     return lab.run_in(node, body)
+
+
+class Answered(dict):
+    """{seq: round trip in ms} of a stream's answered echoes; .sent: how many echoes the stream sent."""
+
+    def __init__(self, answered: dict, sent: int):
+        super().__init__(answered)
+        self.sent = sent
 
 
 def _checksum(data: bytes) -> int:

@@ -225,32 +225,49 @@ def established(net, record_property) -> float:
 STREAM_PAYLOAD, STREAM_FRAME = b"grelab stream " * 43, 500
 
 
-def rekey_mid_stream(net, count: int, at: int, interval: float = 0.002) -> tuple[dict, list[int]]:
-    """h1 streams `count` echoes to h2 (one every `interval` s, never waiting for replies); once echo `at` left,
-    r1's charon is asked to rekey the child SA (swanctl --rekey, in a thread of its own: the stream goes on).
-    Returns ({"r1->r2" / "r2->r1": {"old": stream frames under the SA before, "new": under the new one}}, the
-    echoes left unanswered). The new SAs become the case's (Net.negotiated); the stream stays out of the golden
-    (which SA carries which echo is the daemons' timing), what comes before and after it stays in."""
+def rekey_mid_stream(net, at: int, after: int = 20, interval: float = 0.002) -> tuple[dict, list[int]]:
+    """h1 streams echoes to h2 (one every `interval` s, never waiting for replies); once echo `at` left, r1's charon
+    is asked to rekey the child SA (swanctl --rekey, in a thread of its own: the stream goes on), and the stream goes
+    on until the rekey is over (neither router's kernel holds its old outbound SA: the old SAs' delete exchanged)
+    and `after` echoes more, at most 5 s. Returns ({"r1->r2" / "r2->r1": {"old": stream frames under the SA before,
+    "new": under the new one}}, the echoes left unanswered). The new SAs become the case's (Net.negotiated); the
+    stream stays out of the golden (which SA carries which echo is the daemons' timing), what comes before and after
+    it stays in."""
     from grelab.scenario.hosts import echo_stream
     net.leave_out(lambda frame: len(frame) > STREAM_FRAME)
-    old = {sa.spi: f"{'r1->r2' if sa.src == offices.R1_WAN else 'r2->r1'}" for sa in net.sas}
-    failures, threads = [], []
+    old = {sa.spi for sa in net.sas}
+    outbound = {router: next(sa.spi for sa in net.sas if sa.src == address)
+                for router, address in (("r1", offices.R1_WAN), ("r2", offices.R2_WAN))}
+    failures, threads, over = [], [], threading.Event()
 
     def rekey() -> None:
         try:
-            net.dut("r1").check(swanctl(net.dut("r1"), "--rekey", "--child", "gre"))
+            r1 = net.dut("r1")
+            r1.check(swanctl(r1, "--rekey", "--child", "gre"))
+            for router, spi in outbound.items():
+                wait_until(net.dut(router), f"! /sbin/ip xfrm state | grep -q 'spi 0x{spi:08x}'", timeout=5,
+                           what=f"{router}'s old outbound SA gone after the rekey", logs=["charon"])
+            over.set()
         except Exception as exc:  # noqa: BLE001 - raised in the case's thread below
             failures.append(exc)
+            over.set()
 
     def start_rekey() -> None:
         threads.append(threading.Thread(target=rekey, name="ike-rekey"))
         threads[0].start()
-    answered = echo_stream(net.lab, "h1", offices.H2, count, interval=interval, midway=start_rekey, at=at,
-                           payload=STREAM_PAYLOAD)
+    ended: list[int] = []
+
+    def until(sent: int) -> bool:
+        if over.is_set() and not ended:
+            ended.append(sent)
+        return bool(ended) and sent >= ended[0] + after
+    answered = echo_stream(net.lab, "h1", offices.H2, at, interval=interval, midway=start_rekey, at=at,
+                           payload=STREAM_PAYLOAD, until=until, limit=at + int(5 / interval))
     for thread in threads:
         thread.join()
     if failures:
         raise failures[0]
+    assert ended, f"the rekey was not over after {answered.sent} echoes"
     net.negotiated(read_sas(net.dut("r1")))
     carried = {direction: {"old": 0, "new": 0} for direction in ("r1->r2", "r2->r1")}
     for _, frame in net.golden.frames("transit"):
@@ -258,4 +275,4 @@ def rekey_mid_stream(net, count: int, at: int, interval: float = 0.002) -> tuple
             spi = int.from_bytes(frame[34:38], "big")
             direction = "r1->r2" if frame[26:30] == bytes(map(int, offices.R1_WAN.split("."))) else "r2->r1"
             carried[direction]["old" if spi in old else "new"] += 1
-    return carried, sorted(set(range(1, count + 1)) - set(answered))
+    return carried, sorted(set(range(1, answered.sent + 1)) - set(answered))
