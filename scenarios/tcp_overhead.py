@@ -50,7 +50,8 @@ def test_transfer(net, path):
                                     for p in tcp_segments([frame])))
     assert net.transfer("h1", "h2", TRANSFER, address=server) == TRANSFER
     cut = data_segments(net.transit.frames(), client)
-    assert (len(cut), max(cut), sum(cut)) == (segments, mss, TRANSFER)
+    short = [(n, c) for n, c in enumerate(cut, 1) if c != mss]
+    assert (len(cut), max(cut), sum(cut)) == (segments, mss, TRANSFER), f"segments not of {mss} bytes: {short}"
     assert cut == data_segments(net.link("lan1").frames(), client) == data_segments(net.link("lan2").frames(), client)
     assert len(tcp_segments(net.link("lan1").frames())) == len(net.link("lan1").frames())  # no ICMP error, ever
     biggest = max(len(f) - 14 for f in net.transit.frames())

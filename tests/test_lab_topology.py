@@ -12,7 +12,7 @@ from scapy.layers.l2 import Ether
 from grelab.errors import GrelabError
 from grelab.dut.iproute2 import render
 from grelab.lab import netns
-from grelab.lab.build import build
+from grelab.lab.build import build, wait_unplugged
 from grelab.lab.ownership import NAMESPACE_RE, current_run
 from grelab.lab.send import NotOurInterface, Sender
 from grelab.lab.topology import End, Link, Node, Topology, a_r_b
@@ -160,7 +160,8 @@ def test_a_dut_stands_in_for_the_router():
                 reply, = exchange(lab, IP(src="192.0.2.1", dst="198.51.100.1") / ICMP(id=3),
                                   "a", "eth0", "icmp[icmptype] = icmp-echoreply")
                 assert reply[IP].ttl == 63
-            assert "eth0" not in dut.ip("-o", "link")  # unplugged at teardown, synchronously
+            wait_unplugged(dut.namespace)  # teardown deletes the links in the background; the next build waits so
+            assert "eth0" not in dut.ip("-o", "link")
         assert dut.plugged == ["eth0", "eth1"] * 2
     finally:
         dut.close()
