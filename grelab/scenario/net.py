@@ -65,7 +65,6 @@ class Net:
             scenario, variant, lab, duts, golden, sas
         self._captures: dict = {}
         self._esp_seq: dict[int, int] = {}
-        self._negotiated: dict[tuple[str, str], int] = {}  # (src, dst) -> SAs a daemon negotiated that way so far
 
     @classmethod
     def start(cls, scenario: Scenario, variant: Variant, duts_fixture, lab_fixture, golden) -> "Net":
@@ -97,18 +96,17 @@ class Net:
         already known are skipped. Returns the new SAs' stand-ins."""
         import dataclasses
         from grelab.scenario.spec import derived_sa
-        known, stand_ins = {sa.spi for sa in self.sas}, []
+        stand_ins = []
         for sa in sas:
-            if sa.spi in known:
+            if any(sa.spi == known.spi for known in self.sas):
                 continue
-            n = self._negotiated[(sa.src, sa.dst)] = self._negotiated.get((sa.src, sa.dst), 0) + 1
+            n = 1 + sum((known.src, known.dst) == (sa.src, sa.dst) for known in self.sas)  # this direction's n-th
             variant = dataclasses.replace(self.variant, id=f"{self.variant.id}-negotiated-{n}", esp=sa.algorithm, sas=())
             stand_in = dataclasses.replace(derived_sa(self.scenario.name, variant, sa.src, sa.dst), mode=sa.mode,
                                            nat_t=sa.nat_t, esn=sa.esn)
             self.golden.stand_in(sa, stand_in)
             self.golden.sas(sa)
             self.sas += (sa,)
-            known.add(sa.spi)
             stand_ins.append(stand_in)
         return tuple(stand_ins)
 
