@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Set up everything grelab needs on a Debian 12 machine, as root. Idempotent: a second run only checks.
-#   Debian packages -> .venv with grelab -> the user-mode-linux guest's files (built once, cached).
+#   Debian packages -> .venv with grelab -> the user-mode-linux guest's kernel and files (built once, cached).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$here"
 
-# netbase: /etc/protocols (the guest's `proto gre`); iptables: the guest's packet filter (legacy x_tables);
-# tcpreplay: grelab replay's comparison; chromium + chromium-driver: the run report's browser test;
-# frr, strongswan-*: real daemons the DUTs run for daemon scenarios (grelab.dut.daemon), from the host's /usr.
-debs=(iproute2 nftables tshark tcpdump user-mode-linux busybox-static iptables netbase tcpreplay chromium chromium-driver
-      frr strongswan-charon strongswan-swanctl)
+# netbase: /etc/protocols (the guest's `proto gre`); iptables, nftables: the guest's packet filters (its tools come
+# from the host's /usr); make, gcc, libc6-dev, flex, bison, bc, xz-utils: building grelab's UML kernel from
+# Debian's kernel source (grelab.dut.uml.kernel); tcpreplay: grelab replay's comparison; chromium +
+# chromium-driver: the run report's browser test; frr, strongswan-*: real daemons the DUTs run for daemon
+# scenarios (grelab.dut.daemon), from the host's /usr.
+debs=(iproute2 nftables tshark tcpdump busybox-static iptables netbase tcpreplay chromium chromium-driver
+      frr strongswan-charon strongswan-swanctl make gcc libc6-dev flex bison bc xz-utils)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -33,7 +35,9 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   touch "$stamp"
 fi
 
-# The UML DUT's initramfs is built from the Debian packages above, once, into grelab's cache (a second
-# run only checks it). A failure stops set-up (set -e) with grelab's message.
+# The UML DUT's kernel is built from Debian's pinned kernel source (~7-8 minutes on 2 cores, once), and its
+# initramfs from the Debian packages above, into grelab's cache; a second run finds both in well under a second.
+# A failure stops set-up (set -e) with grelab's message.
+.venv/bin/grelab kernel build >/dev/null
 .venv/bin/grelab dut prepare >/dev/null
 echo "setup: ready"

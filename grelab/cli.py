@@ -15,6 +15,7 @@ SUBCOMMANDS = {
     "bench": ("grelab.bench", "measure grelab beside scapy's own way"),
     "doctor": ("grelab.dut.doctor", "what this machine can do, and which DUT --dut auto picks"),
     "dut": ("grelab.dut.cli", "prepare, boot and inspect the device under test"),
+    "kernel": ("grelab.dut.uml.kernel_cli", "build the UML DUT's kernel (grelab's, or from your tree), show which runs"),
     "list": ("grelab.scenario.catalog", "scenarios and their cases: what each shows, whether the DUT can run it"),
     "run": ("grelab.run", "run scenarios through pytest and print a results table"),
     "pcap": ("grelab.golden.pcap_cli", "compare two pcaps field by field, or show each packet peeled, ESP decrypted"),

@@ -6,7 +6,7 @@ Fixtures:
     golden        the case's golden recorder (grelab.golden.recorder): compared, or updated, after the case passes
     grelab_scope  the case's scope (grelab.scope): what is deferred there is closed when the case ends
 A scenario module gets its `net` fixture from its Scenario (grelab.scenario.spec.Scenario.fixture).
-Options: --dut, --update-golden, --keep-pcaps DIR.
+Options: --dut, --kernel PATH, --update-golden, --keep-pcaps DIR, --grelab-report DIR.
 Markers: needs_gre, needs_esp, needs_ipv6_transport, needs_duts(n): with --dut auto, a case the selected DUT cannot run is
 skipped, saying why; with a DUT named explicitly it fails, and a DUT that cannot be selected at all is an error:
 a run that cannot test what it was asked to is never green.
@@ -33,6 +33,8 @@ CAPABILITY_OF_MARKER = {"needs_gre": "gre", "needs_esp": "esp", "needs_ipv6_tran
 def pytest_addoption(parser):
     group = parser.getgroup("grelab")
     group.addoption("--dut", default="auto", help="device under test: auto (default), host, uml or module:Class")
+    group.addoption("--kernel", metavar="PATH", help="the uml DUT boots this user-mode-linux kernel (also "
+                    "GRELAB_KERNEL; default: grelab's own build): grelab kernel build --source DIR makes one")
     group.addoption("--update-golden", action="store_true", help="rewrite the selected cases' golden pcaps")
     group.addoption("--keep-pcaps", metavar="DIR", help="keep every case's captures in DIR/<scenario>/<case>.pcapng")
     group.addoption("--grelab-report", metavar="DIR", help="write a run report to DIR/index.html: per case its "
@@ -49,12 +51,32 @@ def pytest_configure(config):
     if report and not hasattr(config, "workerinput"):  # this run's cases only, never a previous run's
         import shutil
         shutil.rmtree(Path(report) / "cases", ignore_errors=True)
+    kernel = config.getoption("--kernel", None)
+    if kernel:  # the environment carries it to xdist's workers and to every DUT they boot
+        import os
+        os.environ["GRELAB_KERNEL"] = str(Path(kernel).expanduser().resolve())
     spec = config.getoption("--dut", "auto")
-    if spec != "auto":  # named explicitly: a typo or a broken set-up stops the run before anything is collected
-        try:
-            _pool(config).choice()
-        except DutError as exc:
+    if hasattr(config, "workerinput") or config.option.collectonly:
+        return
+    # A DUT named explicitly that cannot be used (a typo, a broken set-up), or a kernel that cannot run here
+    # (whatever the DUT), stops the run before the first case, in one line: never a copy of a panic per case.
+    from grelab.dut.select import KernelCannotRun
+    try:
+        _pool(config).choice()
+    except KernelCannotRun as exc:
+        raise pytest.UsageError(dut_problem(spec, exc)) from None
+    except DutError as exc:
+        if spec != "auto":
             raise pytest.UsageError(dut_problem(spec, exc)) from None
+
+
+def pytest_report_header(config):
+    """The run's first lines name the DUT and its kernel (which kernel ran is part of every result)."""
+    pool = config.stash.get(_POOL, None)
+    choice = pool.chosen if pool is not None else None
+    if choice is not None:
+        return [f"grelab DUT: {choice.name}, kernel {choice.kernel or 'not known to grelab'}"]
+    return None
 
 
 def dut_problem(spec: str, exc: DutError) -> str:
@@ -74,6 +96,11 @@ class DutPool:
         self._choosing = threading.Lock()  # get_many's threads: one selection (and image build), not two
         self._resets: dict = {}  # name -> the Future of its reset, begun when the last case using it ended
         self._resetter = None  # one thread: resets one after the other (see get_many)
+
+    @property
+    def chosen(self):
+        """The backend chosen so far (None before choice(), or when none could be)."""
+        return self._choice
 
     def choice(self):
         """The selected DUT backend (grelab.dut.select), or raise DutError saying why none works."""

@@ -20,6 +20,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("scenarios", nargs="*", metavar="SCENARIO",
                         help="scenario module names (e.g. two_offices); default: all")
     parser.add_argument("--dut", default="auto", help="device under test: auto, host, uml or module:Class")
+    parser.add_argument("--kernel", metavar="PATH", help="the uml DUT boots this user-mode-linux kernel "
+                                                         "(default: grelab's build; grelab kernel build makes one)")
     parser.add_argument("-n", dest="workers", default="0", help="pytest-xdist workers (a number or auto)")
     parser.add_argument("--update-golden", action="store_true", help="rewrite these cases' golden pcaps")
     parser.add_argument("--keep-pcaps", metavar="DIR", help="keep every case's captures in DIR")
@@ -30,6 +32,7 @@ def add_arguments(parser) -> None:
   grelab run                                   # every scenario, the DUT --dut auto picks
   grelab run two_offices -n 2 --report /tmp/report
   grelab run grelab_endpoint --dut uml -k gre-in-esp --keep-pcaps /tmp/caps
+  grelab run --kernel ~/linux/.grelab-um/linux   # the catalogue on a kernel you built (grelab kernel build)
 exit status: 0 every case passed, 1 a case failed, 2 usage or environment error (no DUT, unknown scenario)"""
 
 
@@ -65,7 +68,13 @@ def run(args) -> int:
             raise InputError("SCENARIO", name, "one of " + ", ".join(known))
         targets.append(str(module))
     from grelab.dut.select import select
-    select(args.dut)  # every scenario needs a DUT: one that cannot be used is a one-line error (exit 2) up front
+    if args.kernel:
+        import os
+        os.environ["GRELAB_KERNEL"] = str(Path(args.kernel).expanduser().resolve())
+    # Every scenario needs a DUT: one that cannot be used (a kernel that cannot boot here) is a one-line error
+    # (exit 2) up front. The run's header names it and its kernel.
+    choice = select(args.dut)
+    print(f"grelab run: DUT {choice.name}, kernel {choice.kernel or 'not known to grelab'}", flush=True)
     pytest_args = (targets or [str(folder)]) + ["--dut", args.dut, "-q", "-p", "no:cacheprovider",
                                                 "--rootdir", str(folder.parent)]
     if args.workers not in ("0", 0):

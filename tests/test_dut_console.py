@@ -93,9 +93,9 @@ def test_a_sigkilled_run_leaves_no_guest_after_the_next_sweep(tmp_path):
 
 
 def test_a_guest_that_cannot_boot_is_reported_and_cleaned_up(tmp_path):
-    from grelab.dut.uml import initramfs
+    from grelab.dut.uml import initramfs, kernel
     empty = tmp_path / "empty.cpio"
     empty.write_bytes(b"")
     with pytest.raises(GuestDied, match="guest panicked"):
-        Uml(["wan"], name="noboot", image=initramfs.Image(initramfs.KERNEL, empty))
+        Uml(["wan"], name="noboot", image=initramfs.Image(kernel.grelab_kernel().path, empty))
     assert not (NETNS_DIR / current_run().namespace_name("noboot")).exists()  # its namespace went with it

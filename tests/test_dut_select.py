@@ -13,7 +13,7 @@ from grelab.dut import doctor, select as selection
 from grelab.dut.base import Dut, DutError
 from grelab.dut import host
 from grelab.dut.host import Probe, probe
-from grelab.dut.uml import initramfs
+from grelab.dut.uml import initramfs, kernel
 from grelab.dut.uml.guest import Uml
 from grelab.dut.base import Counters
 from grelab.dut.plan import Interface, Plan
@@ -52,11 +52,16 @@ def test_auto_picks_host_when_capable_else_uml():
 
 def _nothing_works(monkeypatch):
     """Both backends fail, whatever this machine can do: the host probe finds no GRE nor ESP, and there is no
-    user-mode-linux kernel."""
+    user-mode-linux kernel (grelab's is not built)."""
     said = {"gre": "Error: Unknown device type.", "ipv6_transport": "Error: Unknown device type.",
             "esp": "Error: Requested AEAD algorithm not found."}
     monkeypatch.setattr(host, "probe", lambda: Probe(frozenset(), said))
-    monkeypatch.setattr(initramfs, "KERNEL", Path("/nonexistent/linux"))
+    _no_kernel(monkeypatch)
+
+
+def _no_kernel(monkeypatch):
+    monkeypatch.delenv("GRELAB_KERNEL", raising=False)
+    monkeypatch.setattr(kernel, "KERNELS", Path("/nonexistent/kernel"))
 
 
 def test_nothing_usable_says_what_is_missing_and_how_to_get_it(monkeypatch):
@@ -66,7 +71,8 @@ def test_nothing_usable_says_what_is_missing_and_how_to_get_it(monkeypatch):
     message = str(error.value)
     assert "ip_gre" in message and "CONFIG_NET_IPGRE" in message and "esp4" in message and "CONFIG_INET_ESP" in message
     assert "boot a kernel that has them" in message
-    assert "/nonexistent/linux" in message and "apt-get install user-mode-linux" in message
+    assert "grelab's UML kernel (linux-source-7.3" in message and "is not built yet" in message
+    assert "grelab kernel build" in message
     assert message.count("./setup.sh") == 1  # said once, not again after each reason
     assert "--dut uml" not in message  # uml failed too: no advice to use it
 
@@ -79,7 +85,7 @@ def test_forced_host_says_whether_uml_would_do(monkeypatch):
     assert ("The uml DUT works here: use --dut uml" in str(error.value)) == works
     if not works:
         assert "uml does not work here either" in str(error.value)
-    monkeypatch.setattr(initramfs, "KERNEL", Path("/nonexistent/linux"))
+    _no_kernel(monkeypatch)
     with pytest.raises(DutError, match="uml does not work here either") as error:
         selection.select("host")
     assert "--dut uml" not in str(error.value)
@@ -90,7 +96,7 @@ def test_forced_host_says_whether_uml_would_do(monkeypatch):
     (str(initramfs.CACHE / "0123"), 13, f"{initramfs.CACHE / '0123'}: Permission denied: the image cache"),
 ])
 def test_an_os_error_preparing_uml_names_the_path(monkeypatch, filename, errno_, said):
-    def prepare():
+    def prepare(*_):
         raise OSError(errno_, os.strerror(errno_), filename)
     monkeypatch.setattr(initramfs, "prepare", prepare)
     with pytest.raises(DutError) as error:
@@ -186,7 +192,8 @@ def test_doctor_rows_are_the_truth():
             assert f"lacks {module}" in detail and any(o in detail for o in options)
             assert "use a kernel with it" in detail
             assert ("--dut uml, which works here" in detail) == _uml_works()
-    assert rows["UML"][0] == _uml_works()
+    assert rows["UML (booted once)"][0] == _uml_works()
+    assert rows["UML kernel"][0] and "UML 7.3.4: grelab's build of Debian's linux-source-7.3" in rows["UML kernel"][1]
     assert rows["TUN/TAP"][0] == (selection.tun_problem() is None)
     assert rows["privileges"][0] == (not selection.missing_capabilities())
     for what, (ok, detail) in rows.items():
@@ -197,7 +204,7 @@ def test_doctor_rows_are_the_truth():
 
 def test_doctor_reports_the_choice(capsys):
     usable = probe().usable or _uml_works()
-    assert doctor.run(argparse.Namespace(dut="auto", boot=False)) == (0 if usable else 1)
+    assert doctor.run(argparse.Namespace(dut="auto", boot=False, kernel=None)) == (0 if usable else 1)
     out = capsys.readouterr().out
     if usable:
         assert "--dut auto picks: " + ("host" if probe().usable else "uml") in out
@@ -208,7 +215,7 @@ def test_doctor_reports_the_choice(capsys):
 def test_doctor_forced_host_points_at_uml(capsys):
     if probe().usable:
         pytest.skip("the host kernel is usable")
-    assert doctor.run(argparse.Namespace(dut="host", boot=False)) == 2
+    assert doctor.run(argparse.Namespace(dut="host", boot=False, kernel=None)) == 2
     out = capsys.readouterr().out
     assert "--dut host: not usable" in out
     assert ("The uml DUT works here: use --dut uml" in out) == _uml_works()
@@ -216,7 +223,7 @@ def test_doctor_forced_host_points_at_uml(capsys):
 
 def test_doctor_fails_when_nothing_is_usable(monkeypatch, capsys):
     _nothing_works(monkeypatch)
-    assert doctor.run(argparse.Namespace(dut="auto", boot=False)) == 2
+    assert doctor.run(argparse.Namespace(dut="auto", boot=False, kernel=None)) == 2
     out = capsys.readouterr().out
     assert "nothing usable" in out
     assert "MISSING  host GRE (ip_gre)" in out and "or get the uml DUT working" in out

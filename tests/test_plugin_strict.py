@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from grelab.dut.uml import kernel
+
 pytest_plugins = ["pytester"]
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -49,10 +51,14 @@ def test_grelab_run_with_an_unknown_dut_fails_with_one_line(tmp_path):
     assert "passed" not in done.stdout and "skipped" not in done.stdout  # no table of nothing
 
 
+# grelab's kernel, by path: a GRELAB_CACHE of its own would not hold it (the image cache is what these tests break)
+KERNEL = str(kernel.cached().path) if kernel.cached() else "/nonexistent/linux"
+
+
 def test_grelab_run_with_a_broken_image_cache_fails_with_one_line(tmp_path):
     cache = tmp_path / "not-a-folder"
     cache.write_text("")
-    done = grelab("run", "two_offices", "--dut", "uml", env={"GRELAB_CACHE": str(cache)})
+    done = grelab("run", "two_offices", "--dut", "uml", env={"GRELAB_CACHE": str(cache), "GRELAB_KERNEL": KERNEL})
     assert done.returncode == 2 and len(done.stderr.splitlines()) == 1
     assert done.stderr.startswith(f"grelab run: uml: cannot prepare the guest image: {cache}/uml/")
     assert "Not a directory" in done.stderr and "GRELAB_CACHE" in done.stderr
@@ -64,7 +70,7 @@ def test_a_broken_image_cache_fails_the_run(tmp_path, dut):
     cache.write_text("")
     done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "scenarios/two_offices.py",
                            "--dut", dut], capture_output=True, text=True, cwd=ROOT, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(ROOT), "GRELAB_CACHE": str(cache)})
+                          env={**os.environ, "PYTHONPATH": str(ROOT), "GRELAB_CACHE": str(cache), "GRELAB_KERNEL": KERNEL})
     if dut == "auto" and done.returncode == 0 and " skipped" not in done.stdout:
         pytest.skip("the host kernel is a usable DUT here: auto does not need the image")
     assert done.returncode != 0

@@ -57,18 +57,36 @@ def checks() -> list[tuple[str, bool, str]]:
             rows.append((label, False, f"this kernel lacks {lacks}; use a kernel with it, {otherwise}"))
     tun = tun_problem()
     rows.append(("TUN/TAP", tun is None, f"{TUN} opens (taps can be made)" if tun is None else tun))
-    rows.append(("UML", *uml))
+    rows.append(("UML kernel", *kernel_row()))
+    rows.append(("UML (booted once)", *uml))
     tshark = shutil.which("tshark")
     rows.append(("tshark", bool(tshark), tshark or "apt-get install tshark (pcaps are checked with it)"))
     return rows
 
 
+def kernel_row() -> tuple[bool, str]:
+    """The UML kernel the uml DUT boots: which, from what source (and whether the pinned one), or what is wrong."""
+    from grelab.dut.uml import kernel
+    try:
+        uml = kernel.grelab_kernel()
+    except DutError as exc:
+        return False, str(exc)
+    built = kernel.info(uml)
+    detail = uml.describe()
+    if built:
+        detail += f"; built in {built['build_s']:.0f} s, XSAVE sized from the host: {'yes' if built['xsave_from_host'] else 'no'}"
+    return True, detail
+
+
 def add_arguments(parser) -> None:
     parser.add_argument("--dut", default="auto", help="which DUT to check: auto (default), host, uml, module:Class")
+    parser.add_argument("--kernel", metavar="PATH", help="check this user-mode-linux kernel instead of grelab's build")
     parser.add_argument("--boot", action="store_true", help="also start the chosen DUT once and time it")
 
 
 def run(args) -> int:
+    if args.kernel:
+        os.environ["GRELAB_KERNEL"] = os.path.abspath(os.path.expanduser(args.kernel))
     for what, ok, detail in checks():
         print(f"{'ok' if ok else 'MISSING':8} {what:30} {detail}")
     try:

@@ -2,9 +2,8 @@
 # `. reset.sh; grelab_reset IFACE...`: bring a DUT back to its just-booted network state, keeping lo and
 # IFACE... No tunnels, SAs, policies, addresses (but the named interfaces' link-local ones), routes (in any
 # table), neighbours, extra rules or nftables rules (where there is `nft`) remain. Links present at boot
-# (GRELAB_BOOT_LINKS: fallback tunnels such as gre0, which cannot be deleted) stay. Where the guest
-# loaded x_tables since boot (iptables), the modules loaded since boot (not in GRELAB_BOOT_MODULES) are
-# unloaded, which takes every table, rule and counter with them.
+# (GRELAB_BOOT_LINKS: fallback tunnels such as gre0, which cannot be deleted) stay. In the UML guest, x_tables
+# tables a case used are emptied (rules, chains, counters) and nftables is flushed when a case ran nft.
 #
 # The commands are gathered into one `ip -batch` per family, in variables rather than through $(...),
 # which would fork. In the UML guest, where every process and every syscall is expensive, init sources
@@ -48,9 +47,9 @@ route flush table all proto static"
   # IPv6 first, then the rest, never both at once: a route flush that lists routes while the other
   # batch deletes their links fails ("Failed to send flush request: No such process").
   grelab_batches "$v6" "$v4" || failed=1
-  if [ -n "$GRELAB_BOOT_MODULES" ]; then  # the UML guest: its packet filter is x_tables (iptables)
-    # Only where x_tables was loaded (one stat): emptying and unloading costs ~0.3 s in the guest.
-    [ ! -d /sys/module/x_tables ] || grelab_unload_xtables || failed=1
+  if [ -n "$GRELAB_UML" ]; then  # the UML guest: a process only for a filter a case used
+    [ ! -e /run/grelab-xtables-used ] || { grelab_empty_xtables && rm /run/grelab-xtables-used; } || failed=1
+    [ ! -e /run/grelab-nft-used ] || { nft.host flush ruleset && rm /run/grelab-nft-used; } || failed=1
   elif command -v nft > /dev/null; then
     nft flush ruleset || failed=1
   fi
@@ -97,28 +96,35 @@ grelab_batches() {
   [ -z "$failed" ]
 }
 
-# Unload every module loaded since boot (not in GRELAB_BOOT_MODULES): x_tables and what it needed, and
-# with them every table, rule and counter. A table with rules holds its module, so empty them first.
-grelab_unload_xtables() {
-  local family table tables module unload
+# Empty every x_tables table that exists: no rules, no user chains, every built-in chain back to ACCEPT with its
+# counters at zero. Only after a case ran iptables (its wrapper leaves /run/grelab-xtables-used: initramfs.py).
+grelab_empty_xtables() {
+  local family table tables
   for family in ip ip6; do
     tables=
     [ ! -e /proc/net/${family}_tables_names ] || while read -r table; do
+      grelab_builtin_chains $table
       tables="$tables*$table
-COMMIT
+${grelab_chains}COMMIT
 "
     done < /proc/net/${family}_tables_names
     [ -z "$tables" ] || { printf '%s' "$tables" > /tmp/grelab-empty-tables && ${family}tables-restore < /tmp/grelab-empty-tables; } || return 1
   done
-  tables=
-  # Tables first, then the rest newest first (the order of /proc/modules): each goes before what it uses.
-  for module in $(cut -d ' ' -f 1 /proc/modules); do
-    case " $GRELAB_BOOT_MODULES " in
-      *" $module "*) ;;
-      *) case $module in iptable_* | ip6table_*) tables="$tables $module" ;; *) unload="$unload $module" ;; esac ;;
-    esac
-  done
-  rmmod $tables $unload
+}
+
+# grelab_builtin_chains TABLE: its built-in chains as iptables-restore lines (policy ACCEPT, counters zero), in
+# grelab_chains (no $(...): a fork).
+grelab_builtin_chains() {
+  local chain chains
+  grelab_chains=
+  case $1 in
+    filter) chains="INPUT FORWARD OUTPUT" ;;
+    nat) chains="PREROUTING INPUT OUTPUT POSTROUTING" ;;
+    raw) chains="PREROUTING OUTPUT" ;;
+    *) chains="PREROUTING INPUT FORWARD OUTPUT POSTROUTING" ;;  # mangle, security
+  esac
+  for chain in $chains; do grelab_chains="$grelab_chains:$chain ACCEPT [0:0]
+"; done
 }
 
 # Where init sourced this file (the UML guest), for grelab's scripts in init's own shell:

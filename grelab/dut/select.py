@@ -45,6 +45,7 @@ class Choice:
     factory: type
     capabilities: frozenset[str]
     why: str  # one line: why this backend (for `grelab doctor` and skip messages)
+    kernel: str = ""  # one line: the DUT's kernel (run headers, reports), where the backend knows it
 
     def start(self, name: str = "dut", interfaces=("wan", "lan")) -> Dut:
         """Boot one instance; its interfaces are named as given (e.g. the lab's "wan", "lan")."""
@@ -113,7 +114,8 @@ def host_choice() -> Choice:
     problem = host_problem(found)
     if problem:
         raise DutError(f"host: {problem}")
-    return Choice("host", Host, found.capabilities, "the host kernel can do GRE and ESP in a namespace")
+    return Choice("host", Host, found.capabilities, "the host kernel can do GRE and ESP in a namespace",
+                  f"the host's {os.uname().release}")
 
 
 def tun_problem() -> str | None:
@@ -145,28 +147,88 @@ def _prepare_problem(exc: OSError) -> str:
     return f"cannot prepare the guest image: {path}: {reason}: {hint}"
 
 
+class KernelCannotRun(DutError):
+    """The UML kernel is missing, is not one, lacks a feature, or panicked when booted here: no case can run on it."""
+
+
 def prepare_uml():
-    """(initramfs.prepare(), the UML kernel's version), with every failure as a DutError saying what is
+    """(initramfs.prepare(), the UML kernel it is for), with every failure as a DutError saying what is
     missing (naming the path, for an OSError) and how to get it."""
-    from grelab.dut.uml import initramfs
+    from grelab.dut.uml import initramfs, kernel
     try:
-        return initramfs.prepare(), initramfs.kernel_version()  # its own DutErrors say how to get what is missing
+        uml = kernel.grelab_kernel()  # --kernel / GRELAB_KERNEL's, checked, or grelab's build
+    except DutError as exc:  # none, not built, not a UML kernel, lacking a feature: no case can run on it
+        raise KernelCannotRun(str(exc)) from None
+    try:
+        return initramfs.prepare(uml), uml  # its own DutErrors say how to get what is missing
     except OSError as exc:
         raise DutError(_prepare_problem(exc)) from None
     except subprocess.SubprocessError as exc:
         raise DutError(f"cannot prepare the guest image: {exc}: {initramfs.SETUP_HINT}") from None
 
 
+def _machine_key(image) -> str:
+    """What decides whether a guest boots here: the kernel file, the image, the CPU's flags, the host kernel."""
+    import hashlib
+    st = Path(image.kernel).stat()
+    flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "")
+    key = f"{image.kernel} {st.st_size} {st.st_mtime_ns} {image.initramfs} {flags} {os.uname().release}"
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def host_has_amx() -> bool:
+    return bool(re.search(r"^flags\s*:.*\bamx_tile\b", Path("/proc/cpuinfo").read_text(), re.M))
+
+
+def boot_check(image) -> None:
+    """Boot the guest once (unless one booted on this machine with this kernel and image before): a kernel that
+    cannot run here is a KernelCannotRun naming the cause and the remedy, said once before any case."""
+    stamp = Path(image.initramfs).parent / f"booted-{_machine_key(image)}"
+    if stamp.exists():
+        return
+    from grelab.dut.uml.guest import Uml
+    try:
+        Uml(["wan"], name="bootcheck", image=image).stop()
+    except DutError as exc:
+        raise KernelCannotRun(cannot_run(image, str(exc))) from None
+    stamp.touch()
+
+
+FP_REFUSED = re.compile(r"^.*ptrace set fp regs failed.*$", re.M)  # arch/um: the host refused the guest's XSAVE buffer
+PANIC = re.compile(r"^Kernel panic - not syncing: .*$", re.M)
+
+
+def cannot_run(image, said: str) -> str:
+    """One line: why the guest did not boot (from what its console said) and what to do about it."""
+    uml = getattr(image, "uml", None)
+    which = uml.describe() if uml is not None else str(image.kernel)
+    found = [m.group(0).strip() for pattern in (FP_REFUSED, PANIC) if (m := pattern.search(said))]
+    cause = "; ".join(found) or said.strip().splitlines()[0]
+    if FP_REFUSED.search(said):
+        cpu = ("this CPU has AMX, whose XSAVE area" if host_has_amx() else
+               "the host wants the whole XSAVE area (far larger with AMX), which")
+        return (f"the UML kernel ({which}) cannot run on this CPU: {cause}. The host refused the guest's FP registers: "
+                f"{cpu} a UML kernel before 6.13 does not size from the host: use grelab's own kernel (drop --kernel "
+                "and GRELAB_KERNEL; ./setup.sh builds it) or a UML kernel of 6.13 or later")
+    return (f"the UML guest did not boot ({which}): {cause}. Rebuild the guest's files (./setup.sh, or "
+            "`grelab kernel build` and `grelab dut prepare`); a kernel of yours: build it with grelab's "
+            "configuration (grelab kernel build --source DIR)")
+
+
 def uml_choice() -> Choice:
     from grelab.dut.uml.guest import Uml
     try:
-        image, version = prepare_uml()
+        image, uml = prepare_uml()
     except DutError as exc:
         raise DutError(f"uml: {exc}") from None
     problem = tun_problem()
     if problem:
         raise DutError(f"uml: {problem}")
-    return Choice("uml", Uml, Uml.capabilities, f"user-mode-linux {version} with {image.initramfs}")
+    try:
+        boot_check(image)
+    except KernelCannotRun as exc:
+        raise KernelCannotRun(f"uml: {exc}") from None
+    return Choice("uml", Uml, Uml.capabilities, f"{uml.describe()}; guest image {image.initramfs}", uml.describe())
 
 
 def custom_choice(spec: str) -> Choice:
@@ -211,10 +273,11 @@ def select(spec: str = "auto") -> Choice:
         return uml_choice()
     if spec != "auto":
         return custom_choice(spec)
-    reasons = []
+    failures = []
     for candidate in (host_choice, uml_choice):
         try:
             return candidate()
         except DutError as exc:
-            reasons.append(str(exc))
-    raise DutError("no usable DUT:\n  " + "\n  ".join(reasons))
+            failures.append(exc)
+    kind = KernelCannotRun if any(isinstance(e, KernelCannotRun) for e in failures) else DutError
+    raise kind("no usable DUT:\n  " + "\n  ".join(map(str, failures)))

@@ -29,7 +29,7 @@ def case_data(item, outcome: str, failure: str) -> dict:
     data = {"nodeid": item.nodeid, "scenario": Path(str(item.path)).stem, "case": item.name,
             "scenario_story": scenario_doc.strip().split("\n\n")[0],
             "story": (item.function.__doc__ or "").strip(), "outcome": outcome, "failure": failure,
-            "nodes": [], "arrows": []}
+            "nodes": [], "arrows": [], "dut": _dut_line(item)}
     recorder, net = item.stash.get(golden_key(), None), item.funcargs.get("net")
     if recorder is None:
         return data
@@ -59,6 +59,14 @@ def case_data(item, outcome: str, failure: str) -> dict:
             if end not in data["nodes"]:
                 data["nodes"].append(end)
     return data
+
+
+def _dut_line(item) -> str:
+    """Which DUT and kernel ran the case (the pool's choice), or "" when the case used none."""
+    from grelab.pytest_plugin import _POOL
+    pool = item.config.stash.get(_POOL, None)
+    choice = pool.chosen if pool is not None else None
+    return f"{choice.name}, kernel {choice.kernel or 'not known to grelab'}" if choice is not None else ""
 
 
 def golden_key():
@@ -99,6 +107,7 @@ def render(cases: list[dict]) -> str:
     e = html.escape
     passed = sum(c["outcome"] == "passed" for c in cases)
     body = [f"<h1>grelab run: {passed} of {len(cases)} cases passed</h1>"]
+    body += [f'<p class="dut">DUT: {e(line)}</p>' for line in sorted({c.get("dut", "") for c in cases} - {""})]
     for scenario in dict.fromkeys(c["scenario"] for c in cases):
         mine = [c for c in cases if c["scenario"] == scenario]
         body.append(f'<section class="scenario" id="{e(scenario)}"><h2>{e(scenario)}</h2>'

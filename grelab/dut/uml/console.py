@@ -104,7 +104,10 @@ class Console:
         if self._exited is not None:
             raise self._failure(f"guest died: {self._exited}")
         if self._closed:
-            raise self._failure("guest died: its console closed")
+            # How its process ended says more (killed by which signal), and the watcher says it at once: a
+            # guest whose helpers die with it closes its console before that.
+            self._cond.wait_for(lambda: self._exited is not None, EXIT_DRAIN_S)
+            raise self._failure(f"guest died: {self._exited or 'its console closed'}")
         if time.monotonic() >= deadline:
             raise self._failure(f"guest hung: {hang}")
 

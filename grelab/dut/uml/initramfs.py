@@ -1,22 +1,20 @@
 """The UML guest's root filesystem: an initramfs built from this machine's Debian packages, cached by input hash.
 
-What goes in: busybox-static (shell and tools), iproute2's `ip` with the libraries
-`ldd` lists (busybox's own `ip` has no xfrm), /etc/protocols (`proto gre`), the GRE/ESP/crypto modules
-of the user-mode-linux package in dependency order (including `drbg` and `sha512_generic`, which nothing
-auto-loads and without which `ip xfrm state add` fails), and guest/init.sh as /init.
+What goes in: busybox-static (shell and tools), iproute2's `ip` with the libraries `ldd` lists (busybox's own
+`ip` has no xfrm), /etc/protocols (`proto gre`), and guest/init.sh as /init. The kernel (kernel.py) has GRE,
+ESP, its crypto and both packet filters built in, so nothing else is needed; only for a kernel that has modules
+(one of yours, `--kernel`) its modules folder goes in too, and the kernel loads what it asks for through
+busybox's modprobe (modules.alias: `rtnl-link-gre`, `xfrm-type-2-50`, `crypto-gcm`...).
 
-The packet filter: Debian's UML kernel has nf_tables without its ip/ip6/inet families, so `nft` cannot
-filter IP there. It has the legacy x_tables, so the guest gets iptables/ip6tables (iptables-legacy, with
-its extensions) and the x_tables modules, loaded on first use through modules.alias; its `nft` is a stub
-that says so and fails. Those files are not in the archive, whose size the boot pays for (unpacking),
-but symlinks into the host's /usr, which init mounts read-only at /host-usr (UML's hostfs).
+The packet filters' tools, iptables/ip6tables (legacy x_tables) and nft, are not in the archive, whose size the
+boot pays for (unpacking), but symlinks into the host's /usr, which init mounts read-only at /host-usr (UML's
+hostfs), with the host's library folder (where the dynamic loader looks after the archive's own).
 
 The archive is written directly as cpio "newc" so no cpio tool is needed, and uncompressed because the
 guest unpacks it faster than it would gunzip it.
 """
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import os
 import re
@@ -28,40 +26,31 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from grelab.dut.base import DutError
+from grelab.dut.uml import kernel
 
-KERNEL = Path("/usr/bin/linux")
-MODULES_ROOT = Path("/usr/lib/uml/modules")
 BUSYBOX = Path("/bin/busybox")
-CACHE = Path(os.environ.get("GRELAB_CACHE", "/var/cache/grelab")) / "uml"
+CACHE = kernel.CACHE_ROOT / "uml"
 GUEST_FILES = Path(__file__).parent / "guest"
 RESET_SCRIPT = Path(__file__).parent.parent / "reset.sh"
-
-# Loaded at boot, in this order after their dependencies: tunnels, IPsec, the crypto ESP needs. Nothing loads a
-# crypto module on demand in the guest, so every algorithm of grelab.craft.algorithms needs its modules here:
-# des_generic (3DES), ccm, chacha20poly1305 with chacha_generic and poly1305_generic (it asks for them by name),
-# cmac, authencesn (ESN with a separate integrity algorithm). md5, sha1, sha256 and aes are built in.
-MODULES = [
-    "ipv6", "ip_gre", "ip6_gre", "esp4", "esp6", "xfrm_user",
-    "drbg", "sha512_generic", "authenc", "authencesn", "hmac", "cmac", "cbc", "ctr", "gcm", "ghash_generic", "ccm",
-    "des_generic", "chacha_generic", "poly1305_generic", "chacha20poly1305", "seqiv", "echainiv",
-]
-# Not loaded at boot (that would cost boot time): x_tables, loaded when iptables or a rule needs them.
-ON_DEMAND = ["kernel/net/netfilter/x_tables.ko", "kernel/net/netfilter/xt_*.ko",
-             "kernel/net/ipv4/netfilter/ip*.ko", "kernel/net/ipv6/netfilter/ip6*.ko"]
-NOT_ON_DEMAND = {"xt_ipvs", "xt_set", "xt_osf", "xt_nfacct"}  # they drag in IPVS, ipset, nfnetlink
 XTABLES = Path("/usr/sbin/xtables-legacy-multi")
+NFT = Path("/usr/sbin/nft")
 UNUSED_IMAGE_S = 24 * 3600  # an image of other inputs (another checkout, an old version) goes after a day unused
 HOST_USR = "/host-usr"  # where init mounts the host's /usr, read-only (guest/init.sh)
 XTABLES_NAMES = ["iptables", "iptables-save", "iptables-restore", "ip6tables", "ip6tables-save", "ip6tables-restore"]
-NFT_STUB = """#!/bin/sh
-echo "nft: not on the uml DUT: Debian's user-mode-linux kernel has nf_tables without its ip, ip6 and inet \\
-families (CONFIG_NF_TABLES_INET, _IPV4, _IPV6 off). Filter with iptables/ip6tables (legacy x_tables) here, \\
-or use a host DUT (--dut host) on a kernel with GRE and ESP." >&2
-exit 1
+# The guest's `nft` and iptables tools: the host's, after leaving a mark that tells the reset to flush what they
+# made (reset.sh: a process only a case that used them pays for). xtables-legacy-multi takes the tool's name
+# as its first argument.
+NFT_WRAPPER = """#!/bin/sh
+: > /run/grelab-nft-used
+exec /sbin/nft.host "$@"
+"""
+XTABLES_WRAPPER = f"""#!/bin/sh
+: > /run/grelab-xtables-used
+exec /sbin/{XTABLES.name} "${{0##*/}}" "$@"
 """
 BINARIES = [Path("/usr/sbin/ip")]
 FILES = [Path("/etc/protocols")]
-SETUP_HINT = "run ./setup.sh (it installs user-mode-linux, busybox-static, iptables and netbase, then runs `grelab dut prepare`)"
+SETUP_HINT = "run ./setup.sh (it installs busybox-static, iptables, nftables and netbase, builds grelab's UML kernel, then runs `grelab dut prepare`)"
 
 
 @dataclass(frozen=True)
@@ -70,53 +59,7 @@ class Image:
 
     kernel: Path
     initramfs: Path
-
-
-def kernel_version() -> str:
-    if not KERNEL.exists():
-        raise DutError(f"no user-mode-linux kernel at {KERNEL}: apt-get install user-mode-linux, or {SETUP_HINT}")
-    out = subprocess.run([str(KERNEL), "--version"], capture_output=True, text=True, timeout=10).stdout
-    return out.strip().split()[-1]
-
-
-def _modules(moddir: Path) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
-    """(MODULES and everything they need, the ON_DEMAND ones and what they need beyond those), each as
-    {path under moddir: [paths it needs]} (lines of modules.dep)."""
-    deps: dict[str, list[str]] = {}
-    for line in (moddir / "modules.dep").read_text().splitlines():
-        path, _, needs = line.partition(":")
-        deps[path] = needs.split()
-    by_name = {_name(p): p for p in deps}
-
-    def visit(path: str, into: dict[str, list[str]], skip=()) -> None:
-        if path not in into and path not in skip:
-            into[path] = deps[path]
-            for need in deps[path]:
-                visit(need, into, skip)
-
-    at_boot: dict[str, list[str]] = {}
-    builtin = {_name(p) for p in (moddir / "modules.builtin").read_text().split()}
-    for name in MODULES:
-        if name in builtin:
-            continue
-        if name not in by_name:
-            raise DutError(f"module {name} is not in {moddir}: the user-mode-linux package looks incomplete: "
-                           f"apt-get install --reinstall user-mode-linux, or {SETUP_HINT}")
-        visit(by_name[name], at_boot)
-    on_demand: dict[str, list[str]] = {}
-    for path in deps:
-        if any(fnmatch.fnmatch(path, pattern) for pattern in ON_DEMAND) and _name(path) not in NOT_ON_DEMAND:
-            visit(path, on_demand, skip=at_boot)
-    return at_boot, on_demand
-
-
-def _aliases(moddir: Path, modules) -> str:
-    """The lines of modules.alias naming one of modules (paths): the kernel asks for a match by an alias
-    (ipt_policy for xt_policy), and busybox's modprobe resolves it here. Only for the modules loaded on
-    demand: init loads the others by name."""
-    names = {_name(p) for p in modules}
-    return "".join(line + "\n" for line in (moddir / "modules.alias").read_text().splitlines()
-                   if line.startswith("alias ") and line.split()[-1] in names)
+    uml: kernel.Kernel | None = None  # what grelab knows of that kernel (None: a bare path, e.g. in a test)
 
 
 def _host_libraries() -> Path:
@@ -137,56 +80,50 @@ def _on_host(path: Path) -> str:
     return f"{HOST_USR}/{path.relative_to('/usr')}"
 
 
-def _name(path: str) -> str:
-    return re.sub(r"\.ko(\..*)?$", "", path.rsplit("/", 1)[-1]).replace("-", "_")
-
-
 def _libraries(binary: Path) -> list[Path]:
     """The shared objects `ldd` says a binary loads, the dynamic loader included."""
     out = subprocess.run(["ldd", str(binary)], capture_output=True, text=True, check=True).stdout
     return [Path(p) for p in re.findall(r"(/\S+) \(0x", out)]
 
 
-def _inputs() -> tuple[list[tuple[str, Path]], dict[str, str], list[tuple[str, Path]]]:
+def _inputs(uml: kernel.Kernel) -> tuple[list[tuple[str, Path]], dict[str, str], list[tuple[str, Path]]]:
     """(path in the guest, host file) pairs to copy, {path in the guest: text} of the files made here,
     and (path in the guest, host file) pairs to link to through HOST_USR."""
-    for need, package in ((BUSYBOX, "busybox-static"), (BINARIES[0], "iproute2"), (XTABLES, "iptables")):
+    for need, package in ((BUSYBOX, "busybox-static"), (BINARIES[0], "iproute2"), (XTABLES, "iptables"),
+                          (NFT, "nftables")):
         if not need.exists():
             raise DutError(f"{need} is missing: apt-get install {package}, or {SETUP_HINT}")
-    version = kernel_version()
-    moddir = MODULES_ROOT / version
     files = [("bin/busybox", BUSYBOX), ("init", GUEST_FILES / "init.sh"), ("etc/grelab-reset.sh", RESET_SCRIPT)]
     files += [(f"sbin/{b.name}", b.resolve()) for b in BINARIES]
     files += [(str(f).lstrip("/"), f) for f in FILES]
     libs = {lib for b in BINARIES for lib in _libraries(b)}
     files += [(str(lib).lstrip("/"), lib.resolve()) for lib in sorted(libs)]
-    at_boot, on_demand = _modules(moddir)
-    files += [(f"lib/modules/{version}/{path}", moddir / path) for path in at_boot]
-    # On demand, from the host: iptables, and its libraries and plugins, in a folder the dynamic loader
+    # From the host: iptables and nft, with their libraries and plugins, in a folder the dynamic loader
     # searches after the archive's /lib/<triplet>, so ip's come from the archive and the rest from the
     # host. No `ldd` per plugin: prepare() runs at every boot and must stay a few stats.
     host_libraries = _host_libraries()
-    links = [(f"sbin/{XTABLES.name}", XTABLES), (str(host_libraries).lstrip("/"), host_libraries)]
-    links += [(f"lib/modules/{version}/{path}", moddir / path) for path in on_demand]
-    # Busybox's modprobe loads them all, dependencies first, in one process: an exec per module costs
-    # ~25 ms in the guest.
-    modules = at_boot | on_demand
-    generated = {f"lib/modules/{version}/modules.dep": "".join(f"{p}: {' '.join(n)}\n" for p, n in modules.items()),
-                 f"lib/modules/{version}/modules.alias": _aliases(moddir, on_demand),
-                 "etc/grelab-modules": " ".join(MODULES) + "\n",
-                 "etc/grelab-boot-modules": " ".join(sorted(_name(p) for p in at_boot)) + "\n"}
+    links = [(f"sbin/{XTABLES.name}", XTABLES), ("sbin/nft.host", NFT), (str(host_libraries).lstrip("/"), host_libraries)]
+    generated = {"sbin/nft": NFT_WRAPPER, "sbin/grelab-xtables": XTABLES_WRAPPER}
+    if uml.modular and uml.modules is not None:  # a kernel of yours with modules: all of them, loaded on demand
+        where = f"lib/modules/{uml.release}"
+        if uml.modules.resolve().is_relative_to("/usr"):
+            links.append((where, uml.modules))
+        else:
+            files += [(f"{where}/{f.relative_to(uml.modules)}", f) for f in sorted(uml.modules.rglob("*"))
+                      if f.is_file() and (f.suffix == ".ko" or f.name.startswith("modules."))]
     return files, generated, links
 
 
-def prepare(cache: Path = CACHE) -> Image:
+def prepare(uml: kernel.Kernel | None = None, cache: Path = CACHE) -> Image:
     """Build the initramfs unless the cache already holds one made from the same inputs; return the image.
 
     The cache key hashes every Debian input's path, size and mtime, and the content of this builder and
-    the guest scripts, so a Debian upgrade or an edit here makes a new image, another checkout of the same
+    the guest scripts (and, for a kernel with modules, its modules), so a Debian upgrade or an edit here makes a new image, another checkout of the same
     code uses the same one, and an unchanged machine costs a few stats and one hash of the image: its size
     and sha256 are recorded at build time and checked before use, so a damaged image (truncated by a full
     disk, changed by hand) is rebuilt, or refused with the set-up hint when it cannot be."""
-    files, generated, links = _inputs()
+    uml = uml or kernel.grelab_kernel()
+    files, generated, links = _inputs(uml)
     h = hashlib.sha256()
     ours = {Path(__file__), GUEST_FILES / "init.sh", RESET_SCRIPT}  # by content: every checkout shares an image
     for guest_path, host_path in files + links + [("builder", Path(__file__))]:
@@ -210,7 +147,7 @@ def prepare(cache: Path = CACHE) -> Image:
     for old in cache.iterdir():  # images of older inputs, unused for a day
         if old != target.parent and time.time() - old.stat().st_mtime > UNUSED_IMAGE_S:
             shutil.rmtree(old, ignore_errors=True)
-    return Image(KERNEL, target)
+    return Image(uml.path, target, uml)
 
 
 def _record(image: Path) -> Path:
@@ -266,12 +203,11 @@ def _write_cpio(out, files: list[tuple[str, Path]], generated: dict[str, str], l
     for guest_path, host_path in files:
         archive.file(guest_path, host_path.read_bytes(), 0o755)
     for guest_path, text in generated.items():
-        archive.file(guest_path, text.encode(), 0o644)
+        archive.file(guest_path, text.encode(), 0o755 if text.startswith("#!") else 0o644)
     for guest_path, host_path in links:
         archive.symlink(guest_path, _on_host(host_path))
-    for name in XTABLES_NAMES:  # one binary, which acts as the name it is called by
-        archive.symlink(f"sbin/{name}", f"/sbin/{XTABLES.name}")
-    archive.file("sbin/nft", NFT_STUB.encode(), 0o755)
+    for name in XTABLES_NAMES:  # one wrapper, which calls the binary with the name it is called by
+        archive.symlink(f"sbin/{name}", "/sbin/grelab-xtables")
     for applet in applets:  # busybox applets as symlinks, except where iproute2's real tools live
         path = applet.lstrip("/")
         if path not in {g for g, _ in files}:

@@ -1,20 +1,20 @@
 #!/bin/sh
-# PID 1 of grelab's user-mode-linux DUT: load the modules, name the interfaces, then serve the console.
+# PID 1 of grelab's user-mode-linux DUT: name the interfaces, then serve the console.
 # GRELAB_IFACES (comma-separated, from the kernel command line) names vec0, vec1, ... in order.
 export PATH=/sbin:/bin:/usr/sbin:/usr/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t tmpfs tmpfs /run
 mount -t tmpfs tmpfs /tmp
-mount -r -t hostfs -o /usr hostfs /host-usr  # iptables and x_tables, on demand (see initramfs.py)
+mount -r -t hostfs -o /usr hostfs /host-usr  # iptables, nft and daemons, from the host (see initramfs.py)
 # grelab's folder for this guest on the host: plans come in as files there, since the console reads a
 # script one byte per system call (~0.1 ms a byte) and a file is read in blocks.
 [ -z "$GRELAB_SHARE" ] || mount -t hostfs -o "$GRELAB_SHARE" hostfs /grelab
 trap '' PIPE  # a write to an `ip -batch` that died must fail, not kill init (and with it the guest)
-read -r modules < /etc/grelab-modules
-modprobe -a $modules || echo "grelab-init: modprobe failed"
-read -r GRELAB_BOOT_MODULES < /etc/grelab-boot-modules  # those and what they need: reset keeps them
-export GRELAB_BOOT_MODULES
+# A kernel with modules (one of yours) loads what it asks for itself (busybox's modprobe); IPv6 first, whose
+# sysctls are written below. grelab's own kernel has everything built in.
+[ ! -d /lib/modules ] || modprobe ipv6 2>/dev/null
+export GRELAB_UML=1
 echo 1 > /proc/sys/kernel/printk  # from here only emergencies (a panic) reach the console
 # Duplicate address detection would hold IPv6 addresses for ~2 s: off before any link is up.
 echo 0 > /proc/sys/net/ipv6/conf/all/accept_dad

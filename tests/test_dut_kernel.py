@@ -1,0 +1,114 @@
+"""grelab's UML kernel: built from Debian's pinned source with everything the catalogue needs built in, found in
+the cache at once, and one that sizes the guest's XSAVE buffer from the host (Debian's 6.1 and 6.12 UML pass a
+fixed size and panic on CPUs with AMX). A kernel that cannot run stops a run before its first case, in one line."""
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from grelab.dut.base import DutError
+from grelab.dut.uml import initramfs, kernel
+from grelab.dut.uml.guest import Uml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def xsave_size(tmp_path_factory) -> Path:
+    """tests/data/xsave_size.c, built statically (the guest has no C library of its own)."""
+    program = tmp_path_factory.mktemp("xsave") / "xsave_size"
+    subprocess.run(["gcc", "-static", "-O2", "-o", str(program), str(ROOT / "tests/data/xsave_size.c")], check=True)
+    return program
+
+
+def test_the_guest_kernel_sizes_its_xsave_buffer_from_the_host(xsave_size):
+    """The guest's signal frames carry exactly the XSAVE area the host's ptrace hands a tracer: the size a UML
+    kernel must pass back to PTRACE_SETREGSET, which on an AMX CPU is ~11 KB and panics a fixed-size kernel."""
+    host = subprocess.run([str(xsave_size), "ptrace"], capture_output=True, text=True, check=True).stdout.split()
+    assert host[0] == "ptrace" and int(host[1]) >= 512, host
+    uml = kernel.grelab_kernel()
+    with Uml(["wan"], name="xsave") as guest:
+        shutil.copy(xsave_size, guest.share / "xsave_size")
+        said = guest.check("/grelab/xsave_size sigframe").split()
+    assert said == ["sigframe", host[1]], f"guest {said}, host ptrace {host}"
+    # and the code that does it is in the binary grelab boots: the size asked of the host at boot
+    symbols = subprocess.run(["nm", str(uml.path)], capture_output=True, text=True, check=True).stdout
+    assert " host_fp_size\n" in symbols
+    assert kernel.info(uml)["xsave_from_host"] is True
+
+
+def test_grelab_kernel_has_everything_built_in_and_no_modules():
+    uml = kernel.grelab_kernel()
+    assert kernel.missing(uml) == []
+    assert uml.config["CONFIG_MODULES"] == "n" and not uml.modular
+    assert kernel.not_applied(kernel.parse_config(kernel.FRAGMENT.read_text()), uml.config) == []
+    built = kernel.info(uml)
+    assert built["source"] == kernel.PINNED.package and built["version"] == kernel.PINNED.version
+    assert uml.release == "7.3.4" and "linux-source-7.3 7.3.4-1~bpo13+1" in uml.describe()
+
+
+def test_every_required_feature_is_in_grelab_configuration():
+    fragment = kernel.parse_config(kernel.FRAGMENT.read_text())
+    for feature, options in kernel.REQUIRED:
+        for option in options:
+            assert fragment.get(option) == "y", f"{feature}: {option}"
+
+
+def test_the_built_kernel_is_found_in_the_cache_at_once():
+    start = time.perf_counter()
+    found = kernel.cached()
+    assert found is not None and time.perf_counter() - start < 1.0
+    assert found.path.stat().st_size > 1_000_000 and found.path.parent.parent == kernel.KERNELS
+
+
+def test_a_kernel_lacking_a_feature_is_refused_naming_it():
+    uml = kernel.grelab_kernel()
+    config = {**uml.config, "CONFIG_INET6_ESP": "n"}
+    del config["CONFIG_NET_SCH_NETEM"]
+    with pytest.raises(DutError, match=r"lacks what the catalogue needs: ESP for IPv6 \(CONFIG_INET6_ESP\); "
+                                       r"netem \(CONFIG_NET_SCH_NETEM\)\. Build one .*grelab kernel build --source"):
+        kernel.check(kernel.Kernel(uml.path, uml.release, config, "a test's"))
+
+
+def test_something_that_is_not_a_uml_kernel_is_refused():
+    with pytest.raises(DutError, match="/bin/true is not a user-mode-linux kernel|true is not a user-mode-linux"):
+        kernel.user_kernel("/bin/true")
+    with pytest.raises(DutError, match="no executable file there"):
+        kernel.user_kernel("/nonexistent/linux")
+
+
+def test_the_pin_or_the_newest_of_its_series():
+    assert kernel.choose_version(["7.3.6-1~bpo13+1", kernel.PINNED.version]) == (kernel.PINNED.version, "")
+    version, note = kernel.choose_version(["7.3.6-1~bpo13+1", "7.3.5-1~bpo13+1"])
+    assert version == "7.3.6-1~bpo13+1" and f"pinned {kernel.PINNED.version} has left the mirror" in note
+
+
+def test_a_kernel_that_cannot_run_here_stops_the_run_before_the_first_case(tmp_path):
+    """What an AMX machine does to Debian's 6.1 UML, played by a stand-in kernel: its configuration is grelab's,
+    and booting it prints the panic. The run ends before any case, with one line naming cause and remedy."""
+    config = tmp_path / "config"
+    config.write_text(kernel.grelab_kernel().path.parent.joinpath("config").read_text())
+    stand_in = tmp_path / "linux"
+    stand_in.write_text(f"""#!/bin/sh
+case "$1" in
+  --showconfig) cat {config}; exit 0 ;;
+  --version) echo 6.1.176; exit 0 ;;
+esac
+echo "userspace - ptrace set fp regs failed, errno = 14"
+echo "Kernel panic - not syncing: Attempted to kill init! exitcode=0x0000000b"
+exit 1
+""")
+    stand_in.chmod(0o755)
+    run = subprocess.run([sys.executable, "-m", "pytest", "scenarios/two_offices.py", "--kernel", str(stand_in),
+                          "-p", "no:cacheprovider", "-q"], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "GRELAB_PROGRESS": "0"})
+    said = run.stdout + run.stderr
+    assert run.returncode not in (0, 1), said  # not a test result: a usage error
+    assert said.count("set fp regs failed") == 1, said
+    assert "cannot run on this CPU" in said and "use grelab's own kernel" in said, said
+    assert not re.search(r"\d+ (passed|failed|error)", said), said  # no case ran
