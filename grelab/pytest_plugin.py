@@ -110,9 +110,15 @@ class DutPool:
                 self._choice = select(self.spec)
         return self._choice
 
-    def get(self, name: str, interfaces: tuple[str, ...]):
+    def get(self, name: str, interfaces: tuple[str, ...], ready_later: bool = False):
+        """The DUT, booted or reset. ready_later: a reset still under way is left to end while the caller goes
+        on (a lab build calls dut.ready() right before the DUT's plan); its failure is then the caller's."""
         dut = self._duts.get(name)
         pending = self._resets.pop(name, None)
+        if dut is not None and ready_later and pending is not None and not pending.done() and not died(dut) \
+                and list(dut.interfaces) == list(interfaces):
+            dut.pending_reset = pending
+            return dut
         if dut is not None and pending is not None and pending.exception() is not None and died(dut):
             pending = None  # it died at (or before) its reset: said below, by the restart
         if dut is not None and (list(dut.interfaces) != list(interfaces) or died(dut) or getattr(dut, "wedged", None)):
@@ -128,14 +134,14 @@ class DutPool:
         dut = self._duts[name] = self.choice().start(name=name, interfaces=list(interfaces))
         return dut
 
-    def get_many(self, names, interfaces: tuple[str, ...]) -> list:
+    def get_many(self, names, interfaces: tuple[str, ...], ready_later: bool = False) -> list:
         """get() for each name: DUTs to boot side by side (a boot waits on its guest), the resets of running ones
         one after the other (two UML guests working at once on two cores took longer than one after the other:
         a two-office case measured ~113 ms against ~73-90 ms)."""
         from grelab.together import side_by_side
         booting = [name for name in names if name not in self._duts]
         side_by_side(lambda name: self.get(name, interfaces), booting)
-        return [self._duts[name] if name in booting else self.get(name, interfaces) for name in names]
+        return [self._duts[name] if name in booting else self.get(name, interfaces, ready_later) for name in names]
 
     def release(self, names) -> None:
         """The case that used these DUTs has ended: reset them now, in the background and one after the other,
@@ -266,11 +272,12 @@ def pytest_runtest_setup(item):
 
 @pytest.fixture
 def duts(grelab_dut_pool):
-    """duts("r1", "r2", interfaces=("wan", "lan")) -> those DUTs, clean (booted once per worker, else reset)."""
+    """duts("r1", "r2", interfaces=("wan", "lan")) -> those DUTs, clean (booted once per worker, else reset);
+    ready_later=True for a lab build, which waits for a reset still under way right before the DUT's plan."""
     used: list[str] = []
 
-    def get(*names: str, interfaces: tuple[str, ...] = ("wan", "lan")):
-        got = grelab_dut_pool.get_many(names, tuple(interfaces))
+    def get(*names: str, interfaces: tuple[str, ...] = ("wan", "lan"), ready_later: bool = False):
+        got = grelab_dut_pool.get_many(names, tuple(interfaces), ready_later)
         used.extend(names)
         return got[0] if len(got) == 1 else got
     yield get

@@ -30,7 +30,8 @@ def test_multicast_hellos_cross_the_tunnel_and_are_counted(net, record_property)
     r2 = net.dut("r2")
     before = r2.counters()
     branch.converge(net, record_property)
-    branch.full(r2, "ospfd", "ospf6d")
+    branch.full(r2, "ospfd")
+    branch.heard(r2, "ospf6d", branch.R1_GRE)  # r1's OSPFv3 Hellos (one a second) reached r2's ospf6d
     moved = r2.counters().delta(before)
     hellos = branch.hellos_in_tunnel(net)  # every OSPF packet between the offices inside the tunnel
     assert {"224.0.0.5", "ff02::5"} <= hellos

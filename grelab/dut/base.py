@@ -175,6 +175,17 @@ class Dut(ABC):
     def stop(self) -> None:
         """Stop the DUT and remove what it made (idempotent)."""
 
+    pending_reset = None
+    """A reset begun in the background (concurrent.futures.Future) that `ready()` waits for: the pytest plugin's
+    pool lends a scenario's lab the DUT before its reset has ended, so the lab's other namespaces and links are
+    made meanwhile."""
+
+    def ready(self) -> None:
+        """Return once the DUT can take a plan: its pending reset ended (raising what that reset raised)."""
+        pending, self.pending_reset = self.pending_reset, None
+        if pending is not None:
+            pending.result()
+
     def __enter__(self):
         return self
 

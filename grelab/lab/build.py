@@ -167,13 +167,22 @@ def _build(lab: Lab) -> None:
     try:
         for node, ifname, temp, index in to_plug:
             _plug(lab, node, ifname, temp, index)
-        side_by_side(lambda node: node.dut.apply(dut_plan(lab, node)), [n for n in topology.nodes if n.dut is not None])
+        side_by_side(lambda node: (_ready(node.dut), node.dut.apply(dut_plan(lab, node))),
+                     [n for n in topology.nodes if n.dut is not None])
         deadline = time.monotonic() + LINKS_READY_S
         for node, monitor, indexes in monitors:
             monitor.wait_running(indexes, deadline, f"node {node.name}")
     finally:
         for _, monitor, _ in monitors:
             monitor.close()
+
+
+def _ready(dut) -> None:
+    """Until the DUT's reset, begun in the background, has ended (grelab.dut.base.Dut.ready; a DUT of yours that
+    does not derive from Dut has none)."""
+    ready = getattr(dut, "ready", None)
+    if ready is not None:
+        ready()
 
 
 def _namespace_sysctls(node: Node) -> None:

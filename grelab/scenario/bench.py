@@ -29,8 +29,8 @@ def case_ms(count: int, per_command: bool = False) -> float:
             start = time.perf_counter()
             scope = current_run().scope.child("bench case")
             try:
-                def duts(*names, interfaces):
-                    got = pool.get_many(names, interfaces)
+                def duts(*names, interfaces, ready_later=False):
+                    got = pool.get_many(names, interfaces, ready_later)
                     if per_command:
                         for dut in got:
                             dut.apply = lambda plan, dut=dut: apply_per_command(dut, plan)

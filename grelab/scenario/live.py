@@ -42,9 +42,9 @@ class LiveLab:
             with status(f"booting {', '.join(scenario.duts)} ({pool.choice().name} DUT)"):
                 duts = dict(zip(scenario.duts, pool.get_many(scenario.duts, scenario.interfaces)))
             recorder = GoldenRecorder(GoldenStore(self.folder), scenario.name, "live", "")
-            self.net = Net.start(scenario, variant,
-                                 lambda *names, interfaces: [duts[n] for n in names] if len(names) > 1 else duts[names[0]],
-                                 lambda topology: build(topology, scope=self.scope), recorder)
+            booted = lambda *names, interfaces, ready_later=False: [duts[n] for n in names] if len(names) > 1 \
+                else duts[names[0]]  # noqa: E731
+            self.net = Net.start(scenario, variant, booted, lambda topology: build(topology, scope=self.scope), recorder)
         except BaseException:
             self.scope.close()
             raise

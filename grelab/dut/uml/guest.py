@@ -44,7 +44,7 @@ FAST_BOOT = "initcall_blacklist=raid6_select_algo,calibrate_xor_blocks"
 # unpacking alongside them made the crypto self-tests' thread fail to start in 1 boot of 4 to 15 (a
 # WARNING at crypto/api.c:170 in dmesg), and then every `ip xfrm state add` of that boot failed with
 # "Requested AEAD algorithm not found". The archive is ~10 MB now (iptables comes over hostfs).
-BOOT_ARGS = ["initramfs_async=0"]
+BOOT_ARGS = ["initramfs_async=0", "seccomp=on"]
 
 
 _libc = ctypes.CDLL(None, use_errno=True)
