@@ -6,7 +6,7 @@ an echo for h1 behind r1. Every one must be dropped -- h1 never sees it -- and c
 /proc/net/xfrm_stat under the name the kernel gives it; right after, a valid echo still goes through and its
 answer comes back: the refusal cost r1 nothing.
 
-What the kernel (Linux 6.1, net/xfrm/xfrm_input.c, net/xfrm/xfrm_policy.c, net/ipv4/esp4.c) counts:
+What the kernel (Linux 6.1 and 7.3 alike, net/xfrm/xfrm_input.c, net/xfrm/xfrm_policy.c, net/ipv4/esp4.c) counts:
 - plaintext GRE where the policy requires ESP: XfrmInTmplMismatch (the inbound policy check finds no SA
   applied, __xfrm_policy_check);
 - a flipped bit in the ciphertext: XfrmInStateProtoError (esp_input's ICV check fails, -EBADMSG);

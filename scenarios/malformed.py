@@ -5,7 +5,7 @@ deliberately malformed GRE packet, carrying an ICMPv6 echo for h1 where there is
 r1 handles packets in order, so when h1's reply to the valid echo is back in the tunnel, the malformed one's fate
 was decided; it was dropped if h1 never saw it (lan1 holds only the valid echo and its reply).
 
-Where Linux drops them (net/ipv4/gre_demux.c, ip_gre.c, 6.1):
+Where Linux drops them (net/ipv4/gre_demux.c, ip_gre.c; the same in 6.1 and 7.3):
 - gre_demux.c, gre_rcv: fewer than 12 bytes after the IP header (however short the header the flags announce:
   also an empty passenger behind a 4-byte header); a version with no handler: 1 (PPTP: the pptp module, not
   loaded here) and 2-7, the "version" being the low 7 bits of the second byte, so reserved flag bits 9-12 set

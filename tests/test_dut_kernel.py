@@ -1,6 +1,7 @@
 """grelab's UML kernel: built from Debian's pinned source with everything the catalogue needs built in, found in
 the cache at once, and one that sizes the guest's XSAVE buffer from the host (Debian's 6.1 and 6.12 UML pass a
 fixed size and panic on CPUs with AMX). A kernel that cannot run stops a run before its first case, in one line."""
+import html
 import os
 import re
 import shutil
@@ -112,3 +113,35 @@ exit 1
     assert said.count("set fp regs failed") == 1, said
     assert "cannot run on this CPU" in said and "use grelab's own kernel" in said, said
     assert not re.search(r"\d+ (passed|failed|error)", said), said  # no case ran
+
+
+def test_a_run_names_the_dut_kernel_in_its_header_and_report(tmp_path):
+    """`grelab run` says which kernel ran before anything else, and the report says it again."""
+    from grelab.dut.host import probe
+    run = subprocess.run([sys.executable, "-m", "grelab.cli", "run", "two_offices", "-k", "echo and not esp",
+                          "--report", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "GRELAB_PROGRESS": "0"})
+    assert run.returncode == 0, run.stdout + run.stderr
+    first = run.stdout.splitlines()[0]
+    if probe().usable:
+        assert first.startswith("grelab run: DUT host, kernel the host's ")
+    else:
+        assert first == f"grelab run: DUT uml, kernel {kernel.grelab_kernel().describe()}"
+        page = html.unescape((tmp_path / "index.html").read_text())
+        assert f"DUT: uml, kernel {kernel.grelab_kernel().describe()}</p>" in page
+
+
+def test_the_boot_check_boots_once_per_kernel_image_and_cpu(tmp_path, monkeypatch):
+    """What `grelab doctor` and every run rely on: a guest booted here before they say the DUT works; then
+    remembered, so the next run does not boot one more."""
+    from grelab.dut import select
+    image = initramfs.prepare()
+    copy = tmp_path / "initramfs.cpio"  # an image of its own: no stamp of an earlier check beside it
+    shutil.copy(image.initramfs, copy)
+    image = initramfs.Image(image.kernel, copy, image.uml)
+    booted = []
+    real = Uml.__init__
+    monkeypatch.setattr(Uml, "__init__", lambda self, *a, **k: (booted.append(1), real(self, *a, **k))[1])
+    select.boot_check(image)
+    select.boot_check(image)
+    assert booted == [1] and list(tmp_path.glob("booted-*"))

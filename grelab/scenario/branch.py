@@ -154,11 +154,12 @@ def lans_in_esp(variant: Variant, sas) -> dict[str, Plan]:
     return plans
 
 
-# FRR configured as above converges in ~1.5-2.5 s from the daemons' start (zebra, then ospfd once zebra's socket
-# is there, then Hellos every 250 ms). BIRD 2 could not do it in 5: it re-originates its router LSA no sooner than
-# 5 s after the previous one (RFC 2328's MinLSInterval, compiled in), and its first one, at start, cannot name
-# the adjacency, so the routes came after 6-8 s.
-CONVERGENCE_S = 5
+# FRR configured as above converges in ~0.4-0.5 s from the daemons' start (zebra, then ospfd once zebra's socket
+# is there; its first Hello is answered at once) in grelab's UML guest (1.2-2.5 s in Debian's 6.1 UML, whose
+# every process start cost several times more). BIRD 2 could not do it in 5: it re-originates its router LSA no
+# sooner than 5 s after the previous one (RFC 2328's MinLSInterval, compiled in), and its first one, at start,
+# cannot name the adjacency, so the routes came after 6-8 s.
+CONVERGENCE_S = 2
 
 
 def converge(net, record_property) -> float:

@@ -101,6 +101,7 @@ class Kernel:
     config: dict[str, str]
     origin: str  # one line: grelab's build of which source, or the user's kernel
     modules: Path | None = None  # its modules' folder (lib/modules/<release>), for a kernel that has modules
+    seccomp: bool = False  # it has UML's seccomp mode (`seccomp=on`: since 6.14)
 
     @property
     def modular(self) -> bool:
@@ -135,6 +136,12 @@ def read_config(path: Path) -> dict[str, str]:
         raise DutError(f"{path} is not a user-mode-linux kernel: `{path} --showconfig` printed no CONFIG_UML "
                        "(build one with `grelab kernel build --source DIR`)")
     return config
+
+
+def has_seccomp_mode(path: Path) -> bool:
+    """Whether the UML kernel takes `seccomp=on` (its --help lists every option it knows)."""
+    out = subprocess.run([str(path), "--help"], capture_output=True, text=True, timeout=20).stdout
+    return "seccomp=<on" in out
 
 
 def release_of(path: Path) -> str:
@@ -176,7 +183,7 @@ def user_kernel(path: str | Path) -> Kernel:
     if config.get("CONFIG_MODULES") == "y":  # make modules_install INSTALL_MOD_PATH=<its folder>, or Debian's layout
         modules = next((d for d in (path.parent / "lib/modules" / release, Path("/usr/lib/uml/modules") / release)
                         if (d / "modules.dep").is_file()), None)
-    return check(Kernel(path, release, config, f"your kernel {path}", modules))
+    return check(Kernel(path, release, config, f"your kernel {path}", modules, has_seccomp_mode(path)))
 
 
 # The cache: one folder per (source version, fragment hash), holding linux, config and info.json.
@@ -204,7 +211,8 @@ def cached(fragment: Path = FRAGMENT) -> Kernel | None:
         except (OSError, ValueError):
             continue
         if (entry / "linux").is_file() and info.get("size") == (entry / "linux").stat().st_size:
-            return Kernel(entry / "linux", info["release"], config, info["origin"])
+            seccomp = info["seccomp"] if "seccomp" in info else has_seccomp_mode(entry / "linux")  # an older entry
+            return Kernel(entry / "linux", info["release"], config, info["origin"], seccomp=seccomp)
     return None
 
 
@@ -377,6 +385,7 @@ def ensure(fragment: Path = FRAGMENT) -> Kernel:
         origin = f"grelab's build of Debian's {PINNED.package} {version}" + (f" ({note})" if note else "")
         info = {"release": built.release, "source": PINNED.package, "version": version, "pinned": PINNED.version,
                 "note": note, "origin": origin, "fragment": fragment_hash(fragment), "xsave_from_host": True,
+                "seccomp": has_seccomp_mode(staging / "linux"),
                 "build_s": round(built.seconds, 1), "total_s": round(time.perf_counter() - start, 1),
                 "size": (staging / "linux").stat().st_size}
         (staging / "info.json").write_text(json.dumps(info, indent=1) + "\n")
