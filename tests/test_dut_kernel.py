@@ -145,3 +145,18 @@ def test_the_boot_check_boots_once_per_kernel_image_and_cpu(tmp_path, monkeypatc
     select.boot_check(image)
     select.boot_check(image)
     assert booted == [1] and list(tmp_path.glob("booted-*"))
+
+
+def test_the_source_comes_from_the_archive_apt_uses(tmp_path):
+    """No archive is named in grelab: the kernel source comes from where this machine's apt goes (deb822 or one-line)."""
+    (tmp_path / "debian.sources").write_text("Types: deb\nURIs: http://security.example/debian-security\n"
+                                             "Suites: bookworm-security\n\nTypes: deb\nURIs: http://archive.example/debian/\n"
+                                             "Suites: bookworm bookworm-updates\nComponents: main\n")
+    assert kernel.mirror([tmp_path]) == "http://archive.example/debian"
+    one_line = tmp_path / "sources.list"
+    one_line.write_text("# a comment\ndeb [arch=amd64] http://other.example/debian bookworm main\n")
+    assert kernel.mirror([one_line]) == "http://other.example/debian"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DutError, match="no Debian archive in this machine's apt sources"):
+        kernel.mirror([empty])

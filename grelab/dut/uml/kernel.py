@@ -17,6 +17,7 @@ every feature of REQUIRED before any case runs.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -51,7 +52,7 @@ class DebianSource:
 
 # 7.3 sizes the XSAVE buffer from the host; trixie-backports is on the same mirror as bookworm.
 PINNED = DebianSource("linux-source-7.3", "7.3.4-1~bpo13+1", "trixie-backports")
-MIRROR = "http://deb.debian.org/debian"
+APT_SOURCES = (Path("/etc/apt/sources.list"), Path("/etc/apt/sources.list.d"))
 # The build's tools (Debian packages); setup.sh installs them.
 BUILD_TOOLS = {"make": "make", "gcc": "gcc", "flex": "flex", "bison": "bison", "bc": "bc", "xz": "xz-utils"}
 
@@ -224,7 +225,7 @@ def grelab_kernel() -> Kernel:
     kernel = cached()
     if kernel is None:
         raise DutError(f"grelab's UML kernel ({PINNED.package} {PINNED.version}) is not built yet: run ./setup.sh, "
-                       "or `grelab kernel build` (about 7 minutes on 2 cores, once)")
+                       "or `grelab kernel build` (about 6 minutes on 2 cores, once)")
     return kernel
 
 
@@ -234,11 +235,31 @@ def tools_missing() -> list[str]:
     return sorted({pkg for tool, pkg in BUILD_TOOLS.items() if shutil.which(tool) is None})
 
 
+def mirror(sources=APT_SOURCES) -> str:
+    """The Debian archive this machine's apt uses (its first source of a suite that is not -security): the other
+    suite is fetched from the same place."""
+    texts = []
+    for where in sources:
+        files = sorted(where.glob("*.sources")) + sorted(where.glob("*.list")) if where.is_dir() else [where]
+        texts += [f.read_text(errors="replace") for f in files if f.is_file()]
+    for text in texts:
+        for stanza in re.split(r"\n\s*\n", text):  # deb822: URIs: and Suites: in one stanza
+            uris = re.search(r"^URIs:\s*(\S+)", stanza, re.M)
+            suites = re.search(r"^Suites:\s*(.+)$", stanza, re.M)
+            if uris and suites and not suites.group(1).split()[0].endswith("-security"):
+                return uris.group(1).rstrip("/")
+        for m in re.finditer(r"^deb\s+(?:\[[^]]*\]\s+)?(\S+)\s+(\S+)", text, re.M):  # one-line style
+            if not m.group(2).endswith("-security"):
+                return m.group(1).rstrip("/")
+    raise DutError("no Debian archive in this machine's apt sources (/etc/apt/sources.list, sources.list.d): "
+                   "grelab fetches the kernel source from the archive apt uses")
+
+
 def _apt(workdir: Path, suite: str) -> list[str]:
     """apt-get's options for a sources list and package lists of grelab's own, under workdir."""
     (workdir / "lists/partial").mkdir(parents=True, exist_ok=True)
     (workdir / "archives/partial").mkdir(parents=True, exist_ok=True)
-    (workdir / "sources.list").write_text(f"deb {MIRROR} {suite} main\n")
+    (workdir / "sources.list").write_text(f"deb {mirror()} {suite} main\n")
     return ["-o", f"Dir::Etc::sourcelist={workdir / 'sources.list'}", "-o", "Dir::Etc::sourceparts=-",
             "-o", f"Dir::State::Lists={workdir / 'lists'}", "-o", f"Dir::Cache={workdir}",
             "-o", "APT::Sandbox::User=root", "-q"]
@@ -249,7 +270,7 @@ def download_source(workdir: Path, source: DebianSource = PINNED) -> tuple[Path,
     options = _apt(workdir, source.suite)
     update = subprocess.run(["apt-get", *options, "update"], capture_output=True, text=True)
     if update.returncode:
-        raise DutError(f"cannot read {source.suite}'s package list from {MIRROR}: {update.stderr.strip()[-300:]}")
+        raise DutError(f"cannot read {source.suite}'s package list from {mirror()}: {update.stderr.strip()[-300:]}")
     policy = subprocess.run(["apt-cache", *options, "madison", source.package], capture_output=True, text=True).stdout
     versions = [line.split("|")[1].strip() for line in policy.splitlines() if "|" in line]
     if not versions:
@@ -314,14 +335,15 @@ def build(source: Path, out: Path, fragment: Path = FRAGMENT, jobs: int | None =
         def run(*args: str) -> None:
             if subprocess.run([*make, *args], stdout=log_file, stderr=subprocess.STDOUT).returncode:
                 raise DutError(f"make {' '.join(args)} failed in {source}: see {log} (last lines: {_tail(log)})")
-        if not (out / ".config").exists() or (out / ".grelab-fragment").read_text(errors="replace") != fragment.read_text():
+        marker = out / ".grelab-fragment"  # the fragment this folder's .config was made with
+        if not (out / ".config").exists() or not marker.exists() or marker.read_text() != fragment.read_text():
             run("defconfig")
             merged = subprocess.run([str(source / "scripts/kconfig/merge_config.sh"), "-m", "-O", str(out),
                                      str(out / ".config"), str(fragment)], stdout=log_file, stderr=subprocess.STDOUT)
             if merged.returncode:
                 raise DutError(f"merging {fragment} into {source}'s defconfig failed: see {log}")
             run("olddefconfig")
-            (out / ".grelab-fragment").write_text(fragment.read_text())
+            marker.write_text(fragment.read_text())
         config = parse_config((out / ".config").read_text())
         dropped = not_applied(parse_config(fragment.read_text()), config)
         if dropped:
@@ -361,11 +383,23 @@ def sizes_xsave_from_host(source: Path) -> bool:
 
 
 def ensure(fragment: Path = FRAGMENT) -> Kernel:
-    """grelab's kernel from the cache, or downloaded, built and cached now (once: ~7-8 minutes on 2 cores)."""
+    """grelab's kernel from the cache, or downloaded, built and cached now (once: ~6 minutes on 2 cores). One
+    builder at a time (a lock in the cache): a second waits, then finds the first one's kernel."""
     kernel = cached(fragment)
     if kernel is not None:
         return kernel
     KERNELS.mkdir(parents=True, exist_ok=True)
+    with open(KERNELS / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        kernel = cached(fragment)
+        if kernel is not None:
+            return kernel
+        for left in KERNELS.glob("build-*"):  # of a build that was killed: no other builder holds the lock
+            shutil.rmtree(left, ignore_errors=True)
+        return _download_and_build(fragment)
+
+
+def _download_and_build(fragment: Path) -> Kernel:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="build-", dir=KERNELS) as tmp:
         work = Path(tmp)
