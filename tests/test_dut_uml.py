@@ -206,3 +206,23 @@ def test_link_statistics_from_iproute2_json_take_sysfs_names():
         "rx_crc_errors": 1, "rx_fifo_errors": 0, "tx_bytes": 0, "tx_packets": 0, "collisions": 0, "tx_aborted_errors": 0}}
     with pytest.raises(Exception, match="not iproute2's JSON"):
         _link_statistics("Device not found")
+
+
+def test_the_guest_kernel_takes_every_filter_and_qdisc_users_write(guest):
+    """Built into grelab's kernel and used for real: nftables' ip, ip6 and inet families with NAT and masquerade,
+    legacy iptables' TCPMSS, length and policy matches, and netem. Reset takes all of it away."""
+    guest.check("nft add table ip nat; nft add chain ip nat post '{ type nat hook postrouting priority 100; }'; "
+                "nft add rule ip nat post oifname wan masquerade; "
+                "nft add table ip6 f6; nft add chain ip6 f6 in '{ type filter hook input priority 0; }'; "
+                "nft add table inet f; nft add chain inet f forwarded '{ type filter hook forward priority 0; }'; "
+                "nft add rule inet f forwarded meta l4proto gre counter accept")
+    guest.check("iptables -t mangle -A FORWARD -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --set-mss 1436; "
+                "iptables -A INPUT -p gre -m length --length 1400:65535 -j DROP; "
+                "iptables -A INPUT -m policy --dir in --pol ipsec -j ACCEPT; "
+                "ip6tables -A INPUT -m policy --dir in --pol none -j ACCEPT")
+    guest.check("tc qdisc add dev wan root netem delay 5ms loss 1%")
+    assert "netem" in guest.check("tc qdisc show dev wan")
+    guest.reset()
+    assert guest.check("nft list ruleset").strip() == ""
+    assert "-A " not in guest.check("iptables-save; ip6tables-save")
+    assert "netem" not in guest.check("tc qdisc show dev wan")

@@ -3,7 +3,8 @@
 # IFACE... No tunnels, SAs, policies, addresses (but the named interfaces' link-local ones), routes (in any
 # table), neighbours, extra rules or nftables rules (where there is `nft`) remain. Links present at boot
 # (GRELAB_BOOT_LINKS: fallback tunnels such as gre0, which cannot be deleted) stay. In the UML guest, x_tables
-# tables a case used are emptied (rules, chains, counters) and nftables is flushed when a case ran nft.
+# tables a case used are emptied (rules, chains, counters), nftables is flushed when a case ran nft, and the
+# interfaces' qdiscs go when it ran tc.
 #
 # The commands are gathered into one `ip -batch` per family, in variables rather than through $(...),
 # which would fork. In the UML guest, where every process and every syscall is expensive, init sources
@@ -50,6 +51,7 @@ route flush table all proto static"
   if [ -n "$GRELAB_UML" ]; then  # the UML guest: a process only for a filter a case used
     [ ! -e /run/grelab-xtables-used ] || { grelab_empty_xtables && rm /run/grelab-xtables-used; } || failed=1
     [ ! -e /run/grelab-nft-used ] || { nft.host flush ruleset && rm /run/grelab-nft-used; } || failed=1
+    [ ! -e /run/grelab-tc-used ] || { grelab_clear_qdiscs "$@" && rm /run/grelab-tc-used; } || failed=1
   elif command -v nft > /dev/null; then
     nft flush ruleset || failed=1
   fi
@@ -110,6 +112,18 @@ ${grelab_chains}COMMIT
     done < /proc/net/${family}_tables_names
     [ -z "$tables" ] || { printf '%s' "$tables" > /tmp/grelab-empty-tables && ${family}tables-restore < /tmp/grelab-empty-tables; } || return 1
   done
+}
+
+# grelab_clear_qdiscs IFACE...: the interfaces' own root and ingress qdiscs (netem, shapers) go, in one `tc` process;
+# those of links the case made went with the links. Only after a case ran tc (its wrapper's mark, initramfs.py).
+grelab_clear_qdiscs() {
+  local i lines=
+  for i in "$@"; do lines="${lines}qdisc del dev $i root
+qdisc del dev $i ingress
+"; done
+  printf '%s' "$lines" > /tmp/grelab-qdiscs
+  tc.host -force -batch /tmp/grelab-qdiscs > /dev/null 2>&1  # "no qdisc" where there was none: not a failure
+  return 0
 }
 
 # grelab_builtin_chains TABLE: its built-in chains as iptables-restore lines (policy ACCEPT, counters zero), in

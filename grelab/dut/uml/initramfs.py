@@ -6,7 +6,7 @@ ESP, its crypto and both packet filters built in, so nothing else is needed; onl
 (one of yours, `--kernel`) its modules folder goes in too, and the kernel loads what it asks for through
 busybox's modprobe (modules.alias: `rtnl-link-gre`, `xfrm-type-2-50`, `crypto-gcm`...).
 
-The packet filters' tools, iptables/ip6tables (legacy x_tables) and nft, are not in the archive, whose size the
+The packet filters' tools, iptables/ip6tables (legacy x_tables) and nft, and tc, are not in the archive, whose size the
 boot pays for (unpacking), but symlinks into the host's /usr, which init mounts read-only at /host-usr (UML's
 hostfs), with the host's library folder (where the dynamic loader looks after the archive's own).
 
@@ -37,12 +37,17 @@ NFT = Path("/usr/sbin/nft")
 UNUSED_IMAGE_S = 24 * 3600  # an image of other inputs (another checkout, an old version) goes after a day unused
 HOST_USR = "/host-usr"  # where init mounts the host's /usr, read-only (guest/init.sh)
 XTABLES_NAMES = ["iptables", "iptables-save", "iptables-restore", "ip6tables", "ip6tables-save", "ip6tables-restore"]
-# The guest's `nft` and iptables tools: the host's, after leaving a mark that tells the reset to flush what they
-# made (reset.sh: a process only a case that used them pays for). xtables-legacy-multi takes the tool's name
+# The guest's `nft`, `tc` and iptables tools: the host's, after leaving a mark that tells the reset to take away
+# what they made (reset.sh: a process only a case that used them pays for). xtables-legacy-multi takes the tool's name
 # as its first argument.
 NFT_WRAPPER = """#!/bin/sh
 : > /run/grelab-nft-used
 exec /sbin/nft.host "$@"
+"""
+TC = Path("/usr/sbin/tc")
+TC_WRAPPER = """#!/bin/sh
+: > /run/grelab-tc-used
+exec /sbin/tc.host "$@"
 """
 XTABLES_WRAPPER = f"""#!/bin/sh
 : > /run/grelab-xtables-used
@@ -90,7 +95,7 @@ def _inputs(uml: kernel.Kernel) -> tuple[list[tuple[str, Path]], dict[str, str],
     """(path in the guest, host file) pairs to copy, {path in the guest: text} of the files made here,
     and (path in the guest, host file) pairs to link to through HOST_USR."""
     for need, package in ((BUSYBOX, "busybox-static"), (BINARIES[0], "iproute2"), (XTABLES, "iptables"),
-                          (NFT, "nftables")):
+                          (NFT, "nftables"), (TC, "iproute2")):
         if not need.exists():
             raise DutError(f"{need} is missing: apt-get install {package}, or {SETUP_HINT}")
     files = [("bin/busybox", BUSYBOX), ("init", GUEST_FILES / "init.sh"), ("etc/grelab-reset.sh", RESET_SCRIPT)]
@@ -102,8 +107,9 @@ def _inputs(uml: kernel.Kernel) -> tuple[list[tuple[str, Path]], dict[str, str],
     # searches after the archive's /lib/<triplet>, so ip's come from the archive and the rest from the
     # host. No `ldd` per plugin: prepare() runs at every boot and must stay a few stats.
     host_libraries = _host_libraries()
-    links = [(f"sbin/{XTABLES.name}", XTABLES), ("sbin/nft.host", NFT), (str(host_libraries).lstrip("/"), host_libraries)]
-    generated = {"sbin/nft": NFT_WRAPPER, "sbin/grelab-xtables": XTABLES_WRAPPER}
+    links = [(f"sbin/{XTABLES.name}", XTABLES), ("sbin/nft.host", NFT), ("sbin/tc.host", TC),
+             (str(host_libraries).lstrip("/"), host_libraries)]
+    generated = {"sbin/nft": NFT_WRAPPER, "sbin/tc": TC_WRAPPER, "sbin/grelab-xtables": XTABLES_WRAPPER}
     if uml.modular and uml.modules is not None:  # a kernel of yours with modules: all of them, loaded on demand
         where = f"lib/modules/{uml.release}"
         if uml.modules.resolve().is_relative_to("/usr"):

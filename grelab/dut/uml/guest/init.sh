@@ -104,6 +104,7 @@ until command exec 4< /run/read.out 2>/dev/null; do :; done
 export GRELAB_IP_COPROCESS=1
 # A bare `ip` would be busybox's (its shell prefers applets), which has no xfrm: make it iproute2's.
 ip() { /sbin/ip "$@"; }
+tc() { /sbin/tc "$@"; }  # likewise: iproute2's (busybox's has no netem), through the wrapper that marks it used
 
 n=0
 links="link set dev lo up"
