@@ -89,16 +89,22 @@ def test_the_pin_or_the_newest_of_its_series():
     assert version == "7.3.6-1~bpo13+1" and f"pinned {kernel.PINNED.version} has left the mirror" in note
 
 
-def test_a_kernel_that_cannot_run_here_stops_the_run_before_the_first_case(tmp_path):
-    """What an AMX machine does to Debian's 6.1 UML, played by a stand-in kernel: its configuration is grelab's,
-    and booting it prints the panic. The run ends before any case, with one line naming cause and remedy."""
+@pytest.mark.parametrize("trouble", ["panics", "lacks-esp6"])
+def test_a_kernel_that_cannot_run_here_stops_the_run_before_the_first_case(tmp_path, trouble):
+    """What an AMX machine does to Debian's 6.1 UML, played by a stand-in kernel whose configuration is grelab's and
+    whose boot prints the panic; and a kernel without ESP for IPv6. The run ends before any case, with one line
+    naming the cause and the remedy."""
+    text = kernel.grelab_kernel().path.parent.joinpath("config").read_text()
+    if trouble == "lacks-esp6":
+        text = text.replace("CONFIG_INET6_ESP=y", "# CONFIG_INET6_ESP is not set")
     config = tmp_path / "config"
-    config.write_text(kernel.grelab_kernel().path.parent.joinpath("config").read_text())
+    config.write_text(text)
     stand_in = tmp_path / "linux"
     stand_in.write_text(f"""#!/bin/sh
 case "$1" in
   --showconfig) cat {config}; exit 0 ;;
   --version) echo 6.1.176; exit 0 ;;
+  --help) exit 0 ;;
 esac
 echo "userspace - ptrace set fp regs failed, errno = 14"
 echo "Kernel panic - not syncing: Attempted to kill init! exitcode=0x0000000b"
@@ -110,9 +116,13 @@ exit 1
                          env={**os.environ, "GRELAB_PROGRESS": "0"})
     said = run.stdout + run.stderr
     assert run.returncode not in (0, 1), said  # not a test result: a usage error
-    assert said.count("set fp regs failed") == 1, said
-    assert "cannot run on this CPU" in said and "use grelab's own kernel" in said, said
     assert not re.search(r"\d+ (passed|failed|error)", said), said  # no case ran
+    if trouble == "panics":
+        assert said.count("set fp regs failed") == 1, said
+        assert "cannot run on this CPU" in said and "use grelab's own kernel" in said, said
+    else:
+        assert said.count("ESP for IPv6 (CONFIG_INET6_ESP)") == 1, said
+        assert "grelab kernel build --source DIR" in said, said
 
 
 def test_a_run_names_the_dut_kernel_in_its_header_and_report(tmp_path):

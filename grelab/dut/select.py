@@ -220,7 +220,7 @@ def uml_choice() -> Choice:
     try:
         image, uml = prepare_uml()
     except DutError as exc:
-        raise DutError(f"uml: {exc}") from None
+        raise type(exc)(f"uml: {exc}") from None  # a KernelCannotRun stays one
     problem = tun_problem()
     if problem:
         raise DutError(f"uml: {problem}")

@@ -1,4 +1,5 @@
-"""The `uml` DUT: a user-mode-linux guest (a real Linux network stack with GRE and IPsec: grelab's kernel, kernel.py) as one process.
+"""The `uml` DUT: a user-mode-linux guest (a real Linux network stack with GRE and IPsec, grelab's own kernel:
+kernel.py) as one process.
 
 Plumbing, all inside the DUT's own namespace so the host's interfaces are never touched:
 

@@ -6,8 +6,8 @@ ESP, its crypto and both packet filters built in, so nothing else is needed; onl
 (one of yours, `--kernel`) its modules folder goes in too, and the kernel loads what it asks for through
 busybox's modprobe (modules.alias: `rtnl-link-gre`, `xfrm-type-2-50`, `crypto-gcm`...).
 
-The packet filters' tools, iptables/ip6tables (legacy x_tables) and nft, and tc, are not in the archive, whose size the
-boot pays for (unpacking), but symlinks into the host's /usr, which init mounts read-only at /host-usr (UML's
+The packet filters' tools, iptables/ip6tables (legacy x_tables) and nft, and tc, are not in the archive, whose
+size the boot pays for (unpacking), but symlinks into the host's /usr, which init mounts read-only at /host-usr (UML's
 hostfs), with the host's library folder (where the dynamic loader looks after the archive's own).
 
 The archive is written directly as cpio "newc" so no cpio tool is needed, and uncompressed because the
@@ -55,7 +55,8 @@ exec /sbin/{XTABLES.name} "${{0##*/}}" "$@"
 """
 BINARIES = [Path("/usr/sbin/ip")]
 FILES = [Path("/etc/protocols")]
-SETUP_HINT = "run ./setup.sh (it installs busybox-static, iptables, nftables and netbase, builds grelab's UML kernel, then runs `grelab dut prepare`)"
+SETUP_HINT = ("run ./setup.sh (it installs busybox-static, iptables, nftables and netbase, builds grelab's UML kernel, "
+              "then runs `grelab dut prepare`)")
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,7 @@ def _inputs(uml: kernel.Kernel) -> tuple[list[tuple[str, Path]], dict[str, str],
             links.append((where, uml.modules))
         else:
             files += [(f"{where}/{f.relative_to(uml.modules)}", f) for f in sorted(uml.modules.rglob("*"))
-                      if f.is_file() and (f.suffix == ".ko" or f.name.startswith("modules."))]
+                      if f.is_file() and (".ko" in f.name or f.name.startswith("modules."))]
     return files, generated, links
 
 
@@ -124,8 +125,8 @@ def prepare(uml: kernel.Kernel | None = None, cache: Path = CACHE) -> Image:
     """Build the initramfs unless the cache already holds one made from the same inputs; return the image.
 
     The cache key hashes every Debian input's path, size and mtime, and the content of this builder and
-    the guest scripts (and, for a kernel with modules, its modules), so a Debian upgrade or an edit here makes a new image, another checkout of the same
-    code uses the same one, and an unchanged machine costs a few stats and one hash of the image: its size
+    the guest scripts (and, for a kernel with modules, its modules), so a Debian upgrade or an edit here makes
+    a new image, another checkout of the same code uses the same one, and an unchanged machine costs a few stats and one hash of the image: its size
     and sha256 are recorded at build time and checked before use, so a damaged image (truncated by a full
     disk, changed by hand) is rebuilt, or refused with the set-up hint when it cannot be."""
     uml = uml or kernel.grelab_kernel()
