@@ -35,7 +35,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   touch "$stamp"
 fi
 
-# The UML DUT's kernel is built from Debian's pinned kernel source (~7-8 minutes on 2 cores, once), and its
+# The UML DUT's kernel is built from Debian's pinned kernel source (~6 minutes on 2 cores, once), and its
 # initramfs from the Debian packages above, into grelab's cache; a second run finds both in well under a second.
 # A failure stops set-up (set -e) with grelab's message.
 .venv/bin/grelab kernel build >/dev/null

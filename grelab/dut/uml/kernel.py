@@ -24,7 +24,6 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -311,6 +310,7 @@ class Built:
     seconds: float
 
 
+REPRODUCIBLE_DATE = "Thu Jan  1 00:00:00 UTC 2026"
 # Lines `make` prints for one compiled or linked object: the progress bar counts them against the number the
 # pinned source's build printed (make cannot say beforehand how many it will run).
 STEP_RE = re.compile(r"^\s+(CC|AS|LD|AR)\s")
@@ -329,7 +329,9 @@ def build(source: Path, out: Path, fragment: Path = FRAGMENT, jobs: int | None =
     from grelab.progress import progress
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    make = ["make", "-C", str(source), f"O={out}", "ARCH=um"]
+    # Reproducible: no date, user or host of this build in the binary (Documentation/kbuild/reproducible-builds).
+    make = ["make", "-C", str(source), f"O={out}", "ARCH=um", f"KBUILD_BUILD_TIMESTAMP={REPRODUCIBLE_DATE}",
+            "KBUILD_BUILD_USER=grelab", "KBUILD_BUILD_HOST=grelab"]
     log = out / "grelab-build.log"
     with open(log, "w") as log_file:
         def run(*args: str) -> None:
@@ -401,8 +403,10 @@ def ensure(fragment: Path = FRAGMENT) -> Kernel:
 
 def _download_and_build(fragment: Path) -> Kernel:
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="build-", dir=KERNELS) as tmp:
-        work = Path(tmp)
+    work = KERNELS / "build-work"  # one name every time (the builder holds the lock): no path of its differs
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    try:
         from grelab.progress import status
         with status(f"downloading and unpacking {PINNED.package}"):
             tarball, version, note = download_source(work)
@@ -424,7 +428,9 @@ def _download_and_build(fragment: Path) -> Kernel:
                 "size": (staging / "linux").stat().st_size}
         (staging / "info.json").write_text(json.dumps(info, indent=1) + "\n")
         shutil.rmtree(entry, ignore_errors=True)
-        os.replace(staging, entry)  # whole or not at all: a build that died leaves only its temporary folder
+        os.replace(staging, entry)  # whole or not at all: a build that died leaves only its work folder
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return cached(fragment)
 
 

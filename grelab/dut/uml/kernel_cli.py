@@ -57,7 +57,7 @@ def run(args) -> int:
         start = time.perf_counter()
         if kernel.cached() is None:
             print(f"grelab kernel build: building grelab's UML kernel from Debian's {kernel.PINNED.package} "
-                  f"{kernel.PINNED.version}, once (about 8 minutes on 2 cores)", file=sys.stderr, flush=True)
+                  f"{kernel.PINNED.version}, once (about 6 minutes on 2 cores)", file=sys.stderr, flush=True)
         uml = kernel.ensure()
         print(f"{uml.describe()}\n{uml.path} ({time.perf_counter() - start:.1f} s)")
         return 0
