@@ -63,7 +63,7 @@ def run(args) -> int:
         return 0
     source = Path(args.source).expanduser().resolve()
     out = Path(args.out).expanduser().resolve() if args.out else source / ".grelab-um"
-    if not kernel.sizes_xsave_from_host(source):
+    if (source / "arch/um").is_dir() and not kernel.sizes_xsave_from_host(source):
         print(f"note: {source}'s UML passes the host a fixed-size XSAVE buffer (before 6.13): its guests panic on "
               "CPUs with AMX", file=sys.stderr)
     built = kernel.build(source, out, _fragment(args.config, out), args.jobs)
