@@ -139,6 +139,10 @@ def counter_delta(before: dict, after: dict) -> Counters:
     return Counters(**after).delta(Counters(**before))
 
 
+class ResetFailed(DutError):
+    """A DUT's reset, begun in the background while a lab was being built for it, failed (Dut.ready)."""
+
+
 class Dut(ABC):
     """A device under test: a tunnel endpoint you can apply a plan to. Subclass it to bring your own."""
 
@@ -181,10 +185,13 @@ class Dut(ABC):
     made meanwhile."""
 
     def ready(self) -> None:
-        """Return once the DUT can take a plan: its pending reset ended (raising what that reset raised)."""
+        """Return once the DUT can take a plan: its pending reset ended; ResetFailed when that reset failed."""
         pending, self.pending_reset = self.pending_reset, None
         if pending is not None:
-            pending.result()
+            try:
+                pending.result()
+            except DutError as exc:
+                raise ResetFailed(f"DUT {self.name} could not be reset: {exc}") from exc
 
     def __enter__(self):
         return self

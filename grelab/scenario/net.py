@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 
 from grelab.craft.esp import SA, encrypt
+from grelab.dut.base import ResetFailed
 from grelab.expect import expect as _expect
 from grelab.expect.expect import expect_none
 from grelab.expect.match import is_chatter, is_routing
@@ -67,7 +69,18 @@ class Net:
 
     @classmethod
     def start(cls, scenario: Scenario, variant: Variant, duts_fixture, lab_fixture, golden) -> "Net":
-        got = duts_fixture(*scenario.duts, interfaces=scenario.interfaces, ready_later=True)  # the lab build waits
+        """The case's network: its DUTs (their resets may still be ending while the lab is built: the build waits
+        for each right before its plan) and the lab. A DUT whose reset failed meanwhile is started again by the
+        pool, and the lab built again, as if the DUTs had been asked for after their resets."""
+        try:
+            return cls._start(scenario, variant, duts_fixture, lab_fixture, golden, ready_later=True)
+        except ResetFailed as exc:
+            warnings.warn(f"{exc}; it is started again")
+            return cls._start(scenario, variant, duts_fixture, lab_fixture, golden, ready_later=False)
+
+    @classmethod
+    def _start(cls, scenario: Scenario, variant: Variant, duts_fixture, lab_fixture, golden, ready_later: bool):
+        got = duts_fixture(*scenario.duts, interfaces=scenario.interfaces, ready_later=ready_later)
         duts = dict(zip(scenario.duts, got if len(scenario.duts) > 1 else [got]))
         sas: list[SA] = []
 
