@@ -6,7 +6,7 @@ ospfd, ospf6d) in r1 and r2 speak OSPFv2 (Hellos to 224.0.0.5) and OSPFv3 (to ff
 form adjacencies and teach each other their LANs. In the second telling the GRE is inside ESP, keyed by
 grelab: the provider sees only ESP. Without GRE, IPsec alone does not carry the Hellos: see ospf_over_ipsec.
 
-The plot: the routes are learnt within 2 s of the daemons starting (the time is reported per case as
+The plot: the routes are learnt within 5 s of the daemons starting (the time is reported per case as
 convergence_s; see branch.CONVERGENCE_S), r1's kernel holds HQ's third LAN as a route from ospfd through gre1,
 h1's echo reaches h3 there, r2 counted the multicast Hellos arriving on gre1, and the transit holds nothing
 but GRE (or ESP around it): the Hellos inside it, and h1's and h3's packets exactly. OSPF's own packets are

@@ -167,8 +167,10 @@ def _build(lab: Lab) -> None:
     try:
         for node, ifname, temp, index in to_plug:
             _plug(lab, node, ifname, temp, index)
-        side_by_side(lambda node: (_ready(node.dut), node.dut.apply(dut_plan(lab, node))),
-                     [n for n in topology.nodes if n.dut is not None])
+        duts = [n for n in topology.nodes if n.dut is not None]
+        for node in duts:  # every reset over before any plan: the DUTs take their plans at once, as routers that
+            _ready(node.dut)  # boot together would (r1's first Hello in GRE must find r2's tunnel there)
+        side_by_side(lambda node: node.dut.apply(dut_plan(lab, node)), duts)
         deadline = time.monotonic() + LINKS_READY_S
         for node, monitor, indexes in monitors:
             monitor.wait_running(indexes, deadline, f"node {node.name}")

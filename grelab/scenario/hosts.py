@@ -5,6 +5,7 @@ identifiers and ports so that runs repeat packet for packet, and deadlines inste
 """
 from __future__ import annotations
 
+import fcntl
 import select
 import socket
 import struct
@@ -164,10 +165,13 @@ def tcp_transfer(lab, client: str, server: str, server_addr: str, size: int, por
             pass
 
     def send(s: socket.socket) -> None:
-        # Corked: no segment leaves shorter than the MSS because the application's write was cut up, whatever
-        # the scheduler does to this thread; the last one goes when the cork comes off.
+        # Corked: no segment leaves shorter than the MSS, neither because the application's write was cut up
+        # (whatever the scheduler does to this thread) nor to fill what the receiver's window had left (a window's
+        # edge falls anywhere: seen on a loaded machine, 8 + 1072 bytes for the last 1080). The cork comes off
+        # once only the last, short segment is unsent and nothing is in flight: the window then takes it whole.
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
         s.sendall(bytes(size))
+        _until_only_the_last_is_left(s, time.monotonic() + timeout, server_addr)
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 0)
         if s.recv(1) != b"k":
             raise AssertionError(f"TCP transfer to {server_addr}: the server never said it got it all")
@@ -232,6 +236,25 @@ def _wait_closed(conn: socket.socket, deadline: float) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("TCP echo server: the client's last ACK never came")
         time.sleep(0.001)
+
+
+SIOCOUTQ, SIOCOUTQNSD = 0x5411, 0x894B  # a TCP socket's bytes not yet acknowledged; of those, not yet sent
+
+
+def _until_only_the_last_is_left(s: socket.socket, deadline: float, peer: str) -> None:
+    """Until the corked socket has nothing in flight and less than one MSS unsent: the ACKs of what was sent are the
+    event, which no system call waits for; its state is read every half millisecond against the deadline."""
+    mss = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG)
+
+    def queue(request: int) -> int:
+        return struct.unpack("i", fcntl.ioctl(s.fileno(), request, b"\0" * 4))[0]
+    while True:
+        unsent = queue(SIOCOUTQNSD)
+        if unsent < mss and queue(SIOCOUTQ) == unsent:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"TCP transfer to {peer}: {queue(SIOCOUTQ)} bytes still unacknowledged")
+        time.sleep(0.0005)
 
 
 def _listen(family: int, addr: str, port: int) -> socket.socket:
