@@ -161,11 +161,13 @@ def wait_until(dut, script: str, timeout: float, what: str, interval: float = 0.
         time.sleep(min(interval, max(0.0, timeout - took)))
 
 
-def holds_until(dut, script: str, until: float, what: str, interval: float = 0.1, logs=()) -> int:
-    """Run `script` in the DUT until time.monotonic() passes `until`, every run having to succeed: how an
-    absence (no route, no neighbour) is shown for a given time, the deadline being the assertion. The last run
-    starts after `until`; the number of runs. The first run that fails: an AssertionError with its output and
-    the named daemons' logs."""
+def holds_until(dut, script: str, until, what: str, interval: float = 0.1, logs=()) -> int:
+    """Run `script` in the DUT until `until`, every run having to succeed: how an absence (no route, no neighbour)
+    is shown for as long as it must be. `until` is a time.monotonic() deadline (the last run starts after it), or
+    a function telling, after each run, whether the absence has been shown long enough (an event: so many Hellos
+    sent; it raises to give up). The number of runs. The first run that fails: an AssertionError with its output
+    and the named daemons' logs."""
+    done = until if callable(until) else lambda: time.monotonic() > until
     runs = 0
     while True:
         result = dut.cmd(script)
@@ -174,9 +176,9 @@ def holds_until(dut, script: str, until: float, what: str, interval: float = 0.1
             said = "".join(f"\n--- {name}'s log:\n{daemon_log(dut, name)}" for name in logs)
             raise AssertionError(f"DUT {dut.name}: {what} no longer held at check {runs}; `{script}` said:\n"
                                  f"{result.output}{said}")
-        if time.monotonic() > until:
+        if done():
             return runs
-        time.sleep(min(interval, max(0.0, until - time.monotonic())))
+        time.sleep(interval if callable(until) else min(interval, max(0.0, until - time.monotonic())))
 
 
 # Reading SAs back: `ip xfrm state` -> grelab SAs, the kernel's algorithm names mapped to rows of

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import time
 
-from grelab.dut.daemon import client, daemon_log, folder, wait_until
+from grelab.dut.daemon import client, daemon_log, folder, holds_until, wait_until
 from grelab.dut.plan import Daemon, Plan, XfrmPolicy, XfrmState
 from grelab.dut.tunnel import gre_tunnel
 from grelab.lab.topology import End, Link, Node, Route, Topology
@@ -247,18 +247,17 @@ def no_ospf_while_hellos_cross(net) -> int:
     when a route appears, or when the Hellos do not come within CONVERGENCE_S of the daemons' start."""
     r1 = net.dut("r1")
     deadline = min(net.dut(name).daemons_started for name in ("r1", "r2")) + CONVERGENCE_S
-    while True:
-        result = r1.cmd(f"/sbin/ip route show {LAN3} proto ospf")
-        if not result.ok or result.output.strip():
-            raise AssertionError(f"r1 holds an OSPF route to lan3 while its Hellos cross the transit: {result.output}"
-                                 f"\n--- ospfd's log:\n{daemon_log(r1, 'ospfd')}")
-        hellos = r1_hellos_on_transit(net)
-        if hellos >= HELLOS_SHOWN:
-            return hellos
-        if time.monotonic() > deadline:
-            raise AssertionError(f"r1's ospfd put {hellos} Hellos on the transit within {CONVERGENCE_S} s of its "
-                                 f"start, not {HELLOS_SHOWN}:\n{daemon_log(r1, 'ospfd')}")
-        time.sleep(0.05)
+    crossed = [0]
+
+    def enough() -> bool:
+        crossed[0] = r1_hellos_on_transit(net)
+        if crossed[0] < HELLOS_SHOWN and time.monotonic() > deadline:
+            raise AssertionError(f"r1's ospfd put {crossed[0]} Hellos on the transit within {CONVERGENCE_S} s of "
+                                 f"its start, not {HELLOS_SHOWN}:\n{daemon_log(r1, 'ospfd')}")
+        return crossed[0] >= HELLOS_SHOWN
+    holds_until(r1, f"! /sbin/ip route show {LAN3} proto ospf | grep -q .", enough, what="no OSPF route to lan3",
+                interval=0.05, logs=["ospfd"])
+    return crossed[0]
 
 
 def r1_hellos_on_transit(net) -> int:

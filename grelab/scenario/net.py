@@ -70,7 +70,7 @@ class Net:
     @classmethod
     def start(cls, scenario: Scenario, variant: Variant, duts_fixture, lab_fixture, golden) -> "Net":
         """The case's network: its DUTs (their resets may still be ending while the lab is built: the build waits
-        for each right before its plan) and the lab. A DUT whose reset failed meanwhile is started again by the
+        for all of them before the first plan) and the lab. A DUT whose reset failed meanwhile is started again by the
         pool, and the lab built again, as if the DUTs had been asked for after their resets."""
         try:
             return cls._start(scenario, variant, duts_fixture, lab_fixture, golden, ready_later=True)
