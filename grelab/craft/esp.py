@@ -174,6 +174,22 @@ def decrypt(sa: SA, packet: Packet | bytes, seq_hi: int = 0, verify: bool = True
         raise MalformedPacket("ESP", offset + 8, "data", f"does not decrypt ({exc})") from None
 
 
+def padding_problem(sa: SA, packet: Packet, seq_hi: int = 0) -> str | None:
+    """What is wrong with an ESP packet's padding (RFC 4303 2.4: the bytes 1, 2, 3, ... up to the pad length, which
+    fits in what was encrypted), or None. scapy drops the padding unchecked; call this on a packet that decrypts."""
+    esp = packet[ESP]
+    scapy_sa = sa.scapy((seq_hi << 32 if sa.esn else 0) | esp.seq)
+    icv = scapy_sa.crypt_icv_size or scapy_sa.crypt_algo.icv_size or scapy_sa.auth_algo.icv_size
+    plain = scapy_sa.crypt_algo.decrypt(scapy_sa, esp.copy(), scapy_sa.crypt_key, icv, esn_en=scapy_sa.esn_en,
+                                        esn=scapy_sa.esn)
+    if len(plain.padding) < plain.padlen:
+        return f"ESP pad length {plain.padlen}: the encrypted part holds only {len(plain.padding)} bytes before it"
+    if plain.padding != bytes(range(1, plain.padlen + 1)):
+        want = " ".join(f"{n:02x}" for n in range(1, min(plain.padlen, 4) + 1)) + (" ..." if plain.padlen > 4 else "")
+        return f"ESP padding {plain.padding.hex(' ')} (pad length {plain.padlen}): RFC 4303 2.4 wants {want}"
+    return None
+
+
 def _decrypt_after_extensions(sa: SA, scapy_sa: SecurityAssociation, packet: Packet, esp: ESP, verify: bool,
                               seq_hi: int) -> Packet:
     """Transport-mode ESP after IPv6 extension headers (ip6gre's encapsulation limit is a destination option the

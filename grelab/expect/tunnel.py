@@ -3,22 +3,27 @@
     expect_tunnel_carries(transit_frames, lan_ipv6_packets)              # plain GRE, IPv6 inside
     expect_tunnel_carries(transit_frames, lan_ipv6_packets, sas=[a, b])  # only ESP, decrypting to that GRE
 
-Each transit frame must hold what the wire must hold: a whole outer IPv4 header with a right checksum and a
-total length the frame has (IPv6: a payload length the frame has), a right GRE checksum when one is present, an ESP ICV that verifies, and a
-passenger whose own length is what the outer lengths leave for it. A DUT that corrupts what it sends fails.
+Each transit frame must hold what the receiving stack would take: a whole outer IPv4 header with a right checksum
+and a total length the frame has (IPv6: a payload length the frame has); outer addresses those of one of the SAs
+of its SPI, and GRE's those of a tunnel's endpoints (when given); a NAT-T UDP checksum that is right (zero allowed
+over IPv4 only, RFC 3948 and RFC 8200); an ESP ICV that verifies and padding as RFC 4303 2.4 has it; GRE's
+reserved bits and version 0 (RFC 2784, bits 2 and 3 being RFC 2890's key and sequence), a right GRE checksum when
+one is present; and a passenger whose own length is what the outer lengths leave for it. A DUT that corrupts what
+it sends fails, naming the frame and the field.
 Passengers are compared byte for byte except the hop limit (TTL), which each router on the way decrements.
 """
 from __future__ import annotations
 
 import ipaddress
 
-from scapy.layers.inet import IP
-from scapy.layers.inet6 import IPv6
+from scapy.layers.inet import IP, UDP, in4_chksum
+from scapy.layers.inet6 import IPv6, in6_chksum
 from scapy.layers.ipsec import ESP
 from scapy.layers.l2 import Ether
 from scapy.utils import checksum
 
 from grelab.craft.dissect import dissect, dissect_ip, ip_length
+from grelab.craft.esp import padding_problem
 from grelab.craft.peel import peel
 from grelab.errors import GrelabError, InputError, MalformedPacket
 from grelab.expect.match import Template
@@ -27,10 +32,13 @@ ETHERTYPE_IPV4, ETHERTYPE_IPV6 = 0x0800, 0x86DD
 _FRAME = Ether(src="02:00:00:00:00:00", dst="02:00:00:00:00:00")  # only to compare passengers as frames
 
 
-def expect_tunnel_carries(transit: list[bytes], passengers: list[bytes], sas=(), proto: int = 0x86DD) -> None:
+def expect_tunnel_carries(transit: list[bytes], passengers: list[bytes], sas=(), proto: int = 0x86DD,
+                          endpoints=()) -> None:
     """Every transit frame is IPv4 or IPv6 carrying GRE of protocol type `proto` (inside ESP when `sas` are given,
     and then never plain GRE), well formed (see the module's docstring), and the passengers are exactly
-    `passengers` (IP packets), in order within each direction (by source address)."""
+    `passengers` (IP packets), in order within each direction (by source address). endpoints: the tunnels'
+    (local, remote) address pairs; GRE's outer addresses must then be one of them, either way round."""
+    allowed = {(ipaddress.ip_address(a), ipaddress.ip_address(b)) for pair in endpoints for a, b in (pair, pair[::-1])}
     for n, packet in enumerate(passengers, 1):
         if not isinstance(packet, (bytes, bytearray)):
             raise InputError(f"passenger {n}", type(packet).__name__, "the bytes of an IP or IPv6 packet")
@@ -38,7 +46,7 @@ def expect_tunnel_carries(transit: list[bytes], passengers: list[bytes], sas=(),
     problems, carried = [], []
     for n, frame in enumerate(transit, 1):
         try:
-            passenger = _passenger(frame, sas, proto)
+            passenger = _passenger(frame, sas, proto, allowed)
         except _Bad as bad:
             problems.append(f"transit frame {n}: {bad}")
             continue
@@ -61,7 +69,7 @@ class _Bad(Exception):
     """What is wrong with one transit frame."""
 
 
-def _passenger(frame: bytes, sas, proto: int) -> bytes:
+def _passenger(frame: bytes, sas, proto: int, endpoints: set = frozenset()) -> bytes:
     """The passenger of one transit frame, after checking everything around it; raises _Bad saying what is wrong."""
     try:
         outer = dissect(frame, Ether)
@@ -79,8 +87,17 @@ def _passenger(frame: bytes, sas, proto: int) -> bytes:
         peeled = peel(outer, sas)  # the frame parsed once: peel decrypts a copy of its IP layer
     except GrelabError as exc:
         raise _Bad(str(exc)) from None
+    if outer.haslayer(ESP):
+        _check_esp(outer, sas)
     if peeled.gre is None:
         raise _Bad(f"no GRE inside: {peeled}")
+    _check_gre_header(peeled.gre)
+    carrier = peeled.gre.underlayer
+    while not isinstance(carrier, (IP, IPv6)):  # past ip6gre's encapsulation limit option
+        carrier = carrier.underlayer
+    if endpoints and (ipaddress.ip_address(carrier.src), ipaddress.ip_address(carrier.dst)) not in endpoints:
+        raise _Bad(f"GRE's outer addresses {carrier.src} > {carrier.dst} are no tunnel's endpoints "
+                   f"({_pairs(endpoints)}): {peeled}")
     if peeled.gre.proto != proto:
         raise _Bad(f"GRE protocol type 0x{peeled.gre.proto:04x}, not 0x{proto:04x}: {peeled}")
     if peeled.checksum_ok is False:
@@ -91,6 +108,62 @@ def _passenger(frame: bytes, sas, proto: int) -> bytes:
         raise _Bad(f"passenger length: its header says {said} bytes, the outer lengths leave {len(passenger)} "
                    f"for it: {peeled}")
     return passenger
+
+
+def _check_esp(outer, sas) -> None:
+    """ESP's outer addresses are those of an SA of its SPI, its NAT-T UDP checksum right, its padding RFC 4303's."""
+    esp = outer[ESP]
+    ip = esp.underlayer
+    while not isinstance(ip, (IP, IPv6)):  # past NAT-T's UDP, IPv6 extension headers (ip6gre's encapsulation limit)
+        ip = ip.underlayer
+    mine = [sa for sa in sas if sa.spi == esp.spi]
+    if mine and not any((sa.src, sa.dst) == (ip.src, ip.dst) for sa in mine):
+        said = ", ".join(f"{sa.src} > {sa.dst}" for sa in mine)
+        raise _Bad(f"ESP SPI 0x{esp.spi:08x}: outer addresses {ip.src} > {ip.dst}, its SA's are {said}")
+    if isinstance(esp.underlayer, UDP):
+        _check_udp_checksum(esp.underlayer, ip)
+    if mine:
+        problem = padding_problem(mine[-1], ip)
+        if problem:
+            raise _Bad(problem)
+
+
+def _check_udp_checksum(udp: UDP, ip) -> None:
+    """NAT-T's UDP checksum: right, or zero over IPv4 (RFC 3948 3.1.2); IPv6 has no zero UDP checksum (RFC 8200 8.1)."""
+    wire = bytes(udp)
+    if udp.chksum == 0:
+        if isinstance(ip, IPv6):
+            raise _Bad("NAT-T UDP checksum 0 over IPv6: RFC 8200 8.1 wants it computed (zero only over IPv4)")
+        return
+    def over(data: bytes) -> int:  # scapy's pseudo-header sums: IPv4's from the IP layer, IPv6's from the UDP one
+        return in6_chksum(17, udp, data) if isinstance(ip, IPv6) else in4_chksum(17, ip, data)
+    if over(wire) not in (0, 0xFFFF):
+        right = over(wire[:6] + b"\0\0" + wire[8:])
+        raise _Bad(f"NAT-T UDP checksum 0x{udp.chksum:04x} is wrong (0x{right or 0xFFFF:04x} would be right"
+                   + (", or 0 over IPv4)" if isinstance(ip, IP) else ")"))
+
+
+# The GRE header's first 16 bits: C R K S s Recur(3) Flags(5) Ver(3). RFC 2784 makes bits 1-12 Reserved0 (zero),
+# RFC 2890 takes bits 2 (K) and 3 (S) from them; Reserved1 (after the checksum) is zero too.
+_GRE_RESERVED = {0x4000: "R (routing present, bit 1)", 0x0800: "s (strict source route, bit 4)",
+                 0x0700: "Recur (bits 5-7)", 0x00F8: "Flags (bits 8-12)"}
+
+
+def _check_gre_header(gre) -> None:
+    head = bytes(gre)[:8]
+    word = int.from_bytes(head[:2], "big")
+    for mask, name in _GRE_RESERVED.items():
+        if word & mask:
+            raise _Bad(f"GRE reserved bits {name}: {(word & mask) >> (mask & -mask).bit_length() - 1}, "
+                       f"RFC 2784 wants 0 (flags 0x{word:04x})")
+    if word & 0x7:
+        raise _Bad(f"GRE version {word & 0x7}: RFC 2784 wants 0")
+    if word & 0x8000 and head[6:8] != b"\0\0":
+        raise _Bad(f"GRE Reserved1 0x{head[6:8].hex()}: RFC 2784 wants 0")
+
+
+def _pairs(endpoints: set) -> str:
+    return ", ".join(sorted({f"{a} <> {b}" for a, b in endpoints if str(a) < str(b)}))
 
 
 def _check_outer_ipv4(header: bytes) -> None:

@@ -45,7 +45,7 @@ class Link:
 
     def carries_exactly(self, passengers: list[bytes], proto: int = 0x86DD) -> None:
         """Only the carrier (GRE of `proto`, inside ESP in an ESP variant) crossed, carrying exactly these."""
-        expect_tunnel_carries(self.frames(), passengers, sas=self.net.sas, proto=proto)
+        expect_tunnel_carries(self.frames(), passengers, sas=self.net.sas, proto=proto, endpoints=self.net.endpoints)
 
     def expect(self, packets, **options) -> list:
         """grelab.expect.expect on this link, ESP of the variant decrypted first."""
@@ -66,6 +66,7 @@ class Net:
         self._captures: dict = {}
         self._esp_seq: dict[int, int] = {}
         self._counts: dict[bytes, bool] = {}  # frame -> counts: a case asks of the same frames again and again
+        self.endpoints: set[tuple[str, str]] = set()  # (local, remote) of every tunnel the DUTs hold: GRE's outer addresses
 
     @classmethod
     def start(cls, scenario: Scenario, variant: Variant, duts_fixture, lab_fixture, golden) -> "Net":
@@ -91,6 +92,7 @@ class Net:
         plans = scenario.tunnels(variant, sa_pair) if scenario.tunnels else {}
         built = lab_fixture(scenario.with_plans(scenario.topology(**duts), plans))
         net = cls(scenario, variant, built, duts, golden, tuple(sas))
+        net._tunnels(plans)
         for name, (node, ifname, *expression) in scenario.links.items():
             net._captures[name] = golden.capture(name, built, node, ifname, *expression)
         golden.sas(*net.sas)
@@ -166,6 +168,10 @@ class Net:
     def apply(self, plans: dict) -> None:
         """Apply {DUT name: Plan} on top of what the DUTs hold (a case's own tunnels), the DUTs side by side."""
         side_by_side(lambda item: self.dut(item[0]).apply(item[1]), plans.items())
+        self._tunnels(plans)
+
+    def _tunnels(self, plans: dict) -> None:
+        self.endpoints |= {(t.local, t.remote) for plan in plans.values() for t in plan.tunnels if t.local and t.remote}
 
     def leave_out(self, match, link: str | None = None) -> None:
         """Keep frames on `link` (any if None) matching `match` (a function of the frame's bytes) out of the golden:
