@@ -58,21 +58,29 @@ def main(argv: list[str] | None = None) -> int:
     # The subcommand is the first argument that is not an option (grelab itself has none but --help).
     command = next((arg for arg in argv if not arg.startswith("-")), None)
     args = build_parser(load=(command,)).parse_args(argv)
+    if args.command != "shell":  # the shell keeps Ctrl-C for its prompt and handles SIGTERM/SIGHUP itself
+        from grelab.lab.ownership import arm_stop_signals
+        arm_stop_signals()
     try:
         return args._module.run(args) or 0
     except GrelabError as exc:
         print(f"grelab {args.command}: {one_line(exc)}", file=sys.stderr)
         return 2
-    except BrokenPipeError:
-        raise
+    except BrokenPipeError:  # `grelab pcap show X | head`: the reader has what it wanted
+        _quiet_stdout()
+        return 0
     except OSError as exc:  # the last resort: still one line naming the path, never a traceback
         print(f"grelab {args.command}: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # a stop signal: what the run made goes at exit, then it dies of that signal
         return 130
-    except BrokenPipeError:  # `grelab pcap show X | head`: the reader has what it wanted
-        sys.stderr.close()
-        return 0
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null: the interpreter's last flush of a closed pipe would print a traceback."""
+    import os
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 if __name__ == "__main__":

@@ -42,6 +42,12 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
+    # A run stopped by SIGTERM (a CI timeout), SIGINT or SIGHUP removes what it made before it exits, whatever
+    # thread made it; an xdist controller passes the signal on to its workers, each of which cleans up its own.
+    from grelab.lab.ownership import arm_stop_signals, on_stop
+    arm_stop_signals()
+    if _xdist_controller(config):
+        on_stop(_pass_on_to_children)
     if hasattr(config, "workerinput"):  # an xdist worker: its guests share one CPU, the next worker's the next one
         from grelab.dut.uml.guest import pin_guests
         pin_guests(int(config.workerinput["workerid"].removeprefix("gw")))
@@ -68,6 +74,40 @@ def pytest_configure(config):
     except DutError as exc:
         if spec != "auto":
             raise pytest.UsageError(dut_problem(spec, exc)) from None
+
+
+def _pass_on_to_children(signum: int) -> None:
+    """xdist's controller got a stop signal: its workers (its child processes) get it too, at once (xdist would
+    ask them to exit only after the case under way, and kill those that take over 10 s: SIGKILL leaves all)."""
+    import os
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for pid in children:
+            try:
+                os.kill(int(pid), signum)
+            except (ProcessLookupError, ValueError):
+                pass
+
+
+def _xdist_controller(config) -> bool:
+    return not hasattr(config, "workerinput") and config.getoption("dist", "no") != "no"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """An xdist worker went down (killed, crashed): what it made goes now, not at the next run's start. Its
+    lock died with it; live workers' runs are left alone (grelab.lab.ownership.sweep_dead_runs)."""
+    from grelab.lab.ownership import sweep_dead_runs
+    sweep_dead_runs()
+
+
+def pytest_unconfigure(config):
+    if _xdist_controller(config):  # every worker is down: none of them leaves anything
+        from grelab.lab.ownership import sweep_dead_runs
+        sweep_dead_runs()
 
 
 def pytest_report_header(config):

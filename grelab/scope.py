@@ -40,7 +40,14 @@ class Scope:
                 if not any(e is entry for e in self._cleanups):
                     return
                 self._cleanups.remove(entry)
-            cleanup()
+            try:
+                cleanup()
+            except Exception:
+                raise
+            except BaseException:  # a stop signal cut it short: left for this scope's close, which runs at exit
+                with self._mutex:
+                    self._cleanups.append(entry)
+                raise
 
         return run_now
 
@@ -50,13 +57,14 @@ class Scope:
 
     def close(self) -> None:
         """Run every cleanup, newest first; raise ScopeError naming those that failed, after all ran."""
+        self._close()  # first: a stop signal during it leaves the rest on the parent's list, for the run's close
         if self._close_in_parent is not None:
-            self._close_in_parent()  # off the parent's list, and _close() once (a no-op if the parent ran it)
-        else:
-            self._close()
+            self._close_in_parent()  # off the parent's list (its _close() again: nothing left to do)
 
     def _close(self) -> None:
-        errors = []
+        errors: list[str] = []
+        stopped: BaseException | None = None
+        again: set[int] = set()  # cleanups cut short once: run again once, never in a loop
         while True:
             with self._mutex:
                 if not self._cleanups:
@@ -66,6 +74,14 @@ class Scope:
                 cleanup()
             except Exception as exc:  # noqa: BLE001 - the other cleanups must still run
                 errors.append(f"{what or getattr(cleanup, '__qualname__', cleanup)}: {exc}")
+            except BaseException as exc:  # a stop signal (grelab.lab.ownership) arrived inside this cleanup:
+                stopped = stopped or exc  # it is run again, the rest too, and then the process stops
+                if id(cleanup) not in again:
+                    again.add(id(cleanup))
+                    with self._mutex:
+                        self._cleanups.append((what, cleanup))
+        if stopped is not None:
+            raise stopped
         if errors:
             raise ScopeError(self.what, errors)
 

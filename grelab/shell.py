@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
 import warnings
 
 EXAMPLES = """examples:
@@ -61,8 +62,13 @@ def banner(names: dict[str, object]) -> str:
     ])
 
 
+_ending = threading.Lock()
+
+
 def on_hangup(signum, frame) -> None:
-    """The terminal went away: take everything down now (the shell may be blocked reading it), then exit."""
+    """The terminal went away, or the shell was told to stop (SIGTERM): take everything down now (a REPL would
+    catch an exception), then exit. Once: the main thread's handler and the watcher may both get here."""
+    _ending.acquire()  # never released: the one that got it ends the process
     from grelab.lab.ownership import close_current_run
     try:
         close_current_run()
@@ -70,11 +76,29 @@ def on_hangup(signum, frame) -> None:
         os._exit(128 + signum)
 
 
+def watch_stop_signals() -> None:
+    """SIGTERM and SIGHUP end the shell even while its prompt waits in readline, whose select() a signal that lands
+    just before it does not wake (Python's handler then waits for the next key: seen once in ten). Python's C-level
+    handler writes every signal's number to the wakeup pipe, from whatever thread took it; a thread reads it."""
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+
+    def watch() -> None:
+        while True:
+            for signum in os.read(read_end, 64):
+                if signum in (signal.SIGTERM, signal.SIGHUP):
+                    on_hangup(signum, None)
+    threading.Thread(target=watch, name="grelab-shell-signals", daemon=True).start()
+
+
 def run(args) -> int:
     from scapy.config import conf
     from scapy.main import interact
     names = preloaded()
     signal.signal(signal.SIGHUP, on_hangup)
+    signal.signal(signal.SIGTERM, on_hangup)
+    watch_stop_signals()
     conf.fancy_banner = False
     argv = ["grelab"]
     if args.plain:

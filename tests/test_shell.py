@@ -142,3 +142,14 @@ def test_a_killed_terminal_leaves_nothing_behind(tmp_path):
         select.select([], [], [], 0.1)  # wait for the child, with a deadline
     assert done[0], "the shell outlived its terminal"
     assert leftovers(run_id) == []
+
+
+def test_sigterm_ends_the_shell_and_leaves_nothing_behind(tmp_path):
+    """SIGTERM (systemd, a session ending) at a shell waiting at its prompt: a REPL would catch the exception a
+    handler raises and go on, so the shell takes everything down itself and ends."""
+    term = Terminal("--plain", home=tmp_path)
+    term.read_until(re.escape(PROMPT))
+    run_id = bring_up(term)
+    os.kill(term.pid, signal.SIGTERM)
+    assert term.wait_exit() == 128 + signal.SIGTERM
+    assert leftovers(run_id) == []

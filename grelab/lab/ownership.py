@@ -6,8 +6,8 @@ even by SIGKILL, so a later run knows for certain which runs are dead and remove
 their namespaces (`grelab-<run-id>-<node>`) and every process still inside them or recorded by pid.
 
 Resources are paired with their cleanup the moment they are made (`run.defer(...)`, or in a scope of
-the run's: `run.scope.child(...)`, see grelab.scope); cleanups run last-in first-out at `run.close()`, at
-interpreter exit, and on SIGTERM.
+the run's: `run.scope.child(...)`, see grelab.scope); cleanups run last-in first-out at `run.close()` and at
+interpreter exit, which SIGTERM, SIGINT and SIGHUP lead to (see arm_stop_signals), whatever thread made them.
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import re
 import secrets
 import shutil
 import signal
+import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -214,7 +215,7 @@ def current_run() -> Run:
         nursery.rename(path)
         _set_run(Run(run_id, path, fd))
         atexit.register(close_current_run)
-        _arm_sigterm()
+        arm_stop_signals((signal.SIGTERM, signal.SIGHUP))  # Ctrl-C already unwinds (a REPL keeps it so)
         return _run
 
 
@@ -241,11 +242,64 @@ def close_current_run() -> None:
         os.close(run._lock_fd)
 
 
-def _arm_sigterm() -> None:
-    """SIGTERM ends the process through normal exit so atexit and finalizers clean up (SIGKILL: the next run sweeps)."""
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)  # timeout/CI/systemd, Ctrl-C, a closed terminal
+_stopped_by: int | None = None
+_on_stop: list[Callable[[int], None]] = []  # e.g. an xdist controller passing the signal on to its workers
+
+
+class RunStopped(KeyboardInterrupt):
+    """The process was told to stop (SIGTERM, SIGINT, SIGHUP). A KeyboardInterrupt, so pytest ends the session
+    as it does for Ctrl-C (a SystemExit inside a case would only fail that case, and the run would go on)."""
+
+
+def arm_stop_signals(signals: tuple[int, ...] = STOP_SIGNALS) -> None:
+    """Make SIGTERM, SIGINT and SIGHUP end this process through normal exit, so what the run made is removed
+    (atexit closes the run), then die of that signal as its parent expects. Python runs signal handlers on the
+    main thread only, so call this there (the CLI and the pytest plugin do, before any DUT boots in a thread);
+    from another thread it does nothing. A handler someone else installed (the shell's SIGHUP) is left alone."""
     if threading.current_thread() is not threading.main_thread():
         return
-    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
-        def on_term(signum, frame):
-            raise SystemExit(128 + signum)
-        signal.signal(signal.SIGTERM, on_term)
+    for sig in signals:
+        current = signal.getsignal(sig)
+        if current is _stop or current not in (signal.SIG_DFL, signal.default_int_handler, None):
+            continue
+        signal.signal(sig, _stop)
+
+
+def on_stop(callback: Callable[[int], None]) -> None:
+    """Call callback(signum) on the main thread when a stop signal first arrives, before the run unwinds."""
+    _on_stop.append(callback)
+
+
+def _stop(signum, frame) -> None:
+    global _stopped_by
+    if _stopped_by is not None:
+        return  # already stopping: a second signal must not cut the cleanup short (SIGKILL still can)
+    _stopped_by = signum
+    atexit.register(_die_of_signal)  # registered last, so it runs first: closes the run, then dies
+    for callback in _on_stop:
+        try:
+            callback(signum)
+        except Exception:  # noqa: BLE001 - stopping goes on whatever a callback does
+            pass
+    raise RunStopped(f"stopped by {signal.Signals(signum).name}")
+
+
+def _die_of_signal() -> None:
+    """At exit after a stop signal: everything this run made is removed first, then the process ends by that
+    signal (exit status 128+N in a shell), as a process that did not catch it would."""
+    try:
+        close_current_run()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # noqa: BLE001 - a closed pipe: nothing more to say
+                pass
+        signal.signal(_stopped_by, signal.SIG_DFL)
+        os.kill(os.getpid(), _stopped_by)
+
+
+def stopped_by() -> int | None:
+    """The stop signal this process received, if any."""
+    return _stopped_by
