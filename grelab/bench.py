@@ -34,7 +34,7 @@ def timed_rate(fn, count: int) -> float:
 def add_arguments(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.add_argument("--quick", action="store_true", help="smaller samples (for tests)")
-    parser.add_argument("--only", action="append", default=[], metavar="PART",
+    parser.add_argument("--only", action="append", default=[], metavar="PART", choices=sorted({n.split(".")[1] for n in PARTS}),
                         help="run only parts whose module name contains PART (craft, lab, dut, scenario)")
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 from collections.abc import Collection
 
@@ -37,10 +38,20 @@ EXAMPLES = {
 }
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line naming the option, the value and what is allowed (exit status 2)."""
+
+    def error(self, message: str):
+        message = re.sub(r"^argument ([^:]+): ", r"\1: ", message)  # "argument --dut: ..." -> "--dut: ..."
+        message = re.sub(r"invalid choice: ('[^']*') \(choose from (.*)\)$", r"\1 is not allowed; allowed: one of \2",
+                         message).replace("'", "") if "invalid choice" in message else message
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser(load: Collection[str] = tuple(SUBCOMMANDS)) -> argparse.ArgumentParser:
     """Every subcommand, listed with its help; those named in `load` (all by default) get their module imported
     and their arguments."""
-    parser = argparse.ArgumentParser(prog="grelab", description=__doc__.splitlines()[0])
+    parser = Parser(prog="grelab", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text,
@@ -49,7 +60,7 @@ def build_parser(load: Collection[str] = tuple(SUBCOMMANDS)) -> argparse.Argumen
             module = importlib.import_module(module_name)
             module.add_arguments(p)
             p.epilog = p.epilog or EXAMPLES.get(name)
-            p.set_defaults(_module=module)
+            p.set_defaults(_module=module, _parser=p)
     return parser
 
 
@@ -57,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     # The subcommand is the first argument that is not an option (grelab itself has none but --help).
     command = next((arg for arg in argv if not arg.startswith("-")), None)
-    args = build_parser(load=(command,)).parse_args(argv)
+    args, unknown = build_parser(load=(command,)).parse_known_args(argv)
+    if unknown:  # said by the subcommand's parser: "grelab run: unrecognized ...", not "grelab: ..."
+        args._parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command != "shell":  # the shell keeps Ctrl-C for its prompt and handles SIGTERM/SIGHUP itself
         from grelab.lab.ownership import arm_stop_signals
         arm_stop_signals()

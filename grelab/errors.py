@@ -57,3 +57,19 @@ def one_line(text: str) -> str:
     for part in parts[1:]:
         out += (" " if out.endswith(":") else "; ") + part
     return out
+
+
+def option_number(low: float, high: float, integer: bool = False):
+    """An argparse `type` for a number from low to high: a bad value is one line naming what is allowed."""
+    import argparse
+
+    def parse(text: str):
+        try:
+            value = int(text) if integer else float(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text!r} is not allowed; allowed: "
+                                             f"{'an integer' if integer else 'a number'} from {low} to {high}")
+        return value
+    return parse

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from grelab.errors import InputError
+from grelab.errors import GrelabError, InputError
 
 
 def scenarios_dir() -> Path:
@@ -22,7 +22,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--dut", default="auto", help="device under test: auto, host, uml or module:Class")
     parser.add_argument("--kernel", metavar="PATH", help="the uml DUT boots this user-mode-linux kernel "
                                                          "(default: grelab's build; grelab kernel build makes one)")
-    parser.add_argument("-n", dest="workers", default="0", help="pytest-xdist workers (a number or auto)")
+    parser.add_argument("-n", dest="workers", default="0", type=workers,
+                        help="pytest-xdist workers: a number (0: none, the default), auto or logical")
     parser.add_argument("--update-golden", action="store_true", help="rewrite these cases' golden pcaps")
     parser.add_argument("--keep-pcaps", metavar="DIR", help="keep every case's captures in DIR")
     parser.add_argument("-k", dest="keyword", help="only cases matching this pytest -k expression")
@@ -34,6 +35,31 @@ def add_arguments(parser) -> None:
   grelab run grelab_endpoint --dut uml -k gre-in-esp --keep-pcaps /tmp/caps
   grelab run --kernel ~/linux/.grelab-um/linux   # the catalogue on a kernel you built (grelab kernel build)
 exit status: 0 every case passed, 1 a case failed, 2 usage or environment error (no DUT, unknown scenario)"""
+
+
+def workers(text: str) -> str:
+    """-n as pytest-xdist takes it, checked here: its own error is four lines of pytest usage."""
+    import argparse
+    if text in ("auto", "logical") or (text.isdigit() and int(text) <= 256):
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r} is not allowed; allowed: a number of workers from 0 to 256, "
+                                     "auto or logical")
+
+
+def check_folder(option: str, path: str) -> None:
+    """An output folder: there and writable, or its parent is (it is made). Before any case runs, not after."""
+    import os
+    import tempfile
+    folder = Path(path).expanduser().absolute()
+    existing = folder if folder.exists() else folder.parent
+    if folder.exists() and not folder.is_dir():
+        raise InputError(option, path, "a folder (this is a file)")
+    if not existing.is_dir():
+        raise InputError(option, path, f"a folder in an existing folder ({existing} is not one: create it first)")
+    try:  # the only sure test (root, read-only mounts, /proc): make something there
+        os.rmdir(tempfile.mkdtemp(prefix=".grelab-check-", dir=existing))
+    except OSError as exc:
+        raise InputError(option, path, f"a folder grelab can write ({existing}: {exc.strerror})") from None
 
 
 class ResultTable:
@@ -68,9 +94,16 @@ def run(args) -> int:
             raise InputError("SCENARIO", name, "one of " + ", ".join(known))
         targets.append(str(module))
     from grelab.dut.select import select
+    for option, path in (("--report", args.report), ("--keep-pcaps", args.keep_pcaps)):
+        if path:
+            check_folder(option, path)
     if args.kernel:
         import os
-        os.environ["GRELAB_KERNEL"] = str(Path(args.kernel).expanduser().resolve())
+        kernel = Path(args.kernel).expanduser().resolve()
+        if not kernel.is_file() or not os.access(kernel, os.X_OK):
+            raise InputError("--kernel", args.kernel, "an executable user-mode-linux kernel (a `linux` binary; "
+                                                      "grelab kernel build makes one)")
+        os.environ["GRELAB_KERNEL"] = str(kernel)
     # Every scenario needs a DUT: one that cannot be used (a kernel that cannot boot here) is a one-line error
     # (exit 2) up front. The run's header names it and its kernel.
     choice = select(args.dut)
@@ -89,6 +122,10 @@ def run(args) -> int:
         pytest_args += ["--grelab-report", args.report]
     table = ResultTable()
     code = pytest.main(pytest_args, plugins=[table])
+    if code == pytest.ExitCode.NO_TESTS_COLLECTED or (code == pytest.ExitCode.OK and not table.rows):
+        chosen = f"-k {args.keyword}" + (f" in {', '.join(args.scenarios)}" if args.scenarios else "") \
+            if args.keyword else ", ".join(args.scenarios) or "the catalogue"
+        raise GrelabError(f"no case matches {chosen}; cases are listed by `grelab list`")  # tested nothing: no pass
     if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
         return 2  # pytest printed the reason (a --dut that cannot be used, -k matching nothing); no table of nothing
     print()

@@ -46,3 +46,23 @@ def test_decrypt_and_encrypt_refuse_wrong_types():
 def test_stream_wants_a_scapy_template():
     with pytest.raises(InputError, match="template: 'bytes' is not allowed; allowed: a scapy packet"):
         Stream(bytes(gre()))
+
+
+@pytest.mark.parametrize("vary, said", [
+    ({("IP", "nosuch"): range(3)}, "field: 'IP.nosuch' is not allowed; allowed: one of version, ihl"),
+    ({("IPX", "ttl"): range(3)}, "vary key layer: 'IPX' is not allowed; allowed: one of the template's layers: IP, GRE"),
+    ({"IP": [1]}, r"vary key: 'IP' is not allowed; allowed: \(layer, field name\)"),
+    ({(3, "ttl"): [1]}, "vary key layer: 3 is not allowed; allowed: a scapy layer class"),
+    ({("IP", "ttl"): "ab"}, "IP.ttl values: 'ab' is not allowed; allowed: integers"),
+    ({("IP", "ttl"): [1.5]}, r"IP.ttl values: \[1.5\] is not allowed; allowed: integers"),
+    ({}, "vary: {} is not allowed; allowed: a dict"),
+    ([("IP", "ttl")], "vary: .* is not allowed; allowed: a dict"),
+])
+def test_stream_build_names_a_bad_key_or_value(vary, said):
+    with pytest.raises(InputError, match=said):
+        Stream(gre()).build(vary)
+
+
+def test_stream_build_takes_a_layer_by_name_too():
+    from scapy.layers.inet import IP
+    assert Stream(gre()).build({("IP", "ttl"): [7, 8]}) == Stream(gre()).build({(IP, "ttl"): [7, 8]})

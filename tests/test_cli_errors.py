@@ -62,3 +62,30 @@ def test_unknown_scenario(tmp_path):
     assert done.returncode == 2
     assert done.stderr.startswith("grelab run: SCENARIO: 'nosuch' is not allowed; allowed: one of ") \
         and len(done.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "two_offices", "-n", "abc"], "grelab run: -n: 'abc' is not allowed; allowed: a number of workers from 0 to 256, auto or logical"),
+    (["run", "two_offices", "-n", "-3"], "grelab run: -n: '-3' is not allowed; allowed: a number of workers"),
+    (["run", "two_offices", "-k", "nomatch"], "grelab run: no case matches -k nomatch in two_offices; cases are listed by `grelab list`"),
+    (["run", "two_offices", "--kernel", "/nonexistent/linux"], "grelab run: --kernel: '/nonexistent/linux' is not allowed; allowed: an executable user-mode-linux kernel"),
+    (["run", "two_offices", "--report", "/proc/grelab-report"], "grelab run: --report: '/proc/grelab-report' is not allowed; allowed: a folder grelab can write"),
+    (["run", "two_offices", "--keep-pcaps", "/nonexistent/caps"], "grelab run: --keep-pcaps: '/nonexistent/caps' is not allowed; allowed: a folder in an existing folder"),
+    (["run", "--dut"], "grelab run: --dut: expected one argument (see grelab run --help)"),
+    (["run", "--nosuch"], "grelab run: unrecognized arguments: --nosuch"),
+    (["craft", "--esp", "nosuch", "-o", "x.pcapng"], "grelab craft: --esp: nosuch is not allowed; allowed: one of gcm128, "),
+    (["replay", "x.pcapng", "--to", "h1:eth0", "--quiet", "-1"], "grelab replay: --quiet: '-1' is not allowed; allowed: a number from 0.01 to 60"),
+    (["replay", "x.pcapng", "--to", "h1:eth0", "--timeout", "abc"], "grelab replay: --timeout: 'abc' is not allowed"),
+    (["kernel", "build", "-j", "0"], "grelab kernel build: -j: '0' is not allowed; allowed: an integer from 1 to 1024"),
+    (["bench", "--only", "nosuch"], "grelab bench: --only: nosuch is not allowed; allowed: one of craft, dut, lab, scenario"),
+    (["nosuch"], "grelab: COMMAND: nosuch is not allowed; allowed: one of shell, craft"),
+    ([], "grelab: the following arguments are required: COMMAND"),
+])
+def test_every_bad_option_is_one_line(tmp_path, args, message):
+    """grelab's own options and those it passes on to pytest: one line, exit 2, before anything runs."""
+    done = grelab(*args, cwd=ROOT if args[:1] == ["run"] else tmp_path)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.startswith(message), done.stderr
+    assert len(done.stderr.splitlines()) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert not Path("/nonexistent").exists() and not Path("/proc/grelab-report").exists()
+    assert list(tmp_path.iterdir()) == []

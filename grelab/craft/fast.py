@@ -50,6 +50,22 @@ class Stream:
             self._checksums.append((start + offset, start, covered, isinstance(layer, UDP)))
         self._checksums.reverse()
 
+    def _key(self, key) -> tuple[type, str]:
+        """(layer class, field name) from a key of vary: the class, or its name among the template's layers."""
+        layers = [type(layer) for layer, _, _ in self._layers()]
+        if not isinstance(key, tuple) or len(key) != 2 or not isinstance(key[1], str):
+            raise InputError("vary key", key, "(layer, field name), e.g. (GRE, 'sequence_number')")
+        layer, name = key
+        if isinstance(layer, str):
+            named = [c for c in layers if c.__name__ == layer]
+            if not named:
+                raise InputError("vary key layer", layer, "one of the template's layers: "
+                                 + ", ".join(dict.fromkeys(c.__name__ for c in layers)))
+            layer = named[0]
+        if not (isinstance(layer, type) and issubclass(layer, Packet)):
+            raise InputError("vary key layer", layer, "a scapy layer class (GRE, IP, ...) or its name")
+        return layer, name
+
     def field(self, layer_class: type, name: str) -> tuple[int, int]:
         """(offset in the packet, width in bytes) of a field of the first `layer_class` layer."""
         for layer, start, _ in self._layers():
@@ -59,10 +75,19 @@ class Stream:
         raise InputError("layer", layer_class.__name__, "a layer of the template: " + self.packet.summary())
 
     def build(self, vary: Mapping[tuple[type, str], Iterable[int]]) -> list[bytes]:
-        """One packet per value: vary maps (layer class, field name) to that field's values, all the same length."""
+        """One packet per value: vary maps (layer class, field name) to that field's values, all the same length.
+        The layer may also be named by its class name ("GRE"), as the template's summary shows it."""
+        if not isinstance(vary, Mapping) or not vary:
+            raise InputError("vary", vary, "a dict {(layer, field name): values}, at least one field")
         columns, counts = [], {}
-        for (layer_class, name), values in vary.items():
+        for key, values in vary.items():
+            layer_class, name = self._key(key)
+            if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+                raise InputError(f"{layer_class.__name__}.{name} values", values, "integers (a range or a list)")
             values = values if isinstance(values, Sequence) else list(values)
+            if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+                raise InputError(f"{layer_class.__name__}.{name} values", [v for v in values
+                                 if not isinstance(v, int) or isinstance(v, bool)][:3], "integers")
             offset, width = self.field(layer_class, name)
             _check_values(f"{layer_class.__name__}.{name}", values, width)
             columns.append((offset, width, values))

@@ -18,7 +18,7 @@ import threading
 import time
 from pathlib import Path
 
-from grelab.errors import GrelabError, InputError, check_range
+from grelab.errors import GrelabError, InputError, check_range, option_number
 
 EXAMPLES = """examples:
   grelab replay pcaps/two_offices/echo-gre.pcapng --link lan1 --to h1:eth0
@@ -37,8 +37,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--scenario", choices=("offices", "endpoint"), default="offices")
     parser.add_argument("--variant", default="gre", help="gre (default) or gre-in-esp")
     parser.add_argument("--dut", default="auto")
-    parser.add_argument("--quiet", type=float, default=0.3, help="seconds of silence that end the capture")
-    parser.add_argument("--timeout", type=float, default=10.0, help="the longest the capture waits")
+    parser.add_argument("--quiet", type=option_number(0.01, 60), default=0.3,
+                        help="seconds of silence that end the capture")
+    parser.add_argument("--timeout", type=option_number(0.1, 3600), default=10.0, help="the longest the capture waits")
     parser.add_argument("-o", "--output", help="write what the lab's links carried to this pcapng")
     parser.add_argument("--force", action="store_true", help="overwrite --output")
 

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from grelab.dut.uml import kernel
+from grelab.errors import option_number
 
 
 def add_arguments(parser) -> None:
@@ -21,7 +22,7 @@ def add_arguments(parser) -> None:
     build.add_argument("--source", metavar="DIR", help="a Linux kernel tree (default: Debian's pinned linux-source)")
     build.add_argument("--config", metavar="FRAGMENT", help="more config lines on top of grelab's (e.g. CONFIG_KASAN=y)")
     build.add_argument("--out", metavar="DIR", help="the build folder (default: DIR/.grelab-um)")
-    build.add_argument("-j", dest="jobs", type=int, help="parallel jobs (default: one per CPU)")
+    build.add_argument("-j", dest="jobs", type=option_number(1, 1024, integer=True), help="parallel jobs (default: one per CPU)")
     sub.add_parser("show", help="which kernel the uml DUT boots, its origin, and the features it lacks")
     parser.epilog = """examples:
   grelab kernel build                          # grelab's kernel, once (./setup.sh does it)
