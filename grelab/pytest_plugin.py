@@ -223,6 +223,18 @@ class DutPool:
                 pass
         side_by_side(lambda pair: one(pair[0], *pair[1]), wanted.items())
 
+    def daemons_gone(self) -> list[tuple[str, str, str]]:
+        """(DUT, daemon, how it ended) of every daemon a case started in a pooled DUT that is no longer running."""
+        gone = []
+        for name, dut in self._duts.items():
+            if name in self._resets:
+                continue  # not this case's: released, its reset (which ends its daemons) on its way
+            try:
+                gone += [(name, daemon, how) for daemon, how in getattr(dut, "daemons_gone", dict)().items()]
+            except DutError:
+                pass  # a DUT that cannot answer: its own failure is said elsewhere
+        return gone
+
     def dead(self) -> list[tuple[str, str]]:
         """(name, how it died) of every pooled DUT that died (panicked, exited)."""
         return [(name, how) for name, dut in self._duts.items() if (how := died(dut))]
@@ -371,6 +383,11 @@ def pytest_runtest_makereport(item, call):
     dead = pool.dead() if pool is not None else []
     if dead and call.when in ("call", "setup") and report.failed:
         report.longrepr = "\n\n".join(f"DUT {name} died during this case: {how}" for name, how in dead)
+    elif call.when in ("call", "setup") and report.failed and pool is not None:
+        crashed = pool.daemons_gone()
+        if crashed:  # what the case saw (a route never learnt, a timeout) follows from this: said first
+            report.longrepr = "\n".join(f"daemon {name} in DUT {dut} died during this case: {how}"
+                                        for dut, name, how in crashed) + f"\n\nwhat the case saw then:\n{report.longrepr}"
     elif dead and call.when == "teardown" and report.failed:
         report.outcome, report.longrepr = "passed", None  # said once, at the call; the lab is gone with it
     return report

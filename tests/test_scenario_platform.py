@@ -165,3 +165,63 @@ def test_derived_sas_have_whole_keys_for_every_algorithm():
     sha512 = derived_sa("platform_keys", in_esp("null-sha512"), "192.0.2.1", "192.0.2.2")
     assert sha256.auth_key == derived_sa("platform_keys", in_esp("null-sha256"), "192.0.2.1", "192.0.2.2").auth_key
     assert len(sha512.auth_key) == 64 and sha512.auth_key != sha256.auth_key
+
+
+KILLED = '''"""A guest killed from outside mid-case (the OOM killer, a careless kill -9)."""
+import os
+import signal
+from grelab.scenario import GRE
+from grelab.scenario.offices import two_offices
+
+net = two_offices(variants=[GRE]).fixture()
+
+
+def test_a_killed(net):
+    net.ping("h1", "h2")
+    os.kill(net.dut("r1")._proc.pid, signal.SIGKILL)  # the guest's host process
+    net.ping("h1", "h2")
+
+
+def test_b_next_case(net):
+    reply = net.ping("h1", "h2")
+    assert reply.payload == b"grelab echo"
+'''
+
+
+def test_a_guest_killed_mid_case_fails_that_case_in_one_error_and_the_next_case_gets_a_working_dut(tmp_path):
+    done = run_pytest(tmp_path, KILLED, "")
+    out = done.stdout
+    assert done.returncode == 1, out[-3000:] + done.stderr[-3000:]
+    assert out.strip().splitlines()[-1].startswith("1 failed, 1 passed in"), out[-3000:]
+    failures = out.split("= FAILURES =")[1].split("short test summary")[0]
+    assert failures.count("DUT r1 died during this case: ") == 1, failures[-3000:]
+    assert "killed by signal 9" in failures, failures[-3000:]
+    assert failures.count("_ test_a_killed[gre] _") == 1 and "test_b_next_case" not in failures
+
+
+CRASHED = '''"""A daemon crashes mid-case: ospfd in r1, killed while the offices converge."""
+from grelab.scenario import GRE, branch
+
+net = branch.branch("story", variants=[GRE]).fixture()
+
+
+def test_a_crash(net, record_property):
+    r1 = net.dut("r1")
+    r1.cmd(f"kill -SEGV {r1.daemon_pids['ospfd']}")  # as if it had crashed
+    branch.converge(net, record_property)
+
+
+def test_b_next_case(net, record_property):
+    assert branch.converge(net, record_property) <= branch.CONVERGENCE_S
+'''
+
+
+def test_a_daemon_crashing_mid_case_fails_that_case_naming_it_and_the_next_case_gets_it_again(tmp_path):
+    done = run_pytest(tmp_path, CRASHED, "")
+    out = done.stdout
+    assert done.returncode == 1, out[-3000:] + done.stderr[-3000:]
+    assert out.strip().splitlines()[-1].startswith("1 failed, 1 passed in"), out[-3000:]
+    failures = out.split("= FAILURES =")[1].split("short test summary")[0]
+    assert failures.count("daemon ospfd in DUT r1 died during this case: killed by SIGSEGV") == 1, failures[-3000:]
+    assert "what the case saw then:" in failures
+    assert "test_b_next_case" not in failures

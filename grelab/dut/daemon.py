@@ -124,6 +124,35 @@ def started(output: str) -> dict[str, int]:
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^@@daemon (\S+) (\d+)$", output, re.M)}
 
 
+def gone_script(pids: dict[str, int]) -> str:
+    """Shell lines for init's shell (the daemons' parent) printing "@@gone NAME STATUS" for each daemon no longer
+    running (gone from /proc, or a zombie), its exit status taken with `wait`; builtins only."""
+    out = ""
+    for name, pid in pids.items():
+        out += (f'if [ ! -e /proc/{pid} ] || {{ read -r l < /proc/{pid}/stat; case "$l" in *") Z "*) true;; *) false;; '
+                f'esac; }}; then wait {pid} 2> /dev/null; echo "@@gone {name} $?"; fi\n')
+    return out
+
+
+def how_gone(output: str) -> dict[str, str]:
+    """{daemon name: how it ended} from gone_script's output: a status over 128 is the signal that killed it."""
+    import signal
+    out = {}
+    for m in re.finditer(r"^@@gone (\S+) (\d+)$", output, re.M):
+        status = int(m.group(2))
+        if status == 127:
+            out[m.group(1)] = "it is no longer running"
+        elif status > 128:
+            try:
+                named = signal.Signals(status - 128).name
+            except ValueError:
+                named = f"signal {status - 128}"
+            out[m.group(1)] = f"killed by {named}"
+        else:
+            out[m.group(1)] = f"exited with status {status}"
+    return out
+
+
 def folder(dut, name: str) -> str:
     """The daemon's folder in the DUT ("{dir}" in its argv and files): the host DUT's own, else the UML guest's."""
     return getattr(dut, "daemon_folder", lambda n: f"{GUEST_DIR}/{n}")(name)

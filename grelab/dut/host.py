@@ -111,6 +111,19 @@ class Host(ShellDut):
         from grelab.dut import daemon
         self.__dict__.setdefault("_daemon_pids", {}).update(daemon.started(output))
 
+    def daemons_gone(self) -> dict[str, str]:
+        """{name: how it ended} of the case's daemons no longer running (their parent shell is gone: no status)."""
+        import os
+        gone = {}
+        for name, pid in self.__dict__.get("_daemon_pids", {}).items():
+            try:
+                state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                state = "gone"
+            if state in ("Z", "X", "gone"):
+                gone[name] = "it is no longer running"
+        return gone
+
     def _stop_daemons(self) -> None:
         import os
         import signal

@@ -77,9 +77,13 @@ class Console:
     def death(self) -> str | None:
         """How the guest died (its panic line and last console lines), or None while it lives."""
         with self._cond:
-            if self._panic is None and not self._closed:
+            if self._panic is None and not self._closed and self._exited is None:
                 return None
-            what = f"guest panicked ({self._panic})" if self._panic is not None else "guest exited"
+            if self._panic is not None:
+                what = f"guest panicked ({self._panic})"
+            else:  # how its process ended (killed by which signal) says more than a closed console
+                self._cond.wait_for(lambda: self._exited is not None, EXIT_DRAIN_S)
+                what = f"guest died: {self._exited or 'its console closed'}"
         return f"{what}; its console's last lines:\n{self.tail()}"
 
     def tail(self) -> str:

@@ -124,6 +124,7 @@ class Uml(ShellDut):
         self.share.mkdir(parents=True)
         self.scope.defer(lambda: shutil.rmtree(self.share, ignore_errors=True), f"{self.share}")
         self._files = itertools.count(1)
+        self.daemon_pids: dict[str, int] = {}  # this case's daemons (plan.daemons), by name
         try:
             self._plumb()
             self._boot(image, mem_mib, boot_timeout, [FAST_BOOT] if fast_boot else [])
@@ -227,6 +228,7 @@ class Uml(ShellDut):
             path.unlink(missing_ok=True)
             for family in (4, 6):
                 (self.share / f"{number}.ipt{family}").unlink(missing_ok=True)
+        self.daemon_pids.update(daemon.started(result.output))
         try:
             self._check_applied(rendered, unknown, result.output, result.ok)
         except DutError:
@@ -280,6 +282,7 @@ class Uml(ShellDut):
         exactly those again (the next case of a scenario, mostly): then they stay, and the apply skips them. A
         two-office DUT's reset and apply measured 9.3 ms of the guest's CPU that way against 15-17 ms."""
         self._links_due = True
+        self.daemon_pids = {}
         result = self._run_after_reset("", case=True)
         if not result.ok:
             raise DutCommandError(self.name, result)
@@ -306,6 +309,13 @@ class Uml(ShellDut):
                 raise DutError(f"DUT {self.name}: {self.wedged}")
             result = CommandResult(script, result.status, output)
         return result
+
+    def daemons_gone(self) -> dict[str, str]:
+        """{name: how it ended} of the case's daemons that are no longer running (crashed, killed): one round trip
+        in init's shell, their parent, which `wait`s for each one's exit status."""
+        if not self.daemon_pids or self.died:
+            return {}
+        return daemon.how_gone(self._run(daemon.gone_script(self.daemon_pids), in_init_shell=True).output)
 
     @property
     def died(self) -> str | None:
