@@ -19,6 +19,7 @@ SUBCOMMANDS = {
     "kernel": ("grelab.dut.uml.kernel_cli", "build the UML DUT's kernel (grelab's, or from your tree), show which runs"),
     "list": ("grelab.scenario.catalog", "scenarios and their cases: what each shows, whether the DUT can run it"),
     "run": ("grelab.run", "run scenarios through pytest and print a results table"),
+    "soak": ("grelab.soak", "run the catalogue N times under extra CPU load: every case that did not always pass"),
     "pcap": ("grelab.golden.pcap_cli", "compare two pcaps field by field, or show each packet peeled, ESP decrypted"),
     "wireshark": ("grelab.wireshark", "open a pcap in Wireshark with ESP decrypted (tshark's view without a display)"),
     "replay": ("grelab.scenario.replay", "replay a pcap into a link of a live lab, capture what comes out"),
