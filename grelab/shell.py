@@ -32,7 +32,8 @@ def preloaded() -> dict[str, object]:
     from grelab import craft
     from grelab.craft.peel import describe
     from grelab.lab import a_r_b, build
-    from grelab.scenario import GRE, IN_ESP, Variant, endpoint as endpoint_scenario, in_esp, offices as offices_scenario
+    from grelab.scenario import GRE, IN_ESP, Variant, in_esp
+    from grelab.networks import endpoint as endpoint_scenario, offices as offices_scenario
     from grelab.scenario.live import LiveLab, endpoint, offices
     names = {name: getattr(craft, name) for name in craft.__all__}
     names.update(describe=describe, a_r_b=a_r_b, build=build, GRE=GRE, IN_ESP=IN_ESP, Variant=Variant, in_esp=in_esp,

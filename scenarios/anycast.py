@@ -13,7 +13,7 @@ The plot: each echo and its reply are seen on the link of the pop the route poin
 on no other (captures on the isp's links to pop1 and pop2), pop1's and pop2's gre1 counted exactly theirs, r1's
 gre1 counted all of them, and none was lost at the switch.
 """
-from grelab.scenario import anycast as a
+from grelab.networks import anycast as a
 
 net = a.anycast().fixture()
 BEFORE, AFTER = 20, 20  # echoes before and after the switch

@@ -12,7 +12,8 @@ Wireshark with pcaps/esp_sa, except the rows Wireshark 4.0 lacks (CCM, GMAC, Cha
 decrypts those in tests/test_goldens_tshark.py, from the keys esp_sa keeps as comments for them).
 """
 from grelab.craft.algorithms import ALGORITHMS
-from grelab.scenario import in_esp, offices
+from grelab.scenario import in_esp
+from grelab.networks import offices
 
 net = offices.two_offices("esp_algorithms", variants=[in_esp(name) for name in ALGORITHMS]).fixture()
 

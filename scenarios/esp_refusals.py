@@ -24,8 +24,8 @@ What the kernel (Linux 6.1 and 7.3 alike, net/xfrm/xfrm_input.c, net/xfrm/xfrm_p
 import pytest
 
 from grelab.scenario import in_esp
-from grelab.scenario.endpoint import grelab_endpoint
-from grelab.scenario.refusals import OUT_OF_SEQUENCE, REFUSALS, echo_through
+from grelab.networks.endpoint import grelab_endpoint
+from grelab.networks.refusals import OUT_OF_SEQUENCE, REFUSALS, echo_through
 
 net = grelab_endpoint("esp_refusals", variants=[in_esp("cbc128-sha256")]).fixture()
 

@@ -14,7 +14,8 @@ from scapy.layers.ipsec import ESP
 
 from grelab.craft.esp import decrypt
 from grelab.craft.dissect import dissect_ip
-from grelab.scenario import in_esp, offices
+from grelab.scenario import in_esp
+from grelab.networks import offices
 
 net = offices.two_offices("esp_tunnel_mode", variants=[in_esp("gcm128", "tunnel"),
                                                        in_esp("cbc256-sha512", "tunnel")]).fixture()

@@ -17,7 +17,8 @@ its answer is on the wire, what came before was decided, and an echo not answere
 import pytest
 
 from grelab.dut.plan import Plan
-from grelab.scenario import GRE, endpoint as e
+from grelab.scenario import GRE
+from grelab.networks import endpoint as e
 
 net = e.grelab_endpoint("gre_options", variants=[GRE], tunnels=None).fixture()
 K, S = (lambda n: dict(key_present=1, key=n)), (lambda n: dict(seqnum_present=1, sequence_number=n))

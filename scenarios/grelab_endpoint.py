@@ -17,7 +17,7 @@ from scapy.layers.inet import ICMP, IP
 from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6EchoRequest, IPv6
 from scapy.layers.l2 import ARP, Ether
 
-from grelab.scenario import endpoint as e
+from grelab.networks import endpoint as e
 
 net = e.grelab_endpoint(tunnels=partial(e.connect, tap=True)).fixture()
 BROADCAST = "ff:ff:ff:ff:ff:ff"

@@ -13,7 +13,7 @@ is answered.
 import pytest
 from scapy.layers.inet6 import ICMPv6EchoReply, IPv6
 
-from grelab.scenario import endpoint as e, hub as h
+from grelab.networks import endpoint as e, hub as h
 
 net = h.hub_and_spoke().fixture()
 

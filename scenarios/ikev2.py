@@ -10,7 +10,7 @@ on the transit, and nothing else but IKE crosses; a rekey in the middle of a str
 puts new SPIs on the wire both ways and loses no echo. The goldens leave IKE out and hold the ESP re-encrypted
 with stand-in SAs (pcaps/esp_sa), so they repeat run to run and Wireshark decrypts them.
 """
-from grelab.scenario import ike
+from grelab.networks import ike
 
 net = ike.two_offices_ike().fixture()
 

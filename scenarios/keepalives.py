@@ -14,14 +14,15 @@ packet is dropped as a reverse-path failure (TcpExtIPReversePathFilter). Loose r
 while gre1 has no IPv4 address (fib_validate_source's "last resort": any rp_filter refuses), and lets it through
 once gre1 has one.
 
-The monitor (grelab.scenario.monitor) sends a keepalive every interval and reports the tunnel down after three
+The monitor (grelab.networks.monitor) sends a keepalive every interval and reports the tunnel down after three
 unanswered in a row: while r1 answers, every keepalive comes back; once r1 drops all GRE (its far end is gone),
 the monitor says so within three intervals of the first lost keepalive.
 """
 import pytest
 
 from grelab.dut.plan import Filter, Plan
-from grelab.scenario import GRE, endpoint as e
+from grelab.scenario import GRE
+from grelab.networks import endpoint as e
 
 net = e.grelab_endpoint("keepalives", variants=[GRE], tunnels=None, comments=e.KEEPALIVE_COMMENTS).fixture()
 CASES = {  # gre1's sysctls and addresses; does the keepalive come back; the watched counters that move besides ALWAYS

@@ -31,7 +31,9 @@ from scapy.layers.l2 import GRE as GREHeader
 from scapy.packet import Raw
 from scapy.utils import checksum
 
-from grelab.scenario import GRE, endpoint as e
+from grelab.scenario import GRE
+
+from grelab.networks import endpoint as e
 
 net = e.grelab_endpoint("malformed", variants=[GRE], tunnels=None).fixture()
 

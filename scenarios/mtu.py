@@ -18,7 +18,8 @@ from scapy.layers.l2 import Ether
 
 from grelab.dut.plan import Filter, Plan
 from grelab.expect.tunnel import syn_mss
-from grelab.scenario import GRE, Comment, offices as o
+from grelab.scenario import GRE, Comment
+from grelab.networks import offices as o
 
 COMMENTS = (Comment("r1's ICMPv6 Packet Too Big to h1", "lan1", match=lambda f: f[20] == 58 and f[54] == 2),
             Comment("on the isp's link to r2 (1400 bytes in the path MTU cases): the tunnel's packets, or the isp's fragments of them", "transit2"),

@@ -15,7 +15,7 @@ exactly the IPv6 packets the hosts sent.
 from scapy.layers.inet import IP, UDP
 
 from grelab.craft.dissect import dissect_ip
-from grelab.scenario import offices
+from grelab.networks import offices
 
 net = offices.two_offices_nat("nat_traversal", variants=[offices.nat_t("gcm128", "nat_traversal"),
                                                          offices.nat_t("cbc128-sha1", "nat_traversal")]).fixture()

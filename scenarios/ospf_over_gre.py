@@ -12,7 +12,8 @@ h1's echo reaches h3 there, r2 counted the multicast Hellos arriving on gre1, an
 but GRE (or ESP around it): the Hellos inside it, and h1's and h3's packets exactly. OSPF's own packets are
 timed by the daemons, so the goldens leave them out and hold the echo (see README, "Daemons").
 """
-from grelab.scenario import GRE, branch, in_esp
+from grelab.scenario import GRE, in_esp
+from grelab.networks import branch
 
 net = branch.branch("ospf_over_gre", variants=[GRE, in_esp("gcm128")]).fixture()
 

@@ -12,7 +12,7 @@ reaches h2 through the ESP, which is all the transit carries besides. That is wh
 routers' own, multicast and all, that ESP can protect.
 """
 from grelab.craft.peel import peel
-from grelab.scenario import branch
+from grelab.networks import branch
 
 net = branch.ipsec_alone("ospf_over_ipsec").fixture()
 

@@ -12,7 +12,8 @@ from scapy.layers.inet import TCP
 
 from grelab.dut.plan import Filter, Plan, Route
 from grelab.expect.tunnel import data_segments, syn_mss, tcp_segments
-from grelab.scenario import GRE, offices as o
+from grelab.scenario import GRE
+from grelab.networks import offices as o
 
 net = o.two_offices("tcp_overhead", variants=[GRE], tunnels=None, links={**o.LINKS, "transit2": ("isp", "eth1")},
                     topology=partial(o.topology, ipv4_lans=True)).fixture()

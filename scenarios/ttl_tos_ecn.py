@@ -21,7 +21,9 @@ fate was decided.
 import pytest
 from scapy.layers.inet6 import ICMPv6EchoReply, IPv6
 
-from grelab.scenario import GRE, endpoint as e
+from grelab.scenario import GRE
+
+from grelab.networks import endpoint as e
 
 net = e.grelab_endpoint("ttl_tos_ecn", variants=[GRE], tunnels=None, comments=(e.FROM_R1_COMMENT,) + e.COMMENTS).fixture()
 NOT_ECT, ECT1, ECT0, CE = 0, 1, 2, 3

@@ -9,7 +9,7 @@ The plot: h1's echo and a TCP exchange reach h2 and come back, and the transit h
 GRE of protocol type 0x86DD (IPv6) -- or only ESP that decrypts to that GRE -- carrying exactly the IPv6
 packets the hosts sent.
 """
-from grelab.scenario import offices
+from grelab.networks import offices
 
 net = offices.two_offices().fixture()
 

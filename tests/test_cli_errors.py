@@ -77,7 +77,7 @@ def test_unknown_scenario(tmp_path):
     (["replay", "x.pcapng", "--to", "h1:eth0", "--quiet", "-1"], "grelab replay: --quiet: '-1' is not allowed; allowed: a number from 0.01 to 60"),
     (["replay", "x.pcapng", "--to", "h1:eth0", "--timeout", "abc"], "grelab replay: --timeout: 'abc' is not allowed"),
     (["kernel", "build", "-j", "0"], "grelab kernel build: -j: '0' is not allowed; allowed: an integer from 1 to 1024"),
-    (["bench", "--only", "nosuch"], "grelab bench: --only: nosuch is not allowed; allowed: one of craft, dut, lab, scenario"),
+    (["bench", "--only", "nosuch"], "grelab bench: --only: nosuch is not allowed; allowed: one of craft, lab, dut, scenario, refusals"),
     (["nosuch"], "grelab: COMMAND: nosuch is not allowed; allowed: one of shell, craft"),
     ([], "grelab: the following arguments are required: COMMAND"),
 ])

@@ -10,7 +10,8 @@ from scapy.layers.l2 import GRE, Ether
 from scapy.utils import rdpcap
 
 from grelab.cli import main
-from grelab.craft import bench, esp
+from grelab.bench import craft as bench
+from grelab.craft import esp
 from grelab.craft.gre import gre, passenger
 
 needs_tshark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")

@@ -4,7 +4,7 @@ Here (no ip_gre, no esp4 in the host kernel) every case skips with the probe's r
 import pytest
 
 from grelab.dut.host import Host, probe
-from grelab.dut.select import host_problem
+from grelab.dut.host import host_problem
 from test_dut_uml import (  # noqa: F401 - the cases, run again against this module's `guest`
     lab, test_command_status_and_output, test_esp_transport_decrypts_and_answers_encrypted,
     test_gre_ipv6_echo_is_answered_inside_gre, test_plain_gre_is_refused_under_esp_policy,

@@ -188,7 +188,7 @@ def test_doctor_rows_are_the_truth():
         ok, detail = rows[label]
         assert ok == (capability in found.capabilities), (label, detail)
         if not ok:
-            module, options = selection.HOST_NEEDS[capability]
+            module, options = host.HOST_NEEDS[capability]
             assert f"lacks {module}" in detail and any(o in detail for o in options)
             assert "use a kernel with it" in detail
             assert ("--dut uml, which works here" in detail) == _uml_works()

@@ -1,5 +1,5 @@
 """`grelab bench`, engine part: every promised key, measured beside its baseline."""
-from grelab.lab.bench import measures
+from grelab.bench.lab import measures
 
 
 def test_bench_measures_each_figure_beside_its_baseline():

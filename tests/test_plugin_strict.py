@@ -106,7 +106,7 @@ def test_a_dut_named_explicitly_that_lacks_a_capability_fails_the_case(project):
 
 SCENARIO = '''
 from grelab.scenario import GRE
-from grelab.scenario.offices import two_offices
+from grelab.networks.offices import two_offices
 
 net = two_offices("story", variants=[GRE]).fixture()
 

@@ -1,7 +1,7 @@
 """`grelab bench`, scenario part: each refusal at speed, counted by the DUT under the kernel's name for it."""
 import pytest
 
-from grelab.scenario.bench_refusals import measures
+from grelab.bench.refusals import measures
 
 
 @pytest.mark.needs_esp

@@ -51,7 +51,7 @@ from scapy.layers.inet import IP
 from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6
 from scapy.layers.l2 import GRE
 from grelab.scenario import GRE as PLAIN
-from grelab.scenario.endpoint import FAR_LAN_HOST, GRELAB, H1, R1_WAN, grelab_endpoint
+from grelab.networks.endpoint import FAR_LAN_HOST, GRELAB, H1, R1_WAN, grelab_endpoint
 
 net = grelab_endpoint(variants=[PLAIN]).fixture()
 
@@ -94,7 +94,7 @@ PANIC = '''"""A guest panics mid-case."""
 import os
 from grelab.lab.ownership import current_run
 from grelab.scenario import GRE
-from grelab.scenario.offices import two_offices
+from grelab.networks.offices import two_offices
 
 net = two_offices(variants=[GRE]).fixture()
 
@@ -127,7 +127,7 @@ ON_ANY = '''"""Verify on any of these links."""
 from scapy.layers.inet6 import ICMPv6EchoReply, IPv6
 from scapy.layers.l2 import Ether
 from grelab.scenario import GRE
-from grelab.scenario.offices import H1, H2, two_offices
+from grelab.networks.offices import H1, H2, two_offices
 
 net = two_offices(variants=[GRE]).fixture()
 REPLY = Ether() / IPv6(src=H2, dst=H1) / ICMPv6EchoReply(id=0x4242, seq=1, data=b"grelab echo")
@@ -171,7 +171,7 @@ KILLED = '''"""A guest killed from outside mid-case (the OOM killer, a careless 
 import os
 import signal
 from grelab.scenario import GRE
-from grelab.scenario.offices import two_offices
+from grelab.networks.offices import two_offices
 
 net = two_offices(variants=[GRE]).fixture()
 
@@ -200,7 +200,8 @@ def test_a_guest_killed_mid_case_fails_that_case_in_one_error_and_the_next_case_
 
 
 CRASHED = '''"""A daemon crashes mid-case: ospfd in r1, killed while the offices converge."""
-from grelab.scenario import GRE, branch
+from grelab.scenario import GRE
+from grelab.networks import branch
 
 net = branch.branch("story", variants=[GRE]).fixture()
 

@@ -19,16 +19,67 @@ from __future__ import annotations
 import re
 import shlex
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from grelab.craft.algorithms import ALGORITHMS
 from grelab.craft.esp import SA
-from grelab.dut.plan import Daemon
-from grelab.errors import GrelabError
+from grelab.errors import GrelabError, InputError
 
 GUEST_DIR = "/tmp/grelab-daemons"
 HOST_USR = "/host-usr"
 LOADER = Path("/lib64/ld-linux-x86-64.so.2")
+
+
+DAEMON_NAME_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+CONFIG_PATH_RE = re.compile(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*")
+
+
+@dataclass(frozen=True)
+class Daemon:
+    """A real daemon the DUT runs for the case (BIRD, charon, ...), stopped by the DUT's reset.
+
+    argv[0] is the program's path on a Debian system (/usr/lib/frr/ospfd); "{dir}" in any word of argv or env,
+    or in a config file's text, becomes the daemon's own folder in the DUT, where config_files ({path relative to it: text}) are written
+    first and its output goes to `log`. library_paths: folders under /usr its plugins or libraries are
+    found in (/usr/lib/ipsec). after: a path ("{dir}/../zebra/zserv.api") the daemon waits for, at most 10 s,
+    before it starts: the socket of a daemon it needs, which it would otherwise retry only seconds later (FRR's
+    ospfd: 10 s). The UML guest runs it from the host's /usr through the host's loader, the host DUT in its
+    namespace (grelab.dut.daemon renders both)."""
+
+    name: str
+    argv: tuple[str, ...]
+    config_files: tuple[tuple[str, str], ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    library_paths: tuple[str, ...] = ()
+    after: str = ""
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not DAEMON_NAME_RE.fullmatch(self.name):
+            raise InputError("daemon name", self.name, "1-32 of a-z, 0-9, '_', '-', starting with a letter")
+        argv = tuple(self.argv)
+        if not argv or not all(isinstance(w, str) for w in argv) or not argv[0].startswith("/usr/"):
+            raise InputError(f"daemon {self.name} argv", self.argv, "words, the first a program's path under /usr")
+        object.__setattr__(self, "argv", argv)
+        files = self.config_files.items() if isinstance(self.config_files, dict) else self.config_files
+        files = tuple((str(k), str(v)) for k, v in files)
+        for path, _ in files:
+            if not CONFIG_PATH_RE.fullmatch(path) or ".." in path.split("/"):
+                raise InputError(f"daemon {self.name} config file", path, "a relative path such as ospfd.conf")
+        object.__setattr__(self, "config_files", files)
+        env = self.env.items() if isinstance(self.env, dict) else self.env
+        env = tuple((str(k), str(v)) for k, v in env)
+        for key, _ in env:
+            if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", key):
+                raise InputError(f"daemon {self.name} env", key, "an environment variable name")
+        object.__setattr__(self, "env", env)
+        paths = tuple(self.library_paths)
+        for path in paths:
+            if not path.startswith("/usr/") or ".." in path.split("/"):
+                raise InputError(f"daemon {self.name} library path", path, "a folder under /usr")
+        object.__setattr__(self, "library_paths", paths)
+        if not isinstance(self.after, str) or self.after and not re.fullmatch(r"[A-Za-z0-9_.{}/-]+", self.after):
+            raise InputError(f"daemon {self.name} after", self.after, "a path such as {dir}/../zebra/zserv.api")
 
 
 def _host_loader() -> tuple[str, str]:

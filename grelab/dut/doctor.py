@@ -14,7 +14,8 @@ import time
 from grelab.dut.base import DutError
 from grelab.dut import host
 from grelab.dut.host import try_in_scratch_namespace
-from grelab.dut.select import TUN, kernel_lacks, missing_capabilities, select, tun_problem, uml_choice
+from grelab.dut.host import kernel_lacks
+from grelab.dut.select import TUN, missing_capabilities, select, tun_problem, uml_choice
 
 HOST_ROWS = (("gre", "host GRE (ip_gre)"), ("ipv6_transport", "host GRE over IPv6 (ip6_gre)"),
              ("esp", "host ESP (esp4 + AES-GCM)"))

@@ -8,6 +8,8 @@ is found out, not assumed: `probe()` tries a GRE link and an ESP state in a thro
 from __future__ import annotations
 
 import functools
+import gzip
+import os
 import shlex
 import socket
 import subprocess
@@ -21,6 +23,12 @@ from grelab.dut.plumbing import make_namespace
 from grelab.lab import netns
 from grelab.lab.rtnl import Rtnl
 
+# What the host probe's capabilities need of the kernel: (its modules, the config options that build them).
+HOST_NEEDS = {
+    "gre": ("ip_gre", ("CONFIG_NET_IPGRE_DEMUX", "CONFIG_NET_IPGRE")),
+    "ipv6_transport": ("ip6_gre", ("CONFIG_IPV6_GRE",)),
+    "esp": ("esp4 with AES-GCM", ("CONFIG_INET_ESP", "CONFIG_XFRM_USER", "CONFIG_CRYPTO_GCM")),
+}
 RESET_SCRIPT = Path(__file__).parent / "reset.sh"
 # Each tried in a namespace that exists only for the probe (unshare -n): nothing to clean up.
 PROBES = {
@@ -62,13 +70,50 @@ def probe() -> Probe:
     return Probe(frozenset(have | {"several"}) if have else frozenset(), missing)
 
 
+@functools.cache
+def kernel_config() -> dict[str, str] | None:
+    """The running kernel's build options ({"CONFIG_X": "y"|"m"|...}), from /proc/config.gz or
+    /boot/config-<release>; None when neither is readable."""
+    for path in (Path("/proc/config.gz"), Path("/boot") / f"config-{os.uname().release}"):
+        try:
+            raw = path.read_bytes()
+            text = (gzip.decompress(raw) if path.suffix == ".gz" else raw).decode(errors="replace")
+        except (OSError, EOFError, gzip.BadGzipFile):
+            continue
+        return dict(line.split("=", 1) for line in text.splitlines() if line.startswith("CONFIG_") and "=" in line)
+    return None
+
+
+def kernel_lacks(capability: str, said: str = "") -> str:
+    """What the host kernel lacks for a probe capability, naming its module and config options (those that
+    are off, when the kernel's config is readable), and what the kernel said. No advice: callers add it."""
+    module, options = HOST_NEEDS[capability]
+    config = kernel_config()
+    off = [o for o in options if config is not None and config.get(o) not in ("y", "m")]
+    if off:
+        which = f"{', '.join(off)} not set in its config"
+    elif config is not None:
+        which = f"its config has {', '.join(options)} on, yet the probe failed: modprobe {module.split()[0]}"
+    else:
+        which = " / ".join(options)
+    return f"{module} ({which}{'; the kernel said: ' + said if said else ''})"
+
+
+def host_problem(found=None) -> str | None:
+    """Why the host kernel cannot be the DUT (None when it can), without advice about other backends."""
+    found = found or probe()
+    if found.usable:
+        return None
+    lacking = [kernel_lacks(c, found.missing.get(c, "")) for c in ("gre", "esp") if c not in found.capabilities]
+    return "this kernel lacks " + " and ".join(lacking) + ": boot a kernel that has them"
+
+
 class Host(ShellDut):
     """A namespace of the host kernel as the DUT. Raises DutError, saying what is missing, if it cannot be one."""
 
     def __init__(self, interfaces=("wan", "lan"), name: str = "dut"):
         found = probe()
         if not found.usable:
-            from grelab.dut.select import host_problem  # it imports this module
             raise DutError(f"the host kernel cannot be the DUT: {host_problem(found)}")
         self.capabilities = found.capabilities
         self.name, self.interfaces = name, list(interfaces)

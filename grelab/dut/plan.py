@@ -14,50 +14,12 @@ from dataclasses import dataclass, field, fields
 from typing import Union
 
 from grelab.craft.esp import SA
+from grelab.dut.daemon import Daemon
+from grelab.dut.values import address, family, interface_name, network, number_or_inherit
 from grelab.errors import InputError, check_choice, check_range
 
-IFNAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,15}")  # the kernel's IFNAMSIZ, and nothing a shell would read
 MAC_RE = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 Inherit = Union[int, str]  # a number, or "inherit" (take it from the passenger)
-
-
-def _name(field_name: str, value) -> str:
-    if not isinstance(value, str) or not IFNAME_RE.fullmatch(value):
-        raise InputError(field_name, value, "an interface name of 1-15 letters, digits, '_', '.', '-'")
-    return value
-
-
-def _address(field_name: str, value, prefix: bool = False) -> str:
-    try:
-        parsed = ipaddress.ip_interface(value) if prefix else ipaddress.ip_address(value)
-    except (ValueError, TypeError):
-        raise InputError(field_name, value, "an IPv4 or IPv6 address" + (" with /prefix" if prefix else "")) from None
-    if prefix and "/" not in str(value):
-        raise InputError(field_name, value, "an address with its /prefix length, e.g. 192.0.2.1/24")
-    return str(parsed) if prefix else str(parsed)
-
-
-def _network(field_name: str, value) -> str:
-    if value in ("default", "default6"):
-        return value
-    try:
-        return str(ipaddress.ip_network(value, strict=False))
-    except (ValueError, TypeError):
-        raise InputError(field_name, value, "a prefix such as 2001:db8:2::/64, default or default6") from None
-
-
-def _family(value: str) -> int:
-    if value == "default":
-        return 4
-    if value == "default6":
-        return 6
-    return ipaddress.ip_network(value, strict=False).version if "/" in value else ipaddress.ip_address(value).version
-
-
-def _inherit(field_name: str, value, high: int):
-    if value is None or value == "inherit":
-        return value
-    return check_range(field_name, value, 0, high)
 
 
 @dataclass(frozen=True)
@@ -70,12 +32,12 @@ class Interface:
     addresses: tuple[str, ...] = ()
 
     def __post_init__(self):
-        _name("interface name", self.name)
+        interface_name("interface name", self.name)
         if self.mac is not None and not (isinstance(self.mac, str) and MAC_RE.fullmatch(self.mac.lower())):
             raise InputError(f"{self.name} mac", self.mac, "six hex bytes joined by ':', e.g. 02:00:00:00:01:01")
         if self.mtu is not None:
             check_range(f"{self.name} mtu", self.mtu, 68, 65535)
-        object.__setattr__(self, "addresses", tuple(_address(f"{self.name} address", a, True) for a in self.addresses))
+        object.__setattr__(self, "addresses", tuple(address(f"{self.name} address", a, True) for a in self.addresses))
 
 
 TUNNEL_KINDS = ("gre", "ip6gre", "gretap", "ip6gretap")
@@ -115,8 +77,8 @@ class Tunnel:
     link_local: bool = False
 
     def __post_init__(self):
-        _name("tunnel name", self.name)
-        local, remote = _address(f"{self.name} local", self.local), _address(f"{self.name} remote", self.remote)
+        interface_name("tunnel name", self.name)
+        local, remote = address(f"{self.name} local", self.local), address(f"{self.name} remote", self.remote)
         object.__setattr__(self, "local", local)
         object.__setattr__(self, "remote", remote)
         if ipaddress.ip_address(local).version != ipaddress.ip_address(remote).version:
@@ -130,8 +92,8 @@ class Tunnel:
         for name in ("key", "ikey", "okey"):
             if getattr(self, name) is not None:
                 check_range(f"{self.name} {name}", getattr(self, name), 0, 0xFFFFFFFF)
-        object.__setattr__(self, "ttl", _inherit(f"{self.name} ttl", self.ttl, 255))
-        object.__setattr__(self, "tos", _inherit(f"{self.name} tos", self.tos, 255))
+        object.__setattr__(self, "ttl", number_or_inherit(f"{self.name} ttl", self.ttl, 255))
+        object.__setattr__(self, "tos", number_or_inherit(f"{self.name} tos", self.tos, 255))
         if self.encaplimit is not None:
             if not six:
                 raise InputError(f"{self.name} encaplimit", self.encaplimit, "None on an IPv4 tunnel (ip6gre only)")
@@ -145,8 +107,8 @@ class Tunnel:
         if self.mtu is not None:
             check_range(f"{self.name} mtu", self.mtu, 68, 65535)
         if self.dev is not None:
-            _name(f"{self.name} dev", self.dev)
-        object.__setattr__(self, "addresses", tuple(_address(f"{self.name} address", a, True) for a in self.addresses))
+            interface_name(f"{self.name} dev", self.dev)
+        object.__setattr__(self, "addresses", tuple(address(f"{self.name} address", a, True) for a in self.addresses))
 
 
 @dataclass(frozen=True)
@@ -160,10 +122,10 @@ class Neighbour:
     dev: str
 
     def __post_init__(self):
-        object.__setattr__(self, "address", _address("neighbour address", self.address))
+        object.__setattr__(self, "address", address("neighbour address", self.address))
         if not (isinstance(self.mac, str) and MAC_RE.fullmatch(self.mac.lower())):
             raise InputError("neighbour mac", self.mac, "six hex bytes joined by ':', e.g. 02:00:00:00:01:01")
-        _name("neighbour dev", self.dev)
+        interface_name("neighbour dev", self.dev)
 
 
 ROUTE_TYPES = ("unicast", "unreachable", "blackhole", "prohibit")
@@ -183,13 +145,13 @@ class Route:
     src: str | None = None
 
     def __post_init__(self):
-        object.__setattr__(self, "dst", _network("route dst", self.dst))
+        object.__setattr__(self, "dst", network("route dst", self.dst))
         if self.via is not None:
-            object.__setattr__(self, "via", _address("route via", self.via))
+            object.__setattr__(self, "via", address("route via", self.via))
         if self.src is not None:
-            object.__setattr__(self, "src", _address("route src", self.src))
+            object.__setattr__(self, "src", address("route src", self.src))
         if self.dev is not None:
-            _name("route dev", self.dev)
+            interface_name("route dev", self.dev)
         check_choice("route type", self.type, ROUTE_TYPES)
         if self.type == "unicast" and self.via is None and self.dev is None:
             raise InputError(f"route {self.dst}", "neither via nor dev", "a gateway (via), a device (dev), or both")
@@ -200,7 +162,7 @@ class Route:
 
     @property
     def family(self) -> int:
-        return _family(self.dst)
+        return family(self.dst)
 
 
 def _table(field_name: str, value) -> None:
@@ -227,9 +189,9 @@ class Rule:
             raise InputError("rule table", None, "a table number or main/local/default")
         for name in ("src", "dst"):
             if getattr(self, name) is not None:
-                value = _network(f"rule {name}", getattr(self, name))
+                value = network(f"rule {name}", getattr(self, name))
                 object.__setattr__(self, name, value)
-                object.__setattr__(self, "family", _family(value))
+                object.__setattr__(self, "family", family(value))
         check_choice("rule family", self.family, (4, 6))
         if self.priority is not None:
             check_range("rule priority", self.priority, 0, 32765)  # 32766/32767 are the main/default rules
@@ -237,7 +199,7 @@ class Rule:
             check_range("rule fwmark", self.fwmark, 0, 0xFFFFFFFF)
         for name in ("iif", "oif"):
             if getattr(self, name) is not None:
-                _name(f"rule {name}", getattr(self, name))
+                interface_name(f"rule {name}", getattr(self, name))
 
 
 def _mark(field_name: str, mark) -> tuple[int, int] | None:
@@ -292,15 +254,15 @@ class XfrmPolicy:
     level: str = "required"
 
     def __post_init__(self):
-        object.__setattr__(self, "src", _network("policy src", self.src))
-        object.__setattr__(self, "dst", _network("policy dst", self.dst))
+        object.__setattr__(self, "src", network("policy src", self.src))
+        object.__setattr__(self, "dst", network("policy dst", self.dst))
         check_choice("policy dir", self.dir, ("in", "out", "fwd"))
         check_choice("policy mode", self.mode, ("transport", "tunnel"))
         check_choice("policy action", self.action, ("allow", "block"))
         check_choice("policy level", self.level, ("required", "use"))
         for name in ("tmpl_src", "tmpl_dst"):
             if getattr(self, name) is not None:
-                object.__setattr__(self, name, _address(f"policy {name}", getattr(self, name)))
+                object.__setattr__(self, name, address(f"policy {name}", getattr(self, name)))
         if self.proto is not None and not isinstance(self.proto, int):
             check_choice("policy proto", self.proto, PROTOCOLS)
         elif self.proto is not None:
@@ -339,13 +301,13 @@ class Filter:
             check_range("filter proto", self.proto, 0, 255)
         for name in ("src", "dst"):
             if getattr(self, name) is not None:
-                value = _network(f"filter {name}", getattr(self, name))
-                if _family(value) != self.family:
+                value = network(f"filter {name}", getattr(self, name))
+                if family(value) != self.family:
                     raise InputError(f"filter {name}", value, f"an IPv{self.family} prefix (family={self.family})")
                 object.__setattr__(self, name, value)
         for name in ("iif", "oif"):
             if getattr(self, name) is not None:
-                _name(f"filter {name}", getattr(self, name))
+                interface_name(f"filter {name}", getattr(self, name))
         if self.length is not None:
             low, high = self.length
             check_range("filter length low", low, 0, 65535)
@@ -356,57 +318,6 @@ class Filter:
             check_range("filter set_mss", self.set_mss, 536 if self.family == 4 else 1220, 65495)
             if self.proto not in (None, "tcp"):
                 raise InputError("filter proto", self.proto, "tcp (or None) for an MSS clamp")
-
-
-DAEMON_NAME_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
-CONFIG_PATH_RE = re.compile(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*")
-
-
-@dataclass(frozen=True)
-class Daemon:
-    """A real daemon the DUT runs for the case (BIRD, charon, ...), stopped by the DUT's reset.
-
-    argv[0] is the program's path on a Debian system (/usr/lib/frr/ospfd); "{dir}" in any word of argv or env,
-    or in a config file's text, becomes the daemon's own folder in the DUT, where config_files ({path relative to it: text}) are written
-    first and its output goes to `log`. library_paths: folders under /usr its plugins or libraries are
-    found in (/usr/lib/ipsec). after: a path ("{dir}/../zebra/zserv.api") the daemon waits for, at most 10 s,
-    before it starts: the socket of a daemon it needs, which it would otherwise retry only seconds later (FRR's
-    ospfd: 10 s). The UML guest runs it from the host's /usr through the host's loader, the host DUT in its
-    namespace (grelab.dut.daemon renders both)."""
-
-    name: str
-    argv: tuple[str, ...]
-    config_files: tuple[tuple[str, str], ...] = ()
-    env: tuple[tuple[str, str], ...] = ()
-    library_paths: tuple[str, ...] = ()
-    after: str = ""
-
-    def __post_init__(self):
-        if not isinstance(self.name, str) or not DAEMON_NAME_RE.fullmatch(self.name):
-            raise InputError("daemon name", self.name, "1-32 of a-z, 0-9, '_', '-', starting with a letter")
-        argv = tuple(self.argv)
-        if not argv or not all(isinstance(w, str) for w in argv) or not argv[0].startswith("/usr/"):
-            raise InputError(f"daemon {self.name} argv", self.argv, "words, the first a program's path under /usr")
-        object.__setattr__(self, "argv", argv)
-        files = self.config_files.items() if isinstance(self.config_files, dict) else self.config_files
-        files = tuple((str(k), str(v)) for k, v in files)
-        for path, _ in files:
-            if not CONFIG_PATH_RE.fullmatch(path) or ".." in path.split("/"):
-                raise InputError(f"daemon {self.name} config file", path, "a relative path such as ospfd.conf")
-        object.__setattr__(self, "config_files", files)
-        env = self.env.items() if isinstance(self.env, dict) else self.env
-        env = tuple((str(k), str(v)) for k, v in env)
-        for key, _ in env:
-            if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", key):
-                raise InputError(f"daemon {self.name} env", key, "an environment variable name")
-        object.__setattr__(self, "env", env)
-        paths = tuple(self.library_paths)
-        for path in paths:
-            if not path.startswith("/usr/") or ".." in path.split("/"):
-                raise InputError(f"daemon {self.name} library path", path, "a folder under /usr")
-        object.__setattr__(self, "library_paths", paths)
-        if not isinstance(self.after, str) or self.after and not re.fullmatch(r"[A-Za-z0-9_.{}/-]+", self.after):
-            raise InputError(f"daemon {self.name} after", self.after, "a path such as {dir}/../zebra/zserv.api")
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,6 @@ the entry point group `grelab.dut` in your package and pass its name.
 from __future__ import annotations
 
 import errno
-import functools
-import gzip
 import importlib
 import importlib.metadata
 import os
@@ -22,12 +20,6 @@ from grelab.dut.base import Dut, DutError
 
 ENTRY_POINT_GROUP = "grelab.dut"
 TUN = Path("/dev/net/tun")
-# What the host probe's capabilities need of the kernel: (its modules, the config options that build them).
-HOST_NEEDS = {
-    "gre": ("ip_gre", ("CONFIG_NET_IPGRE_DEMUX", "CONFIG_NET_IPGRE")),
-    "ipv6_transport": ("ip6_gre", ("CONFIG_IPV6_GRE",)),
-    "esp": ("esp4 with AES-GCM", ("CONFIG_INET_ESP", "CONFIG_XFRM_USER", "CONFIG_CRYPTO_GCM")),
-}
 # What grelab does needs these capabilities (bit numbers from linux/capability.h): namespaces and mounts
 # (SYS_ADMIN), links, addresses, taps (NET_ADMIN), packet sockets (NET_RAW). uid 0 alone is not enough.
 CAPABILITIES = {"CAP_NET_ADMIN": 12, "CAP_SYS_ADMIN": 21, "CAP_NET_RAW": 13}
@@ -52,35 +44,6 @@ class Choice:
         return self.factory(interfaces=list(interfaces), name=name)
 
 
-@functools.cache
-def kernel_config() -> dict[str, str] | None:
-    """The running kernel's build options ({"CONFIG_X": "y"|"m"|...}), from /proc/config.gz or
-    /boot/config-<release>; None when neither is readable."""
-    for path in (Path("/proc/config.gz"), Path("/boot") / f"config-{os.uname().release}"):
-        try:
-            raw = path.read_bytes()
-            text = (gzip.decompress(raw) if path.suffix == ".gz" else raw).decode(errors="replace")
-        except (OSError, EOFError, gzip.BadGzipFile):
-            continue
-        return dict(line.split("=", 1) for line in text.splitlines() if line.startswith("CONFIG_") and "=" in line)
-    return None
-
-
-def kernel_lacks(capability: str, said: str = "") -> str:
-    """What the host kernel lacks for a probe capability, naming its module and config options (those that
-    are off, when the kernel's config is readable), and what the kernel said. No advice: callers add it."""
-    module, options = HOST_NEEDS[capability]
-    config = kernel_config()
-    off = [o for o in options if config is not None and config.get(o) not in ("y", "m")]
-    if off:
-        which = f"{', '.join(off)} not set in its config"
-    elif config is not None:
-        which = f"its config has {', '.join(options)} on, yet the probe failed: modprobe {module.split()[0]}"
-    else:
-        which = " / ".join(options)
-    return f"{module} ({which}{'; the kernel said: ' + said if said else ''})"
-
-
 def missing_capabilities(status: str | None = None) -> list[str]:
     """The capabilities of CAPABILITIES this process lacks in its effective set (CapEff of /proc/self/status)."""
     status = Path("/proc/self/status").read_text() if status is None else status
@@ -98,18 +61,8 @@ def privilege_problem() -> str | None:
             "or grant them (e.g. docker run --cap-add NET_ADMIN --cap-add SYS_ADMIN --cap-add NET_RAW)")
 
 
-def host_problem(found=None) -> str | None:
-    """Why the host kernel cannot be the DUT (None when it can), without advice about other backends."""
-    from grelab.dut.host import probe
-    found = found or probe()
-    if found.usable:
-        return None
-    lacking = [kernel_lacks(c, found.missing.get(c, "")) for c in ("gre", "esp") if c not in found.capabilities]
-    return "this kernel lacks " + " and ".join(lacking) + ": boot a kernel that has them"
-
-
 def host_choice() -> Choice:
-    from grelab.dut.host import Host, probe
+    from grelab.dut.host import Host, host_problem, probe
     found = probe()
     problem = host_problem(found)
     if problem:

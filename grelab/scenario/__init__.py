@@ -1,7 +1,8 @@
-"""Scenarios as data (spec), live (net), and the networks they are told in (offices, endpoint), with the
-traffic real hosts make (hosts). A scenario module in scenarios/ is its story plus a few cases:
+"""The scenario platform: scenarios as data (spec), live (net), a lab brought up by hand (live), the traffic real
+hosts make (hosts) and the catalogue (catalog). The networks stories are told in are grelab.networks. A scenario
+module in scenarios/ is its story plus a few cases:
 
-    from grelab.scenario import offices
+    from grelab.networks import offices
     net = offices.two_offices().fixture()
 
     def test_echo(net):

@@ -98,14 +98,14 @@ class LiveLab:
 
 def offices(variant: str = "gre", dut: str = "auto") -> LiveLab:
     """The two offices (h1 - r1 - isp - r2 - h2), variant "gre" or "gre-in-esp"."""
-    from grelab.scenario import offices as made
+    from grelab.networks import offices as made
     scenario = made.two_offices("shell_offices")
     return LiveLab(scenario, _variant(scenario, variant), dut)
 
 
 def endpoint(variant: str = "gre", dut: str = "auto") -> LiveLab:
     """grelab as the far GRE endpoint (grelab - r1 - h1), variant "gre" or "gre-in-esp"."""
-    from grelab.scenario import endpoint as made
+    from grelab.networks import endpoint as made
     scenario = made.grelab_endpoint("shell_endpoint")
     return LiveLab(scenario, _variant(scenario, variant), dut)
 

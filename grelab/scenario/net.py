@@ -26,7 +26,8 @@ from grelab.expect.tunnel import expect_tunnel_carries
 from grelab.errors import GrelabError
 from grelab.scenario import hosts
 from grelab.together import side_by_side
-from grelab.scenario.spec import Scenario, Variant
+# Scenario and Variant (grelab.scenario.spec) are only named in annotations here: spec makes a Net (its fixture),
+# so importing spec would close a circle.
 
 
 class Link:
@@ -119,14 +120,13 @@ class Net:
         stand-ins derived like a variant's SAs (the n-th of a direction, n in the id: the same every run). SAs
         already known are skipped. Returns the new SAs' stand-ins."""
         import dataclasses
-        from grelab.scenario.spec import derived_sa
         stand_ins = []
         for sa in sas:
             if any(sa.spi == known.spi for known in self.sas):
                 continue
             n = 1 + sum((known.src, known.dst) == (sa.src, sa.dst) for known in self.sas)  # this direction's n-th
             variant = dataclasses.replace(self.variant, id=f"{self.variant.id}-negotiated-{n}", esp=sa.algorithm, sas=())
-            stand_in = dataclasses.replace(derived_sa(self.scenario.name, variant, sa.src, sa.dst), mode=sa.mode,
+            stand_in = dataclasses.replace(self.scenario.derived_sa(variant, sa.src, sa.dst), mode=sa.mode,
                                            nat_t=sa.nat_t, esn=sa.esn)
             self.golden.stand_in(sa, stand_in)
             self.golden.sas(sa)

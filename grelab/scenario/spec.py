@@ -17,14 +17,18 @@ import hashlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from grelab.craft.esp import ALGORITHMS, SA
 from grelab.errors import InputError, check_choice
 from grelab.lab.topology import Topology
 
-# Hosts whose packets repeat run to run: no TCP timestamps or IPv6 flow labels (random), and no tail loss
-# probes (a retransmission a busy machine's late ACK would draw: one data segment more than the transfer needs).
-QUIET_HOST = {"net.ipv4.tcp_timestamps": "0", "net.ipv6.auto_flowlabels": "0", "net.ipv4.tcp_early_retrans": "0"}
+# Hosts whose packets repeat run to run: no TCP timestamps or IPv6 flow labels (random), no tail loss probes (a
+# retransmission a busy machine's late ACK would draw: one data segment more than the transfer needs), and no
+# retransmission timeout under 2 s (the kernel's 200 ms floor drew a second copy of an echo whose ACK a loaded
+# machine held back: once in ~100 soak runs). A real loss in a lab shows as a stall, then a golden difference.
+QUIET_HOST = {"net.ipv4.tcp_timestamps": "0", "net.ipv6.auto_flowlabels": "0", "net.ipv4.tcp_early_retrans": "0",
+              **({"net.ipv4.tcp_rto_min_us": "2000000"} if Path("/proc/sys/net/ipv4/tcp_rto_min_us").exists() else {})}
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,10 @@ class Scenario:
                 raise InputError(f"variant {variant.id} sas", variant.sas, f"one SA {local}->{remote} and one back")
             return forward[0], backward[0]
         return (derived_sa(self.name, variant, local, remote), derived_sa(self.name, variant, remote, local))
+
+    def derived_sa(self, variant: Variant, src: str, dst: str) -> SA:
+        """The SA of this scenario, variant and direction that derived_sa makes (a daemon's SA's stand-in)."""
+        return derived_sa(self.name, variant, src, dst)
 
     def fixture(self, name: str = "net"):
         """The pytest fixture (named `net`) giving each case a grelab.scenario.net.Net, once per variant. The

@@ -11,7 +11,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-PARTS = ["grelab.craft.bench", "grelab.lab.bench", "grelab.dut.bench", "grelab.scenario.bench_refusals"]
+PARTS = ["grelab.bench.craft", "grelab.bench.lab", "grelab.bench.dut", "grelab.bench.scenario", "grelab.bench.refusals"]
 
 
 @dataclass
@@ -34,13 +34,13 @@ def timed_rate(fn, count: int) -> float:
 def add_arguments(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.add_argument("--quick", action="store_true", help="smaller samples (for tests)")
-    parser.add_argument("--only", action="append", default=[], metavar="PART", choices=sorted({n.split(".")[1] for n in PARTS}),
-                        help="run only parts whose module name contains PART (craft, lab, dut, scenario)")
+    parser.add_argument("--only", action="append", default=[], metavar="PART", choices=[n.rsplit(".", 1)[1] for n in PARTS],
+                        help="run only these parts (craft, lab, dut, scenario, refusals); repeat for several")
 
 
 def collect(quick: bool, only: list[str]) -> list[Measure]:
     from grelab.progress import progress
-    parts = [name for name in PARTS if not only or name.split(".")[1] in only]
+    parts = [name for name in PARTS if not only or name.rsplit(".", 1)[1] in only]
     results = []
     with progress("benchmarks", total=len(parts), unit="parts") as advance:
         for name in parts:

@@ -22,7 +22,7 @@ from grelab.craft.fast import FastESP, Stream
 from grelab.dut.plan import Plan, XfrmState
 from grelab.lab.build import build
 from grelab.lab.ownership import current_run
-from grelab.scenario.endpoint import FAR_LAN_HOST, GRELAB, H1, IN_ESP, R1_WAN, connect, grelab_endpoint, topology
+from grelab.networks.endpoint import FAR_LAN_HOST, GRELAB, H1, IN_ESP, R1_WAN, connect, grelab_endpoint, topology
 
 STRANGER = esp.SA(0x0000DEAD, "cbc128-sha256", bytes(16), bytes(32), src=GRELAB, dst=R1_WAN)
 

@@ -17,7 +17,7 @@ from grelab.craft.fast import Stream
 from grelab.lab import netns
 from grelab.lab.topology import Node
 from grelab.progress import progress
-from grelab.scenario import endpoint as e
+from grelab.networks import endpoint as e
 
 FLOOD_MAC, PORT, EACH = "02:00:00:00:0f:02", 40009, 40_000
 R1_LAN_MAC = "02:00:00:00:01:01"

@@ -170,10 +170,10 @@ def keepalive_number(frame: bytes) -> int | None:
 
 
 def keepalive_monitor(net, tx, interval: float, misses: int):
-    """grelab.scenario.monitor's KeepaliveMonitor for r1: grelab's keepalives sent with `tx` (a Sender on grelab's
+    """grelab.networks.monitor's KeepaliveMonitor for r1: grelab's keepalives sent with `tx` (a Sender on grelab's
     eth0), their return watched on the transit's capture."""
     from scapy.layers.l2 import Ether
-    from grelab.scenario.monitor import KeepaliveMonitor
+    from grelab.networks.monitor import KeepaliveMonitor
     frame = lambda n: bytes(Ether(src=GRELAB_MAC, dst=R1_WAN_MAC) / keepalive_to_r1(n))  # noqa: E731
     return KeepaliveMonitor(tx.send, net.transit.capture, frame, keepalive_number, interval, misses)
 

@@ -8,7 +8,8 @@ from scapy.layers.l2 import GRE as GREHeader, Ether
 
 from grelab.dut.plan import Neighbour, Plan, Route, Tunnel
 from grelab.dut.tunnel import gre_tunnel
-from grelab.scenario import Comment, endpoint as e
+from grelab.scenario import Comment
+from grelab.networks import endpoint as e
 
 
 COMMENTS = (Comment("r1's ICMP error to h1: the packet is too big for its tunnel", "lan1",

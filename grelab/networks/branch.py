@@ -20,7 +20,7 @@ from grelab.dut.daemon import client, daemon_log, folder, holds_until, wait_unti
 from grelab.dut.plan import Daemon, Plan, XfrmPolicy, XfrmState
 from grelab.dut.tunnel import gre_tunnel
 from grelab.lab.topology import End, Link, Node, Route, Topology
-from grelab.scenario.offices import protected
+from grelab.networks.offices import protected
 from grelab.scenario.spec import GRE, QUIET_HOST, Comment, Scenario, Variant
 
 H1, R1_LAN, LAN1 = "192.0.2.10", "192.0.2.1", "192.0.2.0/26"

@@ -5,7 +5,7 @@ for its GRE) for each kind of packet the kernel must refuse, and the /proc/net/x
     packets = make(net)            # IP packets (bytes) to send as they are; anything they need sent first is sent
     echo_through(net, 10)          # a valid echo, and r1's encrypted answer
 
-grelab.scenario.bench_refusals sends the same kinds at full rate.
+grelab.bench.refusals sends the same kinds at full rate.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from scapy.layers.l2 import GRE, Ether
 
 from grelab.craft.esp import SA
 from grelab.dut.plan import Plan, XfrmState
-from grelab.scenario.endpoint import FAR_LAN_HOST, GRELAB, GRELAB_MAC, H1, R1_WAN, R1_WAN_MAC
+from grelab.networks.endpoint import FAR_LAN_HOST, GRELAB, GRELAB_MAC, H1, R1_WAN, R1_WAN_MAC
 
 BROKEN = "[broken on purpose]"  # tests/test_goldens_tshark.py holds such frames to dissecting only
 OUT_OF_SEQUENCE = "[out of sequence on purpose]"  # ... and lets Wireshark warn of the sequence numbers of these

@@ -7,7 +7,8 @@ from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6EchoRequest, IPv6
 
 from grelab.dut.plan import Plan
 from grelab.dut.tunnel import gre_tunnel
-from grelab.scenario import GRE, Comment, Scenario, endpoint as e
+from grelab.scenario import GRE, Comment, Scenario
+from grelab.networks import endpoint as e
 
 SPOKES = {2: (e.GRELAB, "2001:db8:2::10"), 3: ("198.51.100.3", "2001:db8:3::10")}  # key -> (address, LAN host)
 COMMENTS = (Comment("crafted by grelab as spoke 3", "transit", sent_by="grelab", match=lambda f: f[26:30] == bytes([198, 51, 100, 3])),

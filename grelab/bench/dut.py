@@ -112,11 +112,6 @@ def measures(quick: bool) -> list[Measure]:
         naive_apply_ms = timed_applies(dut, 1 if quick else 3, lambda plan: apply_per_command(dut, plan))
     finally:
         dut.stop()
-    from grelab.scenario.bench import case_ms  # the scenario layer stands on this one
-    cases = 5 if quick else 21
-    scenario_ms, naive_scenario_ms = case_ms(cases), case_ms(1 if quick else 3, per_command=True)
-    with ptrace_mode():
-        ptrace_ms = case_ms(cases)
     return [
         Measure("dut_boot_s", statistics.median(boots), statistics.median(naive_boots), "s",
                 "UML guest start to a configured GRE tunnel + ESP SA (grelab's kernel, everything built in); baseline: "
@@ -129,11 +124,4 @@ def measures(quick: bool) -> list[Measure]:
         Measure("dut_apply_ms", apply_ms, naive_apply_ms, "ms",
                 "apply a plan of a GRE tunnel + 2 SAs + 2 policies + addresses + routes; baseline: one console "
                 "command per iproute2 command or sysctl", "<= 30"),
-        Measure("scenario_case_ms", scenario_ms, naive_scenario_ms, "ms",
-                "median two-office echo case, DUTs up: reset, build, apply, echo, golden compare, teardown; "
-                "baseline: the same with the DUTs configured one console command per iproute2 command (before "
-                "grelab's kernel: 44 ms)", "<= 30"),
-        Measure("uml_seccomp_case_ms", scenario_ms, ptrace_ms, "ms",
-                "the same case, the guests in UML's seccomp mode (grelab's default); baseline: in ptrace mode",
-                "< baseline"),
     ]

@@ -1,5 +1,5 @@
 """IKEv2 with a real daemon, as data: strongSwan's charon in r1 and r2 negotiates the ESP that protects the two
-offices' GRE (grelab.scenario.offices), the peers authenticated by a pre-shared key or by certificates of a
+offices' GRE (grelab.networks.offices), the peers authenticated by a pre-shared key or by certificates of a
 test CA made at run time.
 
     r1 (initiator) ==IKEv2, UDP 500, across the isp== r2 (responder)
@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from grelab.dut.daemon import client, folder, read_sas, wait_until
 from grelab.dut.plan import Daemon, Plan
-from grelab.scenario import offices
+from grelab.networks import offices
 from grelab.scenario.spec import Scenario, Variant
 
 CHARON_LIB = "/usr/lib/ipsec"  # libcharon, libstrongswan, and the plugins in plugins/
