@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from grelab.dut.base import DutError
-from grelab.dut.uml import initramfs, kernel
+from grelab.dut.uml import initramfs, kernel, kernel_source
 from grelab.dut.uml.guest import Uml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,8 +84,8 @@ def test_something_that_is_not_a_uml_kernel_is_refused():
 
 
 def test_the_pin_or_the_newest_of_its_series():
-    assert kernel.choose_version(["7.3.6-1~bpo13+1", kernel.PINNED.version]) == (kernel.PINNED.version, "")
-    version, note = kernel.choose_version(["7.3.6-1~bpo13+1", "7.3.5-1~bpo13+1"])
+    assert kernel_source.choose_version(["7.3.6-1~bpo13+1", kernel.PINNED.version]) == (kernel.PINNED.version, "")
+    version, note = kernel_source.choose_version(["7.3.6-1~bpo13+1", "7.3.5-1~bpo13+1"])
     assert version == "7.3.6-1~bpo13+1" and f"pinned {kernel.PINNED.version} has left the mirror" in note
 
 
@@ -162,11 +162,11 @@ def test_the_source_comes_from_the_archive_apt_uses(tmp_path):
     (tmp_path / "debian.sources").write_text("Types: deb\nURIs: http://security.example/debian-security\n"
                                              "Suites: bookworm-security\n\nTypes: deb\nURIs: http://archive.example/debian/\n"
                                              "Suites: bookworm bookworm-updates\nComponents: main\n")
-    assert kernel.mirror([tmp_path]) == "http://archive.example/debian"
+    assert kernel_source.mirror([tmp_path]) == "http://archive.example/debian"
     one_line = tmp_path / "sources.list"
     one_line.write_text("# a comment\ndeb [arch=amd64] http://other.example/debian bookworm main\n")
-    assert kernel.mirror([one_line]) == "http://other.example/debian"
+    assert kernel_source.mirror([one_line]) == "http://other.example/debian"
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(DutError, match="no Debian archive in this machine's apt sources"):
-        kernel.mirror([empty])
+        kernel_source.mirror([empty])

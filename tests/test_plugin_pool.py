@@ -2,7 +2,7 @@
 import pytest
 
 from grelab.dut.base import DutError
-from grelab.pytest_plugin import DutPool
+from grelab.dut.pool import DutPool
 
 
 class FakeDut:

@@ -94,7 +94,7 @@ def _settled(dut, deadline: float):
 
 
 def measures(quick: bool) -> list[Measure]:
-    from grelab.pytest_plugin import DutPool
+    from grelab.dut.pool import DutPool
     count, scapy_count = (1_000, 50) if quick else (10_000, 500)
     scenario = grelab_endpoint("bench_refusals", variants=(IN_ESP,))
     pool = DutPool("uml")

@@ -20,7 +20,7 @@ def case_ms(count: int, per_command: bool = False) -> float:
     """Median milliseconds of the two-office echo case (plain GRE) over count cases after a first one that
     boots the DUTs: reset, build and apply, the echo and its tunnel check, golden compare, teardown. With
     per_command, the DUTs take their plans one console command per iproute2 command (the old way)."""
-    from grelab.pytest_plugin import DutPool
+    from grelab.dut.pool import DutPool
     from grelab.run import scenarios_dir
     pool = DutPool("uml")
     store = GoldenStore(scenarios_dir().parent / "pcaps")

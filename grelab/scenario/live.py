@@ -31,7 +31,7 @@ class LiveLab:
         from grelab.lab.build import build
         from grelab.lab.ownership import current_run
         from grelab.progress import status
-        from grelab.pytest_plugin import DutPool
+        from grelab.dut.pool import DutPool
         self.scenario, self.variant, self.run_id = scenario, variant, current_run().id
         self.scope = current_run().scope.child(f"live lab {scenario.name}")
         self.folder = Path(tempfile.mkdtemp(prefix=f"grelab-{self.run_id}-live-"))
