@@ -53,6 +53,7 @@ class Daemon:
     env: tuple[tuple[str, str], ...] = ()
     library_paths: tuple[str, ...] = ()
     after: str = ""
+    oneshot: bool = False  # a command that does its job and exits 0 (swanctl --load-all), not a daemon that stays
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not DAEMON_NAME_RE.fullmatch(self.name):
@@ -80,6 +81,8 @@ class Daemon:
         object.__setattr__(self, "library_paths", paths)
         if not isinstance(self.after, str) or self.after and not re.fullmatch(r"[A-Za-z0-9_.{}/-]+", self.after):
             raise InputError(f"daemon {self.name} after", self.after, "a path such as {dir}/../zebra/zserv.api")
+        if not isinstance(self.oneshot, bool):
+            raise InputError(f"daemon {self.name} oneshot", self.oneshot, "True or False")
 
 
 def _host_loader() -> tuple[str, str]:
@@ -185,12 +188,15 @@ def gone_script(pids: dict[str, int]) -> str:
     return out
 
 
-def how_gone(output: str) -> dict[str, str]:
-    """{daemon name: how it ended} from gone_script's output: a status over 128 is the signal that killed it."""
+def how_gone(output: str, oneshots=frozenset()) -> dict[str, str]:
+    """{daemon name: how it ended} from gone_script's output: a status over 128 is the signal that killed it. A
+    oneshot that exited 0 did its job: not listed."""
     import signal
     out = {}
     for m in re.finditer(r"^@@gone (\S+) (\d+)$", output, re.M):
         status = int(m.group(2))
+        if status == 0 and m.group(1) in oneshots:
+            continue
         if status == 127:
             out[m.group(1)] = "it is no longer running"
         elif status > 128:

@@ -146,6 +146,7 @@ class Host(ShellDut):
         from grelab.lab.ownership import current_run
         if not daemons:
             return ""
+        self.__dict__.setdefault("_oneshots", set()).update(d.name for d in daemons if d.oneshot)
         self._daemon_base = str(current_run().path / "daemons" / self.namespace)
         return daemon.host_script(daemons, self._daemon_base)
 
@@ -157,10 +158,13 @@ class Host(ShellDut):
         self.__dict__.setdefault("_daemon_pids", {}).update(daemon.started(output))
 
     def daemons_gone(self) -> dict[str, str]:
-        """{name: how it ended} of the case's daemons no longer running (their parent shell is gone: no status)."""
-        import os
+        """{name: how it ended} of the case's daemons no longer running (their parent shell is gone: no status, so
+        a oneshot that is gone is taken to have done its job)."""
         gone = {}
+        oneshots = self.__dict__.get("_oneshots", set())
         for name, pid in self.__dict__.get("_daemon_pids", {}).items():
+            if name in oneshots:
+                continue
             try:
                 state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
             except OSError:
@@ -173,6 +177,7 @@ class Host(ShellDut):
         import os
         import signal
         import shutil
+        self.__dict__.pop("_oneshots", None)
         for pid in self.__dict__.pop("_daemon_pids", {}).values():
             try:
                 os.killpg(pid, signal.SIGKILL)  # setsid: the daemon leads its own group

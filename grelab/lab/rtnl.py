@@ -13,7 +13,8 @@ import socket
 import struct
 import time
 
-RTM_NEWLINK, RTM_DELLINK, RTM_NEWADDR, RTM_NEWROUTE = 16, 17, 20, 24
+RTM_NEWLINK, RTM_DELLINK, RTM_NEWADDR, RTM_NEWROUTE, RTM_NEWNEIGH = 16, 17, 20, 24, 28
+NDA_DST, NDA_LLADDR, NUD_PERMANENT = 1, 2, 0x80
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_REPLACE, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x100, 0x200, 0x400
 NLMSG_ERROR = 2
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_LINKINFO, IFLA_NET_NS_FD = 1, 3, 4, 10, 18, 28
@@ -153,6 +154,14 @@ class Rtnl:
         body = (struct.pack("BBBBI", family, iface.network.prefixlen, IFA_F_NODAD, RT_SCOPE_UNIVERSE, index)
                 + attr(IFA_LOCAL, raw) + attr(IFA_ADDRESS, raw))
         self.request(RTM_NEWADDR, body, f"add address {address} on link {index}", NLM_F_CREATE | NLM_F_EXCL)
+
+    def add_neighbour(self, index: int, address: str, mac: str) -> None:
+        """A permanent neighbour entry (`ip neigh replace ADDRESS lladdr MAC nud permanent`): never probed."""
+        ip = ipaddress.ip_address(address)
+        family = socket.AF_INET if ip.version == 4 else socket.AF_INET6
+        body = (struct.pack("BxxxiHBB", family, index, NUD_PERMANENT, 0, 0) + attr(NDA_DST, ip.packed)
+                + attr(NDA_LLADDR, bytes.fromhex(mac.replace(":", ""))))
+        self.request(RTM_NEWNEIGH, body, f"neighbour {address} lladdr {mac} on link {index}", NLM_F_CREATE | NLM_F_REPLACE)
 
     def add_route(self, dst: str, via: str | None, oif: int | None, replace: bool = False) -> None:
         """replace: change the route to dst (or add it), as `ip route replace` does, in one message: there is

@@ -152,7 +152,7 @@ def charon(me: str, peer: str, local: str, remote: str, certs: bool) -> Plan:
                     library_paths=(CHARON_LIB,))
     loader = Daemon("swanctl", ("/usr/sbin/swanctl", "--load-all", "--noprompt", "--uri", f"unix://{VICI}"),
                     env={"STRONGSWAN_CONF": "{dir}/../charon/strongswan.conf", "SWANCTL_DIR": "{dir}/../charon/swanctl"},
-                    library_paths=(CHARON_LIB,), after=VICI)
+                    library_paths=(CHARON_LIB,), after=VICI, oneshot=True)
     return Plan(daemons=(daemon, loader))
 
 

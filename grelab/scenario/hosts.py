@@ -16,6 +16,7 @@ from dataclasses import dataclass
 ICMPV6_ECHO_REQUEST, ICMPV6_ECHO_REPLY = 128, 129
 ICMP_ECHO_REQUEST, ICMP_ECHO_REPLY = 8, 0
 TCP_CLOSE = 7  # tcpi_state in struct tcp_info
+SO_RCVBUFFORCE = 33  # socket.h: SO_RCVBUF beyond net.core.rmem_max, for CAP_NET_ADMIN
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,10 @@ def echo_stream(lab, node: str, dst: str, count: int, interval: float = 0.0005, 
         answered: dict[int, float] = {}
         with socket.socket(family, socket.SOCK_RAW, protocol) as s:
             s.setblocking(False)
+            # Room for every reply: a thread the scheduler held back sends the echoes it owes in one burst, and
+            # their replies came back faster than it read them (a run of 57 "lost" echoes on a loaded machine was
+            # this socket's default buffer overflowing, not the tunnel).
+            s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 16 << 20)
             start = time.monotonic()
 
             def read_replies() -> None:
@@ -97,6 +102,7 @@ def echo_stream(lab, node: str, dst: str, count: int, interval: float = 0.0005, 
                 header = struct.pack("!BBHHH", request, 0, 0, ident, seq)
                 s.sendto(header[:2] + struct.pack("!H", _checksum(header + payload)) + header[4:] + payload, (dst, 0))
                 sent[seq] = time.monotonic()
+                read_replies()  # also while catching up: no wait between echoes then
                 if seq == at and midway is not None:
                     midway()
             deadline = time.monotonic() + timeout

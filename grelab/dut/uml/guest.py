@@ -125,6 +125,7 @@ class Uml(ShellDut):
         self.scope.defer(lambda: shutil.rmtree(self.share, ignore_errors=True), f"{self.share}")
         self._files = itertools.count(1)
         self.daemon_pids: dict[str, int] = {}  # this case's daemons (plan.daemons), by name
+        self.oneshots: set[str] = set()  # those of them that are meant to exit (Daemon.oneshot)
         try:
             self._plumb()
             self._boot(image, mem_mib, boot_timeout, [FAST_BOOT] if fast_boot else [])
@@ -229,6 +230,7 @@ class Uml(ShellDut):
             for family in (4, 6):
                 (self.share / f"{number}.ipt{family}").unlink(missing_ok=True)
         self.daemon_pids.update(daemon.started(result.output))
+        self.oneshots |= {d.name for d in plan.daemons if d.oneshot}
         try:
             self._check_applied(rendered, unknown, result.output, result.ok)
         except DutError:
@@ -282,7 +284,7 @@ class Uml(ShellDut):
         exactly those again (the next case of a scenario, mostly): then they stay, and the apply skips them. A
         two-office DUT's reset and apply measured 9.3 ms of the guest's CPU that way against 15-17 ms."""
         self._links_due = True
-        self.daemon_pids = {}
+        self.daemon_pids, self.oneshots = {}, set()
         result = self._run_after_reset("", case=True)
         if not result.ok:
             raise DutCommandError(self.name, result)
@@ -315,7 +317,7 @@ class Uml(ShellDut):
         in init's shell, their parent, which `wait`s for each one's exit status."""
         if not self.daemon_pids or self.died:
             return {}
-        return daemon.how_gone(self._run(daemon.gone_script(self.daemon_pids), in_init_shell=True).output)
+        return daemon.how_gone(self._run(daemon.gone_script(self.daemon_pids), in_init_shell=True).output, self.oneshots)
 
     @property
     def died(self) -> str | None:
