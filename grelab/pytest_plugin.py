@@ -248,7 +248,6 @@ def pytest_runtest_makereport(item, call):
     """A case during which a DUT died fails with one error naming how it died (a panic, with the guest's
     last console lines), whatever symptom the case body saw first (a missing reply, a teardown error)."""
     report = yield
-    _report_case(item, call, report)
     pool = item.config.stash.get(_POOL, None)
     dead = pool.dead() if pool is not None else []
     if dead and call.when in ("call", "setup") and report.failed:
@@ -260,6 +259,7 @@ def pytest_runtest_makereport(item, call):
                                         for dut, name, how in crashed) + f"\n\nwhat the case saw then:\n{report.longrepr}"
     elif dead and call.when == "teardown" and report.failed:
         report.outcome, report.longrepr = "passed", None  # said once, at the call; the lab is gone with it
+    _report_case(item, call, report)  # what the run's report says of the case: what pytest says
     return report
 
 

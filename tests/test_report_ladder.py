@@ -11,7 +11,7 @@ from grelab.craft.esp_sa import read_esp_sa
 from grelab.golden.case import read_pcapng
 from grelab.golden.ladder import carried, golden_marks, labels, rows
 from grelab.golden.recorder import Counted
-from grelab.scenario import endpoint
+from grelab.networks import endpoint
 
 PCAPS = Path(__file__).resolve().parent.parent / "pcaps"
 SAS = tuple(read_esp_sa(PCAPS / "esp_sa"))
