@@ -55,7 +55,9 @@ def pytest_configure(config):
     report = config.getoption("--grelab-report", None)
     if report and not hasattr(config, "workerinput"):  # this run's cases only, never a previous run's
         import shutil
+        from grelab.golden.report import RunReport
         shutil.rmtree(Path(report) / "cases", ignore_errors=True)
+        config.pluginmanager.register(RunReport(Path(report)), "grelab-run-report")  # steps' times, the page
     kernel = config.getoption("--kernel", None)
     if kernel:  # the environment carries it to xdist's workers and to every DUT they boot
         import os
@@ -111,11 +113,15 @@ def pytest_unconfigure(config):
 
 def pytest_report_header(config):
     """The run's first lines name the DUT and its kernel (which kernel ran is part of every result)."""
+    line = dut_line(config)
+    return [f"grelab DUT: {line}"] if line else None
+
+
+def dut_line(config) -> str:
+    """Which DUT and kernel this process's cases run on (the pool's choice), or "" while none is chosen."""
     pool = config.stash.get(_POOL, None)
     choice = pool.chosen if pool is not None else None
-    if choice is not None:
-        return [f"grelab DUT: {choice.name}, kernel {choice.kernel or 'not known to grelab'}"]
-    return None
+    return f"{choice.name}, kernel {choice.kernel or 'not known to grelab'}" if choice is not None else ""
 
 
 def dut_problem(spec: str, exc: DutError) -> str:
@@ -242,7 +248,6 @@ def pytest_runtest_makereport(item, call):
     """A case during which a DUT died fails with one error naming how it died (a panic, with the guest's
     last console lines), whatever symptom the case body saw first (a missing reply, a teardown error)."""
     report = yield
-    _report_case(item, call, report)
     pool = item.config.stash.get(_POOL, None)
     dead = pool.dead() if pool is not None else []
     if dead and call.when in ("call", "setup") and report.failed:
@@ -254,6 +259,7 @@ def pytest_runtest_makereport(item, call):
                                         for dut, name, how in crashed) + f"\n\nwhat the case saw then:\n{report.longrepr}"
     elif dead and call.when == "teardown" and report.failed:
         report.outcome, report.longrepr = "passed", None  # said once, at the call; the lab is gone with it
+    _report_case(item, call, report)  # what the run's report says of the case: what pytest says
     return report
 
 
@@ -276,7 +282,8 @@ def pytest_runtest_call(item):
 
 
 def _report_case(item, call, report) -> None:
-    """With --grelab-report: the case's page data, once it has a result (its call, or a setup that did not pass)."""
+    """With --grelab-report: the case's page data, once it has a result (its call, or a setup that did not pass),
+    drawn from its golden recorder and its lab (grelab.golden.report)."""
     folder = item.config.getoption("--grelab-report", None)
     if not folder or not (call.when == "call" or (call.when == "setup" and not report.passed)):
         return
@@ -284,19 +291,14 @@ def _report_case(item, call, report) -> None:
     failure = str(report.longrepr) if report.failed else ""
     if report.skipped and isinstance(report.longrepr, tuple):
         failure = report.longrepr[2]
-    run_report.save_case(Path(folder), run_report.case_data(item, report.outcome, failure))
-
-
-def pytest_sessionfinish(session):
-    """With --grelab-report: the page, once, by the process that saw every case (xdist's controller)."""
-    folder = session.config.getoption("--grelab-report", None)
-    if folder and not hasattr(session.config, "workerinput") and (Path(folder) / "cases").is_dir():
-        from grelab.golden.report import write_page
-        page = write_page(Path(folder))
-        session.config.stash[_REPORT_PAGE] = page
-
-
-_REPORT_PAGE = pytest.StashKey[Path]()
+    scenario_story = (getattr(item.module, "__doc__", "") or "").strip().split("\n\n")[0]
+    story = (getattr(getattr(item, "function", None), "__doc__", None) or "").strip()
+    facts = {"nodeid": item.nodeid, "scenario": Path(str(item.path)).stem, "case": item.name, "story": story,
+             "scenario_story": scenario_story, "failure": failure, "dut": dut_line(item.config),
+             "outcome": "error" if call.when == "setup" and report.failed else report.outcome}
+    net = item.funcargs.get("net") if hasattr(item, "funcargs") else None
+    run_report.save_case(Path(folder), run_report.case_data(facts, item.stash.get(_RECORDER, None),
+                                                            getattr(net, "lab", None)))
 
 
 def _keep_dir(item) -> Path | None:
@@ -312,9 +314,6 @@ def _keep_only(item) -> None:
 
 
 def pytest_terminal_summary(terminalreporter):
-    page = terminalreporter.config.stash.get(_REPORT_PAGE, None)
-    if page is not None:
-        terminalreporter.write_line(f"grelab report: {page.resolve()}")
     _summary(terminalreporter)
 
 

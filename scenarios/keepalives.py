@@ -52,8 +52,7 @@ def test_keepalive(net, case):
     answers = [e.keepalive_back(1), e.from_r1(reply)] if returns else [e.from_r1(reply)]
     net.transit.expect(answers, ignore=e.IGNORE, timeout=3)
     assert (bytes(e.keepalive_back(1)) in net.transit.frames()) == returns
-    delta = r1.counters().delta(before).flat()
-    assert {k: delta[k] for k in WATCHED if k in delta} == {**ALWAYS, **moved}
+    net.expect_moved("r1", before, {**ALWAYS, **moved}, WATCHED)
 
 
 def test_monitor_reports_down(net):

@@ -104,10 +104,12 @@ def parse_counters(text: str) -> "Counters":
 class Counters(dict):
     """What a DUT counted: {"links": {iface: {stat: n}}, "xfrm": {name: n}, "snmp": {name: n}}.
 
-    `later.delta(earlier)` keeps only what moved, by how much: the "which counter said so" of a test."""
+    `later.delta(earlier)` keeps only what moved, by how much: the "which counter said so" of a test. `at`: when
+    they were read (time.time(), the clock of capture timestamps), so a report can tell which frames a delta spans."""
 
     def __init__(self, links=None, xfrm=None, snmp=None):
         super().__init__(links=links or {}, xfrm=xfrm or {}, snmp=snmp or {})
+        self.at = time.time()
 
     def delta(self, earlier: "Counters") -> "Counters":
         moved = {}

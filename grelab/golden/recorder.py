@@ -5,6 +5,8 @@
     ...the case runs; its expectations use `transit` like any capture...
     golden.explain("h1's echo request, in GRE from r1 to r2: expected once", link="transit", match=request_in_gre)
 
+    golden.counted("r1", before.at, time.time(), {"xfrm.XfrmInNoStates": 1})   # (grelab.scenario.net does it)
+
 After the case body passes, the plugin calls `finish()`: every frame of every capture except link
 chatter (ARP, neighbour discovery, MLD, also inside a tunnel) is normalized, commented and compared with
 pcaps/<scenario>/<case>.pcapng, or written there with --update-golden.
@@ -15,6 +17,7 @@ import heapq
 import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from scapy.layers.l2 import Ether
@@ -30,6 +33,17 @@ from grelab.errors import GrelabError
 from grelab.golden.store import GoldenStore
 
 
+@dataclass(frozen=True)
+class Counted:
+    """What a DUT counted while the case ran, as the case asserted it: between `since` and `until` (seconds since
+    the case's start, like frames' times) the DUT's counters moved by `moved` (Counters.flat names). The run report
+    draws a frame sent to that DUT within the span that never came out of it as a drop, these counters beside it."""
+    dut: str
+    since: float
+    until: float
+    moved: dict
+
+
 class GoldenRecorder:
     def __init__(self, store: GoldenStore, scenario: str, case: str, update_hint: str):
         self.store, self.scenario, self.case, self.update_hint = store, scenario, case, update_hint
@@ -41,6 +55,8 @@ class GoldenRecorder:
         self._stand_ins: dict[int, SA] = {}
         self._left_out: list[tuple[str | None, Callable[[bytes], bool]]] = []
         self._order: list[tuple[str | None, Callable[[bytes], object]]] = []
+        self.where: dict[str, tuple[str, str]] = {}  # link name -> (node, ifname) of its capture
+        self.counts: list[Counted] = []
 
     def leave_out_routing(self, routing) -> None:
         """Leave daemons' control-plane traffic out of the golden (grelab.expect.match.is_routing): it is timed
@@ -57,11 +73,22 @@ class GoldenRecorder:
         """Arm a capture on node:ifname whose frames go into the golden under the name `link`."""
         cap = lab.capture(node, ifname, expression)
         self._captures.append((link, cap))
+        self.where[link] = (node, ifname)
         return cap
 
     def sas(self, *sas: SA) -> None:
         """ESP SAs of this case: their packets are compared after decryption and land in pcaps/esp_sa."""
         self._sas.extend(sas)
+
+    @property
+    def esp_sas(self) -> tuple[SA, ...]:
+        """What decrypts this case's ESP as record() has it: the SAs given so far and their stand-ins."""
+        return tuple(self._sas) + tuple(self._stand_ins.values())
+
+    def counted(self, dut: str, since: float, until: float, moved: dict[str, int]) -> None:
+        """The case saw `dut`'s counters move by `moved` between the times since and until (time.time()): kept
+        for the run report (see Counted)."""
+        self.counts.append(Counted(dut, round(since - self.start, 6), round(until - self.start, 6), dict(moved)))
 
     def explain(self, comment: str, link: str | None = None, match=None, ignore=(), first: bool = False) -> None:
         """Frames on `link` (any link if None) that match get this comment in the golden; the first rule that

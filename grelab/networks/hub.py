@@ -43,11 +43,6 @@ def reply_to(spoke: int, seq: int):  # h1's reply as r1 sends it down the spoke'
 WATCHED = ("gre2.rx_packets", "gre3.rx_packets", "gre2.tx_packets", "gre3.tx_packets", "snmp.IcmpOutDestUnreachs")
 
 
-def moved(net, before) -> dict:
-    delta = net.dut("r1").counters().delta(before).flat()
-    return {k: delta[k] for k in WATCHED if k in delta}
-
-
 def hub_and_spoke(name: str = "hub_and_spoke") -> Scenario:
     return e.grelab_endpoint(name, variants=[GRE], topology=partial(e.topology, also=(SPOKES[3][0],)),
                              comments=COMMENTS, tunnels=lambda variant, sas: {"r1": hub()})

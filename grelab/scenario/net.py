@@ -5,6 +5,7 @@
     moved = net.dut("r1").counters().delta(before)             # which counter said so
     net.send("grelab", IP(...)/GRE()/...)                     # crafted, framed and (ESP) encrypted for you
     net.expect_counters("r1", before, {"XfrmInNoStates": 1})  # a refusal: what the kernel counted
+    net.expect_moved("r1", before, {"gre1.rx_crc_errors": 1}, WATCHED)   # exactly that of the counters WATCHED
     net.transit.expect(reply_template, ignore=["IP.id"])       # decrypted with the variant's SAs first
     link, frames = net.expect_on_any(["lan2", "lan3"], template)   # "verify on any of these ports"
 
@@ -276,11 +277,23 @@ class Net:
         while True:
             moved = self.dut(dut).counters().delta(before)
             if moved["xfrm"] == xfrm:
+                self.golden.counted(dut, before.at, moved.at, {f"xfrm.{k}": n for k, n in xfrm.items()})
                 return moved
             reached = all(moved["xfrm"].get(name, 0) >= n for name, n in xfrm.items())
             if reached or time.monotonic() > deadline:
                 raise AssertionError(f"DUT {dut}: /proc/net/xfrm_stat moved by {moved['xfrm'] or 'nothing'}, "
                                      f"expected exactly {xfrm}; SNMP moved by {moved['snmp']}, links by {moved['links']}")
+
+    def expect_moved(self, dut: str, before, moved: dict[str, int], watched) -> dict[str, int]:
+        """Of the `watched` counters (Counters.flat names: gre1.rx_crc_errors, snmp.IcmpOutDestUnreachs), exactly
+        `moved` moved since `before` (the DUT's counters() then). The run report draws what the DUT dropped meanwhile
+        with these beside it. Returns every counter that moved (flat)."""
+        after = self.dut(dut).counters()
+        delta = after.delta(before).flat()
+        seen = {k: delta[k] for k in watched if k in delta}
+        assert seen == moved, f"DUT {dut}: of {', '.join(watched)}, {seen or 'nothing'} moved, expected exactly {moved}"
+        self.golden.counted(dut, before.at, after.at, moved)
+        return delta
 
     def expect_on_any(self, links: list[str], packets, timeout: float = 1.0, **options) -> tuple[str, list]:
         """Wait until the packets arrive on one of these links (whichever first); (that link, the frames)."""
