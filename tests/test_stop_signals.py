@@ -7,6 +7,7 @@ and first writes down what the run has made by then (its namespaces, its recorde
 gone once the process has exited, and the process must have died of that signal."""
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -81,6 +82,36 @@ def stopped_run(tmp_path, at: str, sig: str, workers: int = 0) -> tuple[subproce
     return done, [json.loads(f.read_text()) for f in sorted(out.iterdir())]
 
 
+def descends_from(pid: int, ancestor: int) -> bool:
+    """Whether process pid is ancestor or one of its descendants (its parents followed up through /proc)."""
+    while pid > 1:
+        if pid == ancestor:
+            return True
+        try:
+            pid = int(re.search(r"^PPid:\s*(\d+)", Path(f"/proc/{pid}/status").read_text(), re.M).group(1))
+        except (OSError, AttributeError):
+            return False
+    return False
+
+
+def runs_of(process: int) -> set[str]:
+    """The runs (folders under /run/grelab) that this process or its descendants own: other tests' runs, which
+    come and go at the same time in a parallel suite, are not theirs."""
+    mine = set()
+    for run in os.listdir(RUN_ROOT) if RUN_ROOT.exists() else ():
+        try:
+            owner = int((RUN_ROOT / run / "owner").read_text())
+        except (OSError, ValueError):
+            continue
+        if descends_from(owner, process):
+            mine.add(run)
+    return mine
+
+
+def namespaces_of(runs: set[str]) -> list[str]:
+    return [n for n in os.listdir(NETNS_DIR) if n.split("-")[1:2] and n.split("-")[1] in runs]
+
+
 def assert_nothing_left(made: dict) -> None:
     assert made["namespaces"], made  # the run had made something by then
     left = [n for n in made["namespaces"] if (NETNS_DIR / n).exists()]
@@ -105,18 +136,16 @@ def test_an_xdist_run_stopped_through_its_controller_leaves_nothing(tmp_path):
     """SIGTERM to the controller only (what `timeout` does): the workers get it too and clean up their own."""
     shutil.copy(ROOT / "scenarios/two_offices.py", tmp_path / "two_offices.py")
     shutil.copytree(ROOT / "pcaps/two_offices", tmp_path / "pcaps/two_offices")
-    before = set(os.listdir(RUN_ROOT)) if RUN_ROOT.exists() else set()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("PYTEST_XDIST_WORKER", None)
     child = subprocess.Popen([sys.executable, "-m", "pytest", "two_offices.py", "-p", "no:cacheprovider", "--rootdir",
                               str(tmp_path), "--dut", "uml", "-q", "-n", "2"], cwd=tmp_path, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     runs: set[str] = set()
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline and child.poll() is None:  # until both workers have guests up
-        runs = {r for r in os.listdir(RUN_ROOT) if not r.startswith(".")} - before
-        guests = [n for n in os.listdir(NETNS_DIR) if n.split("-")[1:2] and n.split("-")[1] in runs]
-        if len(runs) >= 2 and len(guests) >= 4:
+        runs = runs_of(child.pid)
+        if len(runs) >= 2 and all(len([n for n in namespaces_of({r}) if "-r" in n]) >= 2 for r in runs):
             break
         time.sleep(0.01)
     made = {r: [n for n in os.listdir(NETNS_DIR) if n.startswith(f"grelab-{r}-")] for r in runs}
@@ -143,16 +172,16 @@ def test_an_xdist_worker_killed_outright_is_cleaned_up_by_its_controller(tmp_pat
 def test_grelab_run_stopped_by_timeout_leaves_nothing(tmp_path):
     """The issue's reproduction: `timeout 1.5 grelab run two_offices` left 2 namespaces, 2 guests and its folder.
     Here SIGTERM comes once the run's guests are up, as `timeout` would send it."""
-    before = set(os.listdir(RUN_ROOT)) if RUN_ROOT.exists() else set()
     env = {**os.environ}
     env.pop("PYTEST_XDIST_WORKER", None)
     child = subprocess.Popen([str(Path(sys.executable).with_name("grelab")), "run", "two_offices", "--dut", "uml"],
                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     made: list[str] = []
-    deadline = time.monotonic() + 60
+    runs: set[str] = set()
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline and child.poll() is None and len(made) < 2:
-        runs = {r for r in os.listdir(RUN_ROOT) if not r.startswith(".")} - before
-        made = [n for n in os.listdir(NETNS_DIR) if n.split("-")[1:2] and n.split("-")[1] in runs]
+        runs = runs_of(child.pid)
+        made = namespaces_of(runs)
         time.sleep(0.01)
     child.send_signal(signal.SIGTERM)
     said = child.communicate(timeout=60)[0]
