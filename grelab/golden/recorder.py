@@ -61,7 +61,7 @@ class GoldenRecorder:
     def leave_out_routing(self, routing) -> None:
         """Leave daemons' control-plane traffic out of the golden (grelab.expect.match.is_routing): it is timed
         by the daemons, so how much of it a case sees varies run to run. ESP sequence numbers are then
-        renumbered in the golden's order (the traffic left out used some)."""
+        renumbered in the golden's order (the traffic left out used some), as after leave_out."""
         self._routing = frozenset(routing)
 
     def stand_in(self, real: SA, stand_in: SA) -> None:
@@ -135,7 +135,9 @@ class GoldenRecorder:
                 mine = [i for i in slots if raw[i][1] == link]
                 for i, item in zip(mine, sorted((raw[i] for i in mine), key=lambda item: key(item[2]))):
                     raw[i] = item
-        normalizer = Normalizer(self._sas, renumber=bool(self._routing), stand_ins=self._stand_ins)
+        # Frames left out used ESP sequence numbers: the golden renumbers them in its own order, so how many a
+        # kernel's timing left out never shows in the frames kept.
+        normalizer = Normalizer(self._sas, renumber=bool(self._routing or self._left_out), stand_ins=self._stand_ins)
         record = CaseRecord()
         for stamp, link, data in raw:
             if is_noise(data) or any(where in (None, link) and match(data) for where, match in self._left_out):
