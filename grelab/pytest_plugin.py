@@ -47,9 +47,12 @@ def pytest_configure(config):
     arm_stop_signals()
     if _xdist_controller(config):
         on_stop(_pass_on_to_children)
-    if hasattr(config, "workerinput"):  # an xdist worker: its guests share one CPU, the next worker's the next one
+    if hasattr(config, "workerinput"):  # an xdist worker: it and its guests on one CPU, the next worker's the next one
         from grelab.dut.uml.guest import pin_guests
         pin_guests(int(config.workerinput["workerid"].removeprefix("gw")))
+    elif not _xdist_controller(config) and not config.option.collectonly:  # the one process running the cases
+        from grelab.dut.uml.guest import pin_guests
+        pin_guests(0)
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
     report = config.getoption("--grelab-report", None)

@@ -84,8 +84,12 @@ class KeepaliveMonitor:
         self._seen = len(frames)
 
     def run(self, until="down", timeout: float = 5.0) -> MonitorReport:
-        """Send keepalives until the tunnel is reported down (until="down") or `n` have been answered
-        (until=("answered", n)); AssertionError if neither happens before the deadline."""
+        """Send keepalives until the tunnel is reported down (until="down"), `n` have been answered
+        (until=("answered", n)), or `n` have been sent and then answered, none more sent (until=("sent", n): how many
+        went out is then the caller's, not the far end's latency against the interval); AssertionError if that does
+        not happen before the deadline."""
+        if until != "down" and until[0] == "sent":
+            return self._send(until[1], timeout)
         report, pending = MonitorReport(), {}
         start = time.monotonic()
         deadline = start + timeout
@@ -113,3 +117,24 @@ class KeepaliveMonitor:
             if until == "down" and len(last) == self.misses and all(k.answered_at is None for k in last):
                 report.down_at = time.monotonic()
                 return report
+
+    def _send(self, count: int, timeout: float) -> MonitorReport:
+        """`count` keepalives on the schedule, then their answers until all are in or the deadline."""
+        report, pending = MonitorReport(), {}
+        start = time.monotonic()
+        for n in range(count):
+            while (left := start + n * self.interval - time.monotonic()) > 0:
+                self._arrived.wait(left)
+                self._arrived.clear()
+            keepalive = Keepalive(self._next, time.monotonic())
+            self._next += 1
+            report.keepalives.append(keepalive)
+            pending[keepalive.number] = keepalive
+            self.send(self.keepalive_for(keepalive.number))
+        deadline = start + timeout
+        while True:
+            self._collect(pending)
+            if not report.unanswered or time.monotonic() > deadline:
+                return report
+            self._arrived.wait(max(0.0, deadline - time.monotonic()))
+            self._arrived.clear()
