@@ -84,15 +84,22 @@ class ResultTable:
         return ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in table]
 
 
-def run(args) -> int:
+def scenario_targets(names: list[str]) -> list[str]:
+    """The scenario modules named (two_offices or two_offices.py) as pytest's arguments; all of scenarios/ if none."""
     folder = scenarios_dir()
     targets = []
-    for name in args.scenarios:
+    for name in names:
         module = folder / f"{name.removesuffix('.py')}.py"
         if not module.exists():
             known = sorted(p.stem for p in folder.glob("[a-z]*.py"))
             raise InputError("SCENARIO", name, "one of " + ", ".join(known))
         targets.append(str(module))
+    return targets or [str(folder)]
+
+
+def run(args) -> int:
+    folder = scenarios_dir()
+    targets = scenario_targets(args.scenarios)
     from grelab.dut.select import select
     for option, path in (("--report", args.report), ("--keep-pcaps", args.keep_pcaps)):
         if path:
@@ -108,7 +115,7 @@ def run(args) -> int:
     # (exit 2) up front. The run's header names it and its kernel.
     choice = select(args.dut)
     print(f"grelab run: DUT {choice.name}, kernel {choice.kernel or 'not known to grelab'}", flush=True)
-    pytest_args = (targets or [str(folder)]) + ["--dut", args.dut, "-q", "-p", "no:cacheprovider",
+    pytest_args = targets + ["--dut", args.dut, "-q", "-p", "no:cacheprovider",
                                                 "--rootdir", str(folder.parent)]
     if args.workers not in ("0", 0):
         pytest_args += ["-n", str(args.workers)]

@@ -17,8 +17,8 @@ import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from grelab.errors import GrelabError, InputError, option_number
-from grelab.run import check_folder, scenarios_dir, workers
+from grelab.errors import GrelabError, option_number
+from grelab.run import check_folder, scenario_targets, scenarios_dir, workers
 
 EXAMPLES = """examples:
   grelab soak --runs 20 --load 2               # the whole catalogue 20 times, 2 CPU hogs beside it
@@ -99,19 +99,14 @@ def soak_run(n: int, argv: list[str], out: Path) -> tuple[int, float]:
 def run(args) -> int:
     from grelab.lab.ownership import current_run
     folder = scenarios_dir()
-    targets = []
-    for name in args.scenarios:
-        module = folder / f"{name.removesuffix('.py')}.py"
-        if not module.exists():
-            raise InputError("SCENARIO", name, "one of " + ", ".join(sorted(p.stem for p in folder.glob("[a-z]*.py"))))
-        targets.append(str(module))
+    targets = scenario_targets(args.scenarios)
     if args.out:
         check_folder("--out", args.out)
         out = Path(args.out)
         out.mkdir(exist_ok=True)
     else:
         out = Path(tempfile.mkdtemp(prefix="grelab-soak-"))
-    argv = [sys.executable, "-m", "pytest", *(targets or [str(folder)]), "--dut", args.dut, "-q", "-p", "no:cacheprovider",
+    argv = [sys.executable, "-m", "pytest", *targets, "--dut", args.dut, "-q", "-p", "no:cacheprovider",
             "--rootdir", str(folder.parent), "-o", "junit_family=xunit1"]
     if args.workers not in ("0", 0):
         argv += ["-n", str(args.workers)]
