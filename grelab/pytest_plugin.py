@@ -13,6 +13,7 @@ a run that cannot test what it was asked to is never green.
 """
 from __future__ import annotations
 
+import re
 import threading
 import warnings
 from pathlib import Path
@@ -471,7 +472,8 @@ def _summary(terminalreporter):
              for key, value in getattr(r, "user_properties", []) if key == "golden" and r.when == "call"]
     if lines:
         terminalreporter.section("golden pcaps")
-        changed = sorted(line for line in lines if not line.startswith("unchanged"))
+        changed = sorted(line for line in lines if not line.startswith("unchanged")
+                         or re.search(r"companion (created|changed)", line))  # a companion written counts
         for line in changed:
             terminalreporter.write_line(line)
         terminalreporter.write_line(f"{len(changed)} written, {len(lines) - len(changed)} unchanged")

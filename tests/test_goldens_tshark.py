@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from grelab.craft.esp_sa import read_grelab_rows
+from grelab.craft.keys import read_grelab_rows
 from grelab.craft.peel import peel
 from grelab.golden.case import read_pcapng
 

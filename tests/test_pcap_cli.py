@@ -72,5 +72,6 @@ def test_unreadable_inputs_are_one_line_exit_2(tmp_path):
     keys = tmp_path / "bad.esp_sa"
     keys.write_text('"IPv4","1.1.1.1","2.2.2.2","0x1","ROT13","0x00","NULL",""\n')
     message = one_line_error(grelab("pcap", "show", GOLDEN, "--esp-sa", keys), "pcap")
-    assert f"{keys} line 1: 'ROT13 / NULL' is not allowed; allowed: algorithms and key lengths" in message
+    assert f"{keys} line 1: encryption: 'ROT13 with a 1-byte key' is not allowed; allowed: one of AES-CBC [RFC3602] " \
+           "(16, 32 bytes); AES-CTR [RFC3686] (20, 36 bytes); " in message
     assert grelab("pcap").returncode == 2  # no action: usage

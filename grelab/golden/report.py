@@ -17,6 +17,7 @@ from pathlib import Path
 from grelab.craft.peel import describe
 from grelab.errors import GrelabError
 from grelab.golden.case import write_pcapng
+from grelab.golden.decrypted import COMPANION, decrypted_frames, needs_companion
 from grelab.golden.recorder import GoldenRecorder
 from grelab.outputs import write_all
 
@@ -39,6 +40,8 @@ def case_data(item, outcome: str, failure: str) -> dict:
         data["failure"] += f"\n(no ladder: the captures could not be read: {exc})"
         return data
     data["_frames"] = frames
+    if needs_companion(recorder.golden_sas()):  # ESP Wireshark 4.0 cannot decrypt: a decrypted companion beside it
+        data["_companion"] = decrypted_frames(frames, recorder.golden_sas())[0]
     owner: dict[str, str] = {}
     if net is not None:
         data["nodes"] = [n.name for n in net.lab.topology.nodes]
@@ -87,11 +90,14 @@ def save_case(folder: Path, data: dict) -> None:
     cases = folder / "cases"
     cases.mkdir(parents=True, exist_ok=True)
     stem = file_stem(data["nodeid"])
-    frames = data.pop("_frames", None)
+    frames, companion = data.pop("_frames", None), data.pop("_companion", None)
     writers = {str(cases / f"{stem}.json"): lambda tmp: Path(tmp).write_text(json.dumps(data))}
     if frames:
         data["pcap"] = f"cases/{stem}.pcapng"
         writers[str(cases / f"{stem}.pcapng")] = lambda tmp: write_pcapng(frames, Path(tmp))
+    if companion:
+        data["companion"] = f"cases/{stem}{COMPANION}"
+        writers[str(cases / f"{stem}{COMPANION}")] = lambda tmp: write_pcapng(companion, Path(tmp))
     write_all(writers)
 
 
@@ -119,6 +125,9 @@ def render(cases: list[dict]) -> str:
             if c.get("pcap"):
                 body.append(f'<p><a class="pcap" href="{e(c["pcap"])}">{e(c["pcap"].split("/")[-1])}</a> '
                             "(ESP decrypts with the project's pcaps/esp_sa: grelab wireshark FILE)</p>")
+            if c.get("companion"):
+                body.append(f'<p><a class="companion" href="{e(c["companion"])}">{e(c["companion"].split("/")[-1])}'
+                            "</a> (its ESP decrypted by grelab, for a Wireshark that cannot decrypt it)</p>")
             if c["arrows"]:
                 body.append(ladder(c))
             if c["failure"]:
