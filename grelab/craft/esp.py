@@ -369,7 +369,7 @@ def decrypt_frame(frame: bytes, sas) -> bytes:
     """An Ethernet frame with its ESP (of one of `sas`, by SPI) decrypted in place: Ethernet / the decrypted
     packet, as the receiver's stack sees it. Frames without ESP, or of another SA, come back unchanged, told
     from their bytes without dissecting them."""
-    spi = _esp_spi(frame)
+    spi = frame_esp_spi(frame)
     if spi is None or not hasattr(sas, "sas_for") and all(sa.spi != spi for sa in sas):
         return frame
     from scapy.layers.l2 import Ether  # here: the rest of this module works on IP packets only
@@ -384,7 +384,7 @@ def decrypt_frame(frame: bytes, sas) -> bytes:
 _IPV6_EXTENSIONS = (0, 43, 44, 60)  # hop-by-hop, routing, fragment, destination options: ESP may follow them
 
 
-def _esp_spi(frame: bytes) -> int | None:
+def frame_esp_spi(frame: bytes) -> int | None:
     """The SPI of the ESP in an Ethernet frame, read from its bytes: ESP right under the IPv4 header (protocol
     50), the IPv6 header (next header 50, after any extension headers; in a first fragment) or NAT-T's UDP
     header (port 4500, RFC 3948). None when there is no ESP there (a zero SPI marks NAT-T's non-ESP)."""

@@ -161,6 +161,6 @@ class GoldenRecorder:
             kept = self.golden_sas()
             if kept:
                 self.store.merge_esp_sa([line for sa in kept for line in esp_sa_lines(sa)])
-            companion = self.store.update_companion(self.scenario, self.case, frames, kept)
+            companion = self.store.update_companion(self.scenario, self.case, kept)
             return None, status + (f", {companion}" if companion else "")
         return self.store.compare(self.scenario, self.case, frames, self.update_hint), None

@@ -61,16 +61,18 @@ class GoldenStore:
         _write_whole(frames, path)
         return status
 
-    def update_companion(self, scenario: str, case: str, frames: list[Frame], sas) -> str | None:
+    def update_companion(self, scenario: str, case: str, sas) -> str | None:
         """With a golden whose ESP Wireshark 4.0 cannot decrypt (grelab.golden.decrypted.needs_companion): write its
-        companion <case>.decrypted.pcapng, the golden's frames with that ESP opened, if it is new or changed.
+        companion <case>.decrypted.pcapng, the golden's frames (timestamps too) with that ESP opened, if it is new
+        or differs.
         Returns 'companion created', '... changed', '... unchanged', or None when the golden needs none (then an
         existing file of that name is left alone)."""
         if not needs_companion(sas):
             return None
         path = companion_path(self.path(scenario, case))
-        opened, _ = decrypted_frames(frames, sas)
-        if path.exists() and _per_link(read_pcapng(path)) == _per_link(opened):
+        golden = read_pcapng(self.path(scenario, case))  # as on disk: an unchanged golden keeps its timestamps
+        opened, _ = decrypted_frames(golden, sas)
+        if path.exists() and read_pcapng(path) == opened:
             return "companion unchanged"
         status = "companion changed" if path.exists() else "companion created"
         _write_whole(opened, path)
