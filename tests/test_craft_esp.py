@@ -166,6 +166,7 @@ def test_peel_refuses_an_integrity_failure_unless_told_not_to_verify():
     ("ctr256-sha512", ["enc", "rfc3686(ctr(aes))", "0x" + bytes(range(7, 43)).hex(), "auth-trunc", "hmac(sha512)",
                        "0x" + bytes(range(90, 154)).hex(), "256"]),
     ("null-cmac", ["enc", "ecb(cipher_null)", "", "auth-trunc", "cmac(aes)", "0x" + bytes(range(90, 106)).hex(), "96"]),
+    ("3des-none", ["enc", "cbc(des3_ede)", "0x" + bytes(range(7, 31)).hex()]),  # confidentiality only: enc alone
 ])
 def test_xfrm_words_are_the_kernels_names(algorithm, words):
     assert xfrm_algorithm_words(make_sa(algorithm)) == words
