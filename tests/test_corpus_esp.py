@@ -83,7 +83,7 @@ def test_the_figures(record_property):
     decrypted = sum(" ".join(show(name, keys[0])).count(UNCHECKED) for name, keys, _ in OPENED)
     left = sum(" ".join(show(f.name, SECRETS)).count("still encrypted") for f in files)
     assert decrypted == sum(headers for _, _, headers in OPENED) == 40
-    print(f"\nESP corpus (tcpdump's test suite): {len(files)} files, {frames} frames, {decrypted} ESP packets "
-          f"decrypted with the published keys, {left} left encrypted (key not published)")
-    for key, value in (("files", len(files)), ("frames", frames), ("esp_decrypted", decrypted), ("esp_left", left)):
-        record_property(f"corpus.esp.{key}", value)
+    line = (f"ESP corpus (tcpdump's test suite): {len(files)} files, {frames} frames, {decrypted} ESP packets "
+            f"decrypted with the published keys, {left} left encrypted (key not published)")
+    print("\n" + line)
+    record_property("figures", line)  # the grelab plugin prints it at the end of the run, in CI too

@@ -109,7 +109,7 @@ def _addresses(frame: Frame) -> tuple[str, str]:
     return ip.src, ip.dst
 
 
-def test_every_companion_is_its_golden_decrypted_today():
+def test_every_companion_is_its_golden_decrypted_today(record_property):
     """Each companion belongs to a golden and is what grelab makes of it now, byte for byte; tshark reads it
     cleanly; the figures (goldens with ESP, readable directly or through a companion) are printed."""
     assert COMPANIONS, "no companion: the goldens of AES-CCM, AES-GMAC and ChaCha20-Poly1305 need one"
@@ -123,5 +123,7 @@ def test_every_companion_is_its_golden_decrypted_today():
         assert tally.opened and not tally.left, f"{golden}: {tally}"
         assert tshark(companion, "-Y", "_ws.malformed || _ws.expert.severity >= warning") == ""
     with_esp = [g for g in GOLDENS if any(frame_esp_spi(f.data) is not None for f in read_pcapng(g))]
-    print(f"\n{len(with_esp)} goldens with ESP: {len(with_esp) - len(COMPANIONS)} read decrypted in Wireshark 4.0 "
-          f"directly, {len(COMPANIONS)} through their companion")
+    line = (f"{len(with_esp)} goldens with ESP: {len(with_esp) - len(COMPANIONS)} read decrypted in Wireshark 4.0 "
+            f"directly, {len(COMPANIONS)} through their companion")
+    print("\n" + line)
+    record_property("figures", line)

@@ -298,7 +298,9 @@ def sas_for(sas, spi: int, src: str, dst: str) -> list[SA]:
 def open_with(sas, packet: Packet, seq_hi: int = 0, verify: bool = True) -> Opened | None:
     """packet's ESP opened with the first of sas_for(...) that opens it; None when no SA is for it. When every one
     fails, the first one's error is raised."""
-    esp = packet[ESP]
+    esp = packet.getlayer(ESP)
+    if esp is None:  # an ESP header cut short: scapy left it raw
+        raise InputError("packet", packet.summary(), "an IP or IPv6 packet carrying ESP")
     failures = []
     for sa in sas_for(sas, esp.spi, packet.src, packet.dst):
         try:
