@@ -90,6 +90,10 @@ def test_tcpdump_secrets_with_and_without_an_address_in_a_file_and_inline(tmp_pa
     included = tmp_path / "main.txt"
     included.write_text(f"file {secrets.name}\n")
     assert len(read_keys(included)) == 1
+    loop = tmp_path / "loop.txt"
+    loop.write_text("file loop.txt\n")
+    with pytest.raises(InputError, match=r"loop.txt line 1: file: .*\(it includes itself\)"):
+        read_keys(loop)
     text_secret = parse_keys("0x1234@192.0.2.2 aes128-cbc-hmac96:0123456789abcdef")  # 16 bytes written as text
     assert next(iter(text_secret)).sa.key == b"0123456789abcdef"
 

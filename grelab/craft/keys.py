@@ -77,10 +77,6 @@ class Keys:
             self._found[spi, src, dst] = [dataclasses.replace(k.sa, spi=spi, src=src, dst=dst) for k in found]
         return self._found[spi, src, dst]
 
-    def exact(self) -> list[SA]:
-        """The SAs of the keys without wildcards."""
-        return [k.sa for k in self.keys if ANY not in k.spi + k.src + k.dst]
-
     def esp_sa_text(self) -> str:
         """Wireshark's esp_sa table for these keys, wildcards kept; grelab's comment rows for exact SAs Wireshark
         cannot decrypt or check."""
@@ -95,13 +91,15 @@ class Keys:
         return "# Wireshark ESP SAs written by grelab\n" + "".join(line + "\n" for line in lines)
 
 
-def read_keys(path: str | Path, option: str = "--esp-sa") -> Keys:
+def read_keys(path: str | Path, option: str = "--esp-sa", _within: tuple[Path, ...] = ()) -> Keys:
     """The keys of a file in any of the forms (the module's docstring)."""
+    if Path(path).resolve() in _within:
+        raise InputError(option, str(path), "a file not already being read (it includes itself)")
     try:
         text = Path(path).read_text(errors="replace")
     except OSError as exc:
         raise InputError(option, str(path), f"a readable keys file ({exc.strerror})") from None
-    return parse_keys(text, str(path), Path(path).parent)
+    return parse_keys(text, str(path), Path(path).parent, (*_within, Path(path).resolve()))
 
 
 def keys_from(values: Iterable[str | Path], option: str = "--esp-sa") -> Keys:
@@ -119,7 +117,7 @@ def keys_from(values: Iterable[str | Path], option: str = "--esp-sa") -> Keys:
     return keys
 
 
-def parse_keys(text: str, source: str = "keys", folder: Path | None = None) -> Keys:
+def parse_keys(text: str, source: str = "keys", folder: Path | None = None, _within: tuple[Path, ...] = ()) -> Keys:
     """Keys from text: `ip xfrm state` output or commands when a line starts so, else line by line esp_sa rows,
     grelab's comment rows, tcpdump secrets ("[0xSPI@ADDRESS ]ALGORITHM:SECRET"; "file PATH"; "ikev2 ..." lines,
     IKE's keys not ESP's, are skipped). Every bad line is named; the first one's field is said in full."""
@@ -129,7 +127,7 @@ def parse_keys(text: str, source: str = "keys", folder: Path | None = None) -> K
     keys, bad = [], []
     for number, line in enumerate(text.splitlines(), 1):
         try:
-            keys += _line_keys(line.strip(), f"{source} line {number}", folder)
+            keys += _line_keys(line.strip(), f"{source} line {number}", folder, _within)
         except InputError as exc:
             bad.append((number, exc))
     if bad:
@@ -152,7 +150,7 @@ def parse_xfrm_state(text: str, source: str = "ip xfrm state") -> list[SA]:
     return [sa for sa, _ in _xfrm_states(text, source)]
 
 
-def _line_keys(line: str, where: str, folder: Path | None) -> list[Key]:
+def _line_keys(line: str, where: str, folder: Path | None, within: tuple[Path, ...]) -> list[Key]:
     grelab_row = GRELAB_ROW.fullmatch(line)
     if grelab_row:
         return [_grelab_key(next(csv.reader([grelab_row["row"]])), where)]
@@ -163,7 +161,7 @@ def _line_keys(line: str, where: str, folder: Path | None) -> list[Key]:
     words = line.split()
     if words[0].lower() == "file" and len(words) == 2:
         included = Path(words[1]) if folder is None or Path(words[1]).is_absolute() else folder / words[1]
-        return list(read_keys(included, f"{where}: file"))
+        return list(read_keys(included, f"{where}: file", within))
     if words[0].lower() == "ikev2":
         return []  # an IKEv2 SA's keys (tcpdump prints IKE with them): not ESP's
     return [key for secret in line.split(",") if secret.strip() for key in _tcpdump_keys(secret.strip(), where)]
