@@ -13,12 +13,13 @@ a run that cannot test what it was asked to is never green.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from grelab.dut.base import DutError
-from grelab.dut.pool import DutPool, died
+from grelab.dut.pool import DutPool
 
 MARKERS = {
     "needs_gre": "the case needs a DUT with GRE (every scenario's case: a DUT of yours may lack it)",
@@ -322,7 +323,7 @@ def pytest_terminal_summary(terminalreporter):
 
 def _summary(terminalreporter):
     """How many cases were skipped and why (one line per reason), so a mostly skipped run is seen for what it
-    is; with --update-golden: which goldens were created, changed, or left as they were."""
+    is; the figures tests recorded; with --update-golden: which goldens were created, changed, or left as they were."""
     reasons: dict[str, int] = {}
     for report in terminalreporter.stats.get("skipped", []):
         longrepr = getattr(report, "longrepr", None)
@@ -333,11 +334,18 @@ def _summary(terminalreporter):
         terminalreporter.section("grelab: skipped cases")
         for reason, count in sorted(reasons.items(), key=lambda r: -r[1]):
             terminalreporter.write_line(f"{count} skipped: {reason}")
+    figures = [value for reports in terminalreporter.stats.values() for r in reports
+               for key, value in getattr(r, "user_properties", []) if key == "figures" and r.when == "call"]
+    if figures:  # a test's record_property("figures", line): shown in CI, also from xdist workers
+        terminalreporter.section("grelab figures")
+        for line in sorted(figures):
+            terminalreporter.write_line(line)
     lines = [value for reports in terminalreporter.stats.values() for r in reports
              for key, value in getattr(r, "user_properties", []) if key == "golden" and r.when == "call"]
     if lines:
         terminalreporter.section("golden pcaps")
-        changed = sorted(line for line in lines if not line.startswith("unchanged"))
+        changed = sorted(line for line in lines if not line.startswith("unchanged")
+                         or re.search(r"companion (created|changed)", line))  # a companion written counts
         for line in changed:
             terminalreporter.write_line(line)
         terminalreporter.write_line(f"{len(changed)} written, {len(lines) - len(changed)} unchanged")

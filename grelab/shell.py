@@ -53,7 +53,7 @@ def banner(names: dict[str, object]) -> str:
         "grelab shell: scapy with grelab loaded",
         "  build    gre passenger keepalive gre_header Stream FastESP Stack fragments packets_for",
         "  ESP      SA encrypt decrypt ALGORITHMS esp_sa_text tshark_options; SAs: " + " ".join(sas),
-        "  read     peel describe",
+        "  read     peel describe open_esp; keys users bring: read_keys parse_keys",
         "  labs     lab = offices() / endpoint()   (variant='gre-in-esp', dut='uml'): the scenario's lab, DUTs booted",
         "           lab.send(node, pkt)  lab.capture(link, count=)  lab.dut(name).counters()  lab.ping(a, b)",
         "           lab.wireshark(link)  lab.pcap(path)  lab.close()",

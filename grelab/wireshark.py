@@ -3,9 +3,11 @@ when there is no display (or no Wireshark).
 
     grelab wireshark pcaps/two_offices/echo-gre-in-esp.pcapng
     grelab wireshark demo.pcapng --esp-sa demo.esp_sa            # the keys `grelab craft --keys` wrote
+    grelab wireshark esp.pcap --esp-sa esp-secrets.txt           # tcpdump's secrets, or `ip xfrm state` text
 
 Wireshark reads its configuration folder from WIRESHARK_CONFIG_DIR: the project's pcaps/wireshark (esp_sa and
-preferences), or with --esp-sa a temporary copy of it whose esp_sa is that file.
+preferences), or with --esp-sa a temporary copy of it whose esp_sa holds those keys as Wireshark's rows
+(grelab.craft.keys: any form grelab reads; wildcards and unchecked ICVs as Wireshark writes them).
 """
 from __future__ import annotations
 
@@ -28,8 +30,10 @@ exit status: 0 shown, 2 no such pcap, no tshark/Wireshark, or a key table that c
 def add_arguments(parser) -> None:
     parser.epilog = EXAMPLES
     parser.add_argument("pcap", metavar="PCAP", help="the pcap(ng) to open")
-    parser.add_argument("--esp-sa", metavar="FILE", help="Wireshark esp_sa table to decrypt with "
-                                                         "(default: the project's pcaps/esp_sa)")
+    parser.add_argument("--esp-sa", metavar="KEYS", action="append",
+                        help="keys to decrypt with, repeatable: a file of Wireshark esp_sa rows, tcpdump espsecret "
+                             "lines or `ip xfrm state` text, or a tcpdump -E secret (default: the project's "
+                             "pcaps/esp_sa)")
 
 
 def project_config() -> Path:
@@ -38,15 +42,16 @@ def project_config() -> Path:
     return scenarios_dir().parent / "pcaps" / "wireshark"
 
 
-def config_dir(esp_sa: str | Path | None, folder: Path) -> Path:
-    """The configuration folder to use: the project's, or a copy of it in `folder` with this esp_sa."""
+def config_dir(esp_sa, folder: Path) -> Path:
+    """The configuration folder to use: the project's, or a copy of it in `folder` with these keys (a keys file or
+    secret, or a list of them) as its esp_sa."""
     base = project_config()
-    if esp_sa is None:
+    if not esp_sa:
         return base
-    from grelab.craft.esp_sa import read_esp_sa
-    read_esp_sa(esp_sa)  # a table Wireshark would ignore silently is refused here, naming the line
+    from grelab.craft.keys import keys_from
+    keys = keys_from([esp_sa] if isinstance(esp_sa, (str, Path)) else esp_sa)  # a bad line is refused, named
     shutil.copy(base / "preferences", folder / "preferences")
-    shutil.copy(esp_sa, folder / "esp_sa")
+    (folder / "esp_sa").write_text(keys.esp_sa_text())
     return folder
 
 

@@ -11,7 +11,8 @@ from scapy.layers.l2 import GRE, Ether
 
 from grelab.craft import esp
 from grelab.craft.algorithms import xfrm_algorithm_words, xfrm_esn_words
-from grelab.craft.esp_sa import esp_sa_lines, esp_sa_row, esp_sa_text, read_grelab_rows, tshark_options, wireshark_algorithms
+from grelab.craft.esp_sa import esp_sa_lines, esp_sa_row, esp_sa_text, tshark_options, wireshark_algorithms
+from grelab.craft.keys import read_grelab_rows
 from grelab.craft.gre import OUTER, gre, passenger
 from grelab.craft.overhead import Stack
 from grelab.craft.peel import peel
@@ -26,7 +27,8 @@ CASES = list(itertools.product(SCAPY_NAMES, esp.MODES, (False, True), ("ipv4", "
 # One algorithm of each shape (IV, block, ICV, salt, how the ICV is made) beside the five above: tests that go
 # through every mode x NAT-T x transport take these; every algorithm goes through transport mode over IPv4.
 SHAPES = [*SCAPY_NAMES, "3des-sha1", "ctr128-sha384", "cbc256-sha512", "null-cmac", "cbc128-md5", "gcm128-icv8",
-          "gcm256-icv12", "ccm128", "ccm256-icv8", "gmac256", "chacha20-poly1305"]
+          "gcm256-icv12", "ccm128", "ccm256-icv8", "gmac256", "chacha20-poly1305", "cbc128-none", "3des-none",
+          "ctr256-none"]
 
 
 def make_sa(algorithm, mode="transport", nat_t=False, transport="ipv4", spi=0x1234, esn=False):
@@ -164,6 +166,7 @@ def test_peel_refuses_an_integrity_failure_unless_told_not_to_verify():
     ("ctr256-sha512", ["enc", "rfc3686(ctr(aes))", "0x" + bytes(range(7, 43)).hex(), "auth-trunc", "hmac(sha512)",
                        "0x" + bytes(range(90, 154)).hex(), "256"]),
     ("null-cmac", ["enc", "ecb(cipher_null)", "", "auth-trunc", "cmac(aes)", "0x" + bytes(range(90, 106)).hex(), "96"]),
+    ("3des-none", ["enc", "cbc(des3_ede)", "0x" + bytes(range(7, 31)).hex()]),  # confidentiality only: enc alone
 ])
 def test_xfrm_words_are_the_kernels_names(algorithm, words):
     assert xfrm_algorithm_words(make_sa(algorithm)) == words

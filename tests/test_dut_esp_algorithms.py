@@ -23,7 +23,7 @@ from grelab.lab.topology import End, Link, Node, Topology
 from test_dut_uml import H, H_MAC, R, R6, echo, exchange
 
 SEQ_HI = 1  # with ESN both ends start at 2**32: the high-order bits are not sent, so only the ICV can tell
-ESN_KINDS = ["cbc128-sha256", "null-sha1", "ctr256-cmac", "3des-md5", "gcm128-icv8", "ccm256", "gmac128",
+ESN_KINDS = ["cbc128-sha256", "null-sha1", "ctr256-cmac", "3des-md5", "cbc256-none", "gcm128-icv8", "ccm256", "gmac128",
              "chacha20-poly1305"]
 
 

@@ -75,6 +75,12 @@ def test_xfrm_options_nat_t_marks_limits_and_null_keys():
         "tmpl src 192.0.2.1 dst 192.0.2.2 proto esp mode tunnel level required")
 
 
+def test_a_confidentiality_only_state_is_enc_alone():
+    sa = SA(0x11, "ctr256-none", bytes(36), src="192.0.2.1", dst="192.0.2.2", mode="tunnel")
+    assert render(Plan(states=[XfrmState(sa)])).batch[0].text.endswith(
+        "mode tunnel replay-window 32 enc rfc3686(ctr(aes)) 0x" + bytes(36).hex())
+
+
 def test_sysctls_of_a_device_the_plan_makes_come_after_the_batch():
     plan = gre_tunnel("gre1", "192.0.2.1", "192.0.2.2") + Plan(sysctls={
         "net.ipv6.conf.gre1.disable_ipv6": 1, "net.ipv6.conf.wan.accept_dad": 0, "net/ipv6/conf/eth0.5/mtu": 1400})
@@ -111,6 +117,9 @@ def test_filters_as_iptables_and_nft():
     (lambda: Filter(action="clamp-mss"), "filter set_mss"),
     (lambda: Plan(sysctls={"net.ipv4.ip_forward; reboot": 1}), "sysctl"),
     (lambda: Plan(interfaces=[Interface("wan"), Interface("wan")]), "plan interfaces/tunnels"),
+    # no kernel can hold an ICV without its integrity key, nor an SA of no mode: refused before any DUT sees them
+    (lambda: XfrmState(SA(0x10, "3des-any96", bytes(24), src="192.0.2.1", dst="192.0.2.2")), "ESP algorithm"),
+    (lambda: XfrmState(SA(0x10, "gcm128", bytes(20), src="192.0.2.1", dst="192.0.2.2", mode=None)), "ESP mode"),
 ])
 def test_bad_values_are_refused_when_the_plan_is_made_naming_the_field(make, field):
     with pytest.raises(InputError) as error:

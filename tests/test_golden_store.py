@@ -155,3 +155,45 @@ def test_a_links_frames_go_into_the_golden_in_capture_order_even_when_their_time
                           ("lan", _Capture([(t + 0.1, frame[3])]))]
     kept = [(f.link, IPv6(f.data[14:])[ICMPv6EchoRequest].seq) for f in recorder.record().sorted()]
     assert kept == [("lan", 3), ("transit", 1), ("transit", 2)]
+
+
+def esp_frames(sa: SA):
+    inner = IP(src=sa.src, dst=sa.dst) / GRE() / IPv6(src="2001:db8:1::1", dst="2001:db8:2::1") / ICMPv6EchoRequest()
+    return [Frame("transit", 0.5, bytes(Ether(**MACS) / encrypt(sa, inner, seq=4)), "an echo in ESP")]
+
+
+def test_a_golden_wireshark_cannot_decrypt_gets_its_companion_and_only_such_a_golden(tmp_path):
+    """Written beside the golden, its ESP opened (grelab.golden.decrypted); rewritten only when it would differ; a
+    golden of an algorithm Wireshark decrypts gets none, and a file of that name is left as it is; comparisons do not
+    see companions."""
+    store = GoldenStore(tmp_path)
+    ccm = SA(0x77, "ccm128", bytes(range(19)), src="198.51.100.1", dst="198.51.100.2")
+    store.update("s", "ccm", esp_frames(ccm))
+    assert store.update_companion("s", "ccm", [ccm]) == "companion created"
+    companion = tmp_path / "s" / "ccm.decrypted.pcapng"
+    (opened,) = read_pcapng(companion)
+    assert opened.time == 0.5 and opened.comment.startswith("grelab decrypted ESP spi=0x00000077 seq=4 ccm128 transport")
+    assert bytes(Ether(opened.data)[IPv6]) == bytes(decrypt(ccm, Ether(esp_frames(ccm)[0].data)[IP])[IPv6])
+    before = companion.stat().st_mtime_ns
+    assert store.update_companion("s", "ccm", [ccm]) == "companion unchanged" and companion.stat().st_mtime_ns == before
+    assert store.compare("s", "ccm", esp_frames(ccm), "hint") is None
+    gcm = SA(0x78, "gcm128", bytes(range(20)), src="198.51.100.1", dst="198.51.100.2")
+    store.update("s", "gcm", esp_frames(gcm))
+    mine = tmp_path / "s" / "gcm.decrypted.pcapng"
+    mine.write_bytes(b"a user's file")
+    assert store.update_companion("s", "gcm", [gcm]) is None and mine.read_bytes() == b"a user's file"
+
+
+def test_the_run_report_links_a_cases_companion_when_it_has_one(tmp_path):
+    from grelab.golden.decrypted import decrypted_frames
+    from grelab.golden.report import save_case, write_page
+    ccm = SA(0x77, "ccm128", bytes(range(19)), src="198.51.100.1", dst="198.51.100.2")
+    base = {"scenario": "s", "scenario_story": "", "story": "", "outcome": "passed", "failure": "", "nodes": [],
+            "arrows": []}
+    save_case(tmp_path, {**base, "nodeid": "s.py::test_ccm", "case": "test_ccm", "_frames": esp_frames(ccm),
+                         "_companion": decrypted_frames(esp_frames(ccm), [ccm])[0]})
+    save_case(tmp_path, {**base, "nodeid": "s.py::test_plain", "case": "test_plain", "_frames": frames()})
+    page = write_page(tmp_path).read_text()
+    assert page.count('class="companion"') == 1
+    assert '<a class="companion" href="cases/s.py_test_ccm.decrypted.pcapng">' in page
+    assert read_pcapng(tmp_path / "cases/s.py_test_ccm.decrypted.pcapng")[0].comment.startswith("grelab decrypted ESP")

@@ -1,6 +1,7 @@
 """Malformed bytes are described, or refused with grelab's own error naming layer, offset and field: the cases
 the fuzzer found first, one by one."""
 import pytest
+from scapy.layers.inet import IP
 from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6
 from scapy.layers.l2 import Ether
 
@@ -55,6 +56,15 @@ def test_gcm_esp_cut_to_30_bytes():
         decrypt_frame(frame, [GCM])
     with pytest.raises(MalformedPacket, match=expected):
         peel(frame, [GCM])
+
+
+def test_an_esp_header_cut_inside_its_sequence_number_is_named_not_a_scapy_error():
+    """Its SPI is there (a known SA's) but scapy leaves the 6 bytes raw: grelab's own error, as for any frame."""
+    ip = IP(bytes(encrypt(GCM, gre(), seq=1))[:26])
+    ip.len = None
+    frame = bytes(MACS / IP(bytes(ip)))
+    with pytest.raises(InputError, match="an IP or IPv6 packet carrying ESP"):
+        decrypt_frame(frame, [GCM])
 
 
 def test_decrypt_refuses_what_is_not_a_packet():

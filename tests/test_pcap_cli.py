@@ -2,10 +2,14 @@
 import dataclasses
 import re
 
+from scapy.layers.inet import IP
 from scapy.layers.inet6 import IPv6
-from scapy.layers.l2 import Ether
+from scapy.layers.ipsec import ESP
+from scapy.layers.l2 import GRE, Ether
 
-from grelab.golden.case import read_pcapng, write_pcapng
+from grelab.craft import esp
+from grelab.craft.gre import gre, passenger
+from grelab.golden.case import Frame, read_pcapng, write_pcapng
 
 from cli_user import ROOT, grelab, one_line_error
 
@@ -72,5 +76,53 @@ def test_unreadable_inputs_are_one_line_exit_2(tmp_path):
     keys = tmp_path / "bad.esp_sa"
     keys.write_text('"IPv4","1.1.1.1","2.2.2.2","0x1","ROT13","0x00","NULL",""\n')
     message = one_line_error(grelab("pcap", "show", GOLDEN, "--esp-sa", keys), "pcap")
-    assert f"{keys} line 1: 'ROT13 / NULL' is not allowed; allowed: algorithms and key lengths" in message
+    assert f"{keys} line 1: encryption: 'ROT13 with a 1-byte key' is not allowed; allowed: one of AES-CBC [RFC3602] " \
+           "(16, 32 bytes); AES-CTR [RFC3686] (20, 36 bytes); " in message
     assert grelab("pcap").returncode == 2  # no action: usage
+
+
+CCM_GOLDEN = ROOT / "pcaps/esp_algorithms/echo-gre-in-esp-ccm128.pcapng"
+
+
+def test_decrypt_writes_each_esp_packet_as_what_it_carries(tmp_path):
+    """Outer IP header kept, next header the inner protocol (GRE), a comment saying SPI, sequence number, algorithm,
+    mode and ICV verdict; every other frame and comment as it was. The golden's companion is exactly this."""
+    out = tmp_path / "opened.pcapng"
+    done = grelab("pcap", "decrypt", CCM_GOLDEN, out)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"{out}: 6 frames, 2 ESP packets decrypted (2 ICV good)\n"
+    before, after = read_pcapng(CCM_GOLDEN), read_pcapng(out)
+    assert [f.link for f in before] == [f.link for f in after]
+    for old, new in zip(before, after):
+        if old.link != "transit":
+            assert new == old
+            continue
+        esp, plain = Ether(old.data), Ether(new.data)
+        assert (plain[IP].src, plain[IP].dst, plain[IP].proto) == (esp[IP].src, esp[IP].dst, 47)
+        assert plain[GRE].proto == 0x86DD and not plain.haslayer(ESP)
+        assert re.fullmatch(rf"grelab decrypted ESP spi=0x{esp[ESP].spi:08x} seq=1 ccm128 transport: ICV good\n"
+                            + re.escape(old.comment), new.comment)
+    assert read_pcapng(out) == read_pcapng(ROOT / "pcaps/esp_algorithms/echo-gre-in-esp-ccm128.decrypted.pcapng")
+
+
+def test_decrypt_never_overwrites_silently(tmp_path):
+    out = tmp_path / "opened.pcapng"
+    out.write_bytes(b"mine")
+    assert one_line_error(grelab("pcap", "decrypt", CCM_GOLDEN, out), "pcap").endswith(
+        "allowed: a path that does not exist yet (or --force to overwrite it)")
+    assert out.read_bytes() == b"mine"
+    assert grelab("pcap", "decrypt", CCM_GOLDEN, out, "--force").returncode == 0 and out.read_bytes() != b"mine"
+    assert "allowed: a file other than IN" in one_line_error(grelab("pcap", "decrypt", out, out, "--force"), "pcap")
+
+
+def test_esp_sa_takes_tcpdump_secrets_inline_and_repeated(tmp_path):
+    """--esp-sa as tcpdump's -E: a secret on the command line; several --esp-sa add up; a bad one is one line."""
+    sa = esp.SA(0x51, "cbc256-none", bytes(range(32)), src="192.0.2.1", dst="192.0.2.2")
+    pcap = tmp_path / "esp.pcapng"
+    write_pcapng([Frame("wan", 0.0, bytes(Ether() / esp.encrypt(sa, gre(passenger("ipv4")), seq=3)))], pcap)
+    empty = tmp_path / "none.esp_sa"
+    empty.write_text("")
+    done = grelab("pcap", "show", pcap, "--esp-sa", empty, "--esp-sa", f"0x51@192.0.2.2 aes256-cbc:0x{sa.key.hex()}")
+    assert "ESP spi=0x00000051 seq=3 cbc256-none transport (no ICV (confidentiality only)) / GRE" in done.stdout, done
+    assert "--esp-sa: 'nothing-here' is not allowed; allowed: a keys file" in one_line_error(
+        grelab("pcap", "show", pcap, "--esp-sa", "nothing-here"), "pcap")

@@ -6,7 +6,8 @@ import re
 import shutil
 from pathlib import Path
 
-from grelab.golden.report import companion, save_case, write_page
+from grelab.golden.decrypted import companion_path as companion
+from grelab.golden.report import save_case, write_page
 
 PCAPS = Path(__file__).resolve().parent.parent / "pcaps"
 

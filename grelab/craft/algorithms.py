@@ -7,7 +7,13 @@ crypt_algo/auth_algo and ICV size), the fast path (`cryptography` objects, grela
 
 Names: a combined-mode cipher (AEAD, RFC 4303 3.2.3) alone, its ICV length when not 16 bytes: "gcm128",
 "gcm256-icv8", "ccm128-icv12", "gmac128", "chacha20-poly1305"; any other cipher with any integrity algorithm:
-"<cipher>-<integrity>", "cbc128-sha256", "3des-sha1", "null-cmac" (NULL encryption needs integrity, RFC 4303 3.2).
+"<cipher>-<integrity>", "cbc128-sha256", "3des-sha1", "null-cmac"; or with none: confidentiality-only ESP (RFC 4303
+3.2 allows it; Linux's `ip xfrm state` takes `enc` alone), "cbc128-none", "3des-none", "ctr256-none" (NULL encryption
+needs integrity: there is no "null-none").
+
+Keys users bring sometimes have no integrity key, only the ICV's length (tcpdump's "3des-cbc-hmac96" secrets,
+Wireshark's "ANY 96 bit authentication [no checking]"): DECRYPT_ONLY holds those as "<cipher>-any<bits>",
+"3des-any96": grelab opens their ESP with the ICV skipped and says so; it never crafts with them, and no DUT takes them.
 
 AES comes with 128- and 256-bit keys (192 would add rows, not code paths). Not here: AES-XCBC-MAC-96 (RFC 3566):
 neither scapy nor `cryptography` has XCBC, and a MAC built here from AES blocks would be a hand-rolled primitive.
@@ -24,7 +30,9 @@ from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives.ciphers import Cipher as _Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM, ChaCha20Poly1305
 from cryptography.hazmat.primitives.cmac import CMAC
-from scapy.layers.ipsec import CryptAlgo
+from scapy.layers.ipsec import AuthAlgo, CryptAlgo
+
+from grelab.errors import InputError
 
 # The fast path's shape of a cipher: key -> seal(iv, plaintext, aad) -> ciphertext (|| tag, for a combined mode).
 Seal = Callable[[bytes, bytes, bytes], bytes]
@@ -146,26 +154,32 @@ class Cipher:
     seal: Callable[[bytes], Seal]  # the fast path
     scapy_algo: CryptAlgo | None = None  # replaces CRYPT_ALGOS[scapy] where that cannot do this row
     unverified: Callable[[bytes], Open] | None = None  # a combined mode's decryption without its tag check
+    tcpdump: tuple[str, ...] = ()  # its names in tcpdump's espsecret (-E), "-cbc" and all
 
 
 @dataclass(frozen=True)
 class Integrity:
-    """An integrity transform for a cipher that is not a combined mode: a MAC truncated to icv_len."""
+    """An integrity transform for a cipher that is not a combined mode: a MAC truncated to icv_len. "none" has no
+    ICV (confidentiality only); an "any<bits>" row has an ICV of that length nobody can check (its key unknown)."""
     name: str
     scapy: str  # scapy's AUTH_ALGOS name
     key_len: int
     icv_len: int
-    xfrm: str  # for `ip xfrm state add ... auth-trunc NAME KEY BITS`
+    xfrm: str | None  # for `ip xfrm state add ... auth-trunc NAME KEY BITS`; None: no auth words (none), no state
     wireshark: str | None  # None: Wireshark 4.0 cannot check it (it still decrypts, with "ANY n bit")
-    mac: Callable[[bytes], Mac]  # the fast path: the whole MAC, truncated by the caller
+    mac: Callable[[bytes], Mac] | None  # the fast path: the whole MAC, truncated by the caller; None: no MAC here
+    scapy_algo: AuthAlgo | None = None  # replaces AUTH_ALGOS[scapy] where that cannot do this row
 
 
 CIPHERS = [
     # name, scapy, key bytes, IV bytes, block, ICV bytes, kernel, Wireshark, fast path
-    Cipher("null", "NULL", 0, 0, 1, 0, "ecb(cipher_null)", "NULL", _null),
-    Cipher("cbc128", "AES-CBC", 16, 16, 16, 0, "cbc(aes)", "AES-CBC [RFC3602]", _cbc(algorithms.AES)),
-    Cipher("cbc256", "AES-CBC", 32, 16, 16, 0, "cbc(aes)", "AES-CBC [RFC3602]", _cbc(algorithms.AES)),
-    Cipher("3des", "3DES", 24, 8, 8, 0, "cbc(des3_ede)", "TripleDES-CBC [RFC2451]", _cbc(TripleDES)),
+    Cipher("null", "NULL", 0, 0, 1, 0, "ecb(cipher_null)", "NULL", _null, tcpdump=("none",)),
+    Cipher("cbc128", "AES-CBC", 16, 16, 16, 0, "cbc(aes)", "AES-CBC [RFC3602]", _cbc(algorithms.AES),
+           tcpdump=("aes128-cbc", "aes-128-cbc")),
+    Cipher("cbc256", "AES-CBC", 32, 16, 16, 0, "cbc(aes)", "AES-CBC [RFC3602]", _cbc(algorithms.AES),
+           tcpdump=("aes256-cbc", "aes-256-cbc")),
+    Cipher("3des", "3DES", 24, 8, 8, 0, "cbc(des3_ede)", "TripleDES-CBC [RFC2451]", _cbc(TripleDES),
+           tcpdump=("3des-cbc", "des-ede3-cbc")),
     Cipher("ctr128", "AES-CTR", 16 + 4, 8, 1, 0, "rfc3686(ctr(aes))", "AES-CTR [RFC3686]", _ctr),
     Cipher("ctr256", "AES-CTR", 32 + 4, 8, 1, 0, "rfc3686(ctr(aes))", "AES-CTR [RFC3686]", _ctr),
 ]
@@ -192,7 +206,12 @@ INTEGRITIES = [
     Integrity("sha384", "SHA2-384-192", 48, 24, "hmac(sha384)", "HMAC-SHA-384-192 [RFC4868]", _hmac("sha384")),
     Integrity("sha512", "SHA2-512-256", 64, 32, "hmac(sha512)", "HMAC-SHA-512-256 [RFC4868]", _hmac("sha512")),
     Integrity("cmac", "AES-CMAC-96", 16, 12, "cmac(aes)", None, _cmac),
+    NO_INTEGRITY := Integrity("none", "NULL", 0, 0, None, "NULL", None),  # confidentiality only: `enc` alone
 ]
+# An ICV of this many bits whose algorithm and key are unknown: skipped, never checked (Wireshark's "ANY n bit").
+UNCHECKED = [Integrity(f"any{bits}", "NULL", 0, bits // 8, None, f"ANY {bits} bit authentication [no checking]",
+                       None, AuthAlgo(f"ANY-{bits}", mac=None, digestmod=None, icv_size=bits // 8))
+             for bits in (64, 96, 128, 192, 256)]
 
 
 @dataclass(frozen=True)
@@ -235,6 +254,11 @@ class Algorithm:
         return self.cipher.wireshark
 
     @property
+    def checks_icv(self) -> bool:
+        """Whether opening this ESP verifies an ICV: False with no ICV (confidentiality only) or an unchecked one."""
+        return self.integrity is None or self.integrity.mac is not None
+
+    @property
     def wireshark_auth(self) -> str | None:
         if self.integrity is None:
             return "NULL"  # a combined mode checks its own tag
@@ -243,8 +267,12 @@ class Algorithm:
 
 ALGORITHMS = {a.name: a for a in (
     *(Algorithm(c.name, c, None) for c in COMBINED),
-    *(Algorithm(f"{c.name}-{i.name}", c, i) for c in CIPHERS for i in INTEGRITIES),
+    *(Algorithm(f"{c.name}-{i.name}", c, i) for c in CIPHERS for i in INTEGRITIES if (c.name, i.name) != ("null", "none")),
 )}
+# Keys without their integrity key (tcpdump's "-hmac96", Wireshark's "ANY 96 bit"): for opening ESP only.
+# NULL encryption without integrity (RFC 4303 forbids it; test set-ups and Wireshark's esp_sa have it) likewise.
+DECRYPT_ONLY = {a.name: a for a in (*(Algorithm(f"{c.name}-{i.name}", c, i) for c in CIPHERS for i in UNCHECKED),
+                                    Algorithm("null-none", CIPHERS[0], NO_INTEGRITY))}
 
 
 def names_summary() -> str:
@@ -252,7 +280,8 @@ def names_summary() -> str:
     short_icv = sorted({c.name.split("-icv")[0] for c in COMBINED if "-icv" in c.name})
     return (", ".join(c.name for c in COMBINED if "-icv" not in c.name) +
             f" ({', '.join(short_icv)} also with -icv8, -icv12); or CIPHER-INTEGRITY: CIPHER one of " +
-            ", ".join(c.name for c in CIPHERS) + "; INTEGRITY one of " + ", ".join(i.name for i in INTEGRITIES))
+            ", ".join(c.name for c in CIPHERS) + "; INTEGRITY one of " + ", ".join(i.name for i in INTEGRITIES) +
+            " (none: confidentiality only, not with null)")
 
 
 def xfrm_algorithm_words(sa) -> list[str]:
@@ -260,9 +289,14 @@ def xfrm_algorithm_words(sa) -> list[str]:
     ["aead", "rfc4106(gcm(aes))", "0x…", "128"] or ["enc", "cbc(aes)", "0x…", "auth-trunc", "hmac(sha256)", "0x…",
     "128"]. NULL encryption's key is the empty word "" (quote it in a batch line)."""
     algo = sa.algo
+    if sa.algorithm not in ALGORITHMS:
+        raise InputError("ESP algorithm", sa.algorithm, "one of grelab craft --help's: this one's ICV cannot be made "
+                         "without its integrity key (it opens captured ESP only)")
     key = "0x" + sa.key.hex() if sa.key else ""
     if algo.integrity is None:
         return ["aead", algo.cipher.xfrm, key, str(algo.icv_len * 8)]
+    if algo.integrity.xfrm is None:  # confidentiality only: no auth words at all
+        return ["enc", algo.cipher.xfrm, key]
     return ["enc", algo.cipher.xfrm, key,
             "auth-trunc", algo.integrity.xfrm, "0x" + sa.auth_key.hex(), str(algo.icv_len * 8)]
 

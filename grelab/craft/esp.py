@@ -14,17 +14,19 @@ import struct
 from dataclasses import dataclass
 
 from scapy.layers.inet import IP, UDP
-from scapy.layers.inet6 import IPv6
+from scapy.layers.inet6 import IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, IPv6ExtHdrRouting
 from scapy.layers.ipsec import ESP, CryptAlgo, IPSecIntegrityError, SecurityAssociation
 from scapy.packet import Packet, Raw
 
 from grelab.craft.dissect import dissect, dissect_ip
-from grelab.craft.algorithms import ALGORITHMS, Algorithm
+from grelab.craft.algorithms import ALGORITHMS, DECRYPT_ONLY, Algorithm
 from grelab.craft.gre import address
+from grelab.craft.esp_diagnosis import likely_cause, padding_problem
 from grelab.errors import GrelabError, InputError, MalformedPacket, check_choice, check_int
 
 
 MODES = ("transport", "tunnel")
+IPV6_EXTENSION_LAYERS = (IPv6ExtHdrHopByHop, IPv6ExtHdrDestOpt, IPv6ExtHdrRouting, IPv6ExtHdrFragment)
 NAT_T_PORT = 4500  # RFC 3948
 
 
@@ -37,23 +39,28 @@ class SA:
     """One direction of an IPsec SA. src/dst are the ESP packet's outer addresses (in transport mode, the GRE
     endpoints themselves). key: the cipher key (GCM: key || 4-byte salt); auth_key: the HMAC key.
     nat_t: (source port, destination port) of the UDP encapsulation, or None. esn: extended sequence numbers: the
-    sequence numbers given to encrypt are 64-bit, decrypt is told the high-order bits it expects."""
+    sequence numbers given to encrypt are 64-bit, decrypt is told the high-order bits it expects.
+    mode None: not known (keys read from a file that does not say): decrypt takes each packet's; encrypt and the
+    DUTs need one. An algorithm of DECRYPT_ONLY (an ICV without its integrity key) opens ESP and does nothing else."""
     spi: int
     algorithm: str
     key: bytes
     auth_key: bytes = b""
     src: str = "192.0.2.1"
     dst: str = "192.0.2.2"
-    mode: str = "transport"
+    mode: str | None = "transport"
     nat_t: tuple[int, int] | None = None
     esn: bool = False
 
     def __post_init__(self):
         check_int("SPI", self.spi, 1, 0xFFFFFFFF)  # 0 is reserved (RFC 4303 2.1); an int, not "0x10"
-        algo = ALGORITHMS[check_choice("ESP algorithm", self.algorithm, list(ALGORITHMS))]
+        if self.algorithm not in ALGORITHMS and self.algorithm not in DECRYPT_ONLY:
+            check_choice("ESP algorithm", self.algorithm, [*ALGORITHMS, "<cipher>-any<64|96|128|192|256> (opening only)"])
+        algo = self.algo
         _check_key(f"{self.algorithm} key", self.key, algo.key_len)
         _check_key(f"{self.algorithm} auth_key", self.auth_key, algo.auth_key_len)
-        check_choice("ESP mode", self.mode, MODES)
+        if self.mode is not None:
+            check_choice("ESP mode", self.mode, MODES)
         if not isinstance(self.esn, bool):
             raise InputError("esn", self.esn, "True or False")
         src = address("SA src", self.src)
@@ -67,7 +74,7 @@ class SA:
 
     @property
     def algo(self) -> Algorithm:
-        return ALGORITHMS[self.algorithm]
+        return ALGORITHMS.get(self.algorithm) or DECRYPT_ONLY[self.algorithm]
 
     @property
     def version(self) -> int:
@@ -90,7 +97,21 @@ class SA:
             esn_en=self.esn, esn=seq >> 32)
         if algo.cipher.scapy_algo is not None:
             sa.crypt_algo = algo.cipher.scapy_algo
+        if algo.integrity is not None and algo.integrity.scapy_algo is not None:
+            sa.auth_algo = algo.integrity.scapy_algo
         return sa
+
+
+def check_can_encrypt(sa: SA) -> None:
+    """InputError unless sa can make ESP (grelab's encryption, a DUT's xfrm state): a known mode, and an algorithm
+    that makes its ICV (not one of DECRYPT_ONLY)."""
+    if not isinstance(sa, SA):
+        raise InputError("sa", type(sa).__name__, "a grelab.craft.SA")
+    if sa.algorithm not in ALGORITHMS:
+        raise InputError("ESP algorithm", sa.algorithm, "one of grelab craft --help's: this one's ICV cannot be made "
+                         "without its integrity key (it opens captured ESP only)")
+    if sa.mode is None:
+        raise InputError("ESP mode", None, "transport or tunnel: an SA that makes ESP needs one")
 
 
 def nat_t_ports(enabled: bool) -> tuple[int, int] | None:
@@ -108,8 +129,7 @@ def encrypt(sa: SA, packet: Packet, seq: int = 1, iv: bytes | None = None) -> Pa
     """ESP-protect an IP/IPv6 packet (typically IP/GRE/...) with scapy: transport mode keeps the packet's IP
     header (which must carry the SA's addresses), tunnel mode wraps the whole packet in a new one. With ESN,
     seq is the 64-bit sequence number; its low-order 32 bits go on the wire."""
-    if not isinstance(sa, SA):
-        raise InputError("sa", type(sa).__name__, "a grelab.craft.SA")
+    check_can_encrypt(sa)
     seq = check_int("ESP sequence number", seq, 1, sa.max_seq)
     iv = default_iv(sa.algorithm, seq) if iv is None else iv
     _check_key("ESP IV", iv, sa.algo.iv_len)
@@ -129,12 +149,36 @@ def encrypt(sa: SA, packet: Packet, seq: int = 1, iv: bytes | None = None) -> Pa
     return protected
 
 
+@dataclass(frozen=True)
+class Opened:
+    """An ESP packet opened. packet: what the receiver's stack sees (transport mode: the IP header, next header set to
+    the inner protocol, and the payload; tunnel mode: the inner packet). kept: the outer IP header kept either way,
+    its next header the inner protocol (NAT-T's UDP header gone), and what ESP carried. sa: the SA as this packet
+    used it, its mode and NAT-T ports read from the packet. icv: the verdict, ICV_VERDICTS."""
+    packet: Packet
+    kept: Packet
+    sa: SA
+    icv: str
+
+
+ICV_VERDICTS = {"good": "ICV good", "unchecked": "ICV unchecked (no integrity key)",
+                "not verified": "ICV not verified (verify=False)", "none": "no ICV (confidentiality only)"}
+
+
 def decrypt(sa: SA, packet: Packet | bytes, seq_hi: int = 0, verify: bool = True) -> Packet:
     """The packet inside an ESP packet: with the outer header (transport mode) or without it (tunnel mode).
     seq_hi: with ESN, the high-order 32 bits of the sequence number the receiver expects (they are not sent).
     Raises IntegrityError when the ICV does not verify, saying what likely differs (key, ICV length, ESN or
     algorithm), MalformedPacket when the ESP cannot hold this SA's IV, padding and ICV. verify=False skips the
-    check: to look inside ESP whose integrity key (or ESN state) is unknown."""
+    check: to look inside ESP whose integrity key (or ESN state) is unknown. An SA whose mode is None takes the
+    packet's (open_esp)."""
+    return open_esp(sa, packet, seq_hi, verify).packet
+
+
+def open_esp(sa: SA, packet: Packet | bytes, seq_hi: int = 0, verify: bool = True) -> Opened:
+    """decrypt, telling more (Opened): the mode is the SA's, or when it has none the packet's (what ESP carried
+    is an IPv4 or IPv6 packet: tunnel mode; anything else: transport mode); ESP inside UDP is NAT-T (RFC 3948)
+    whatever the SA says, with the packet's ports."""
     if not isinstance(sa, SA):
         raise InputError("sa", type(sa).__name__, "a grelab.craft.SA")
     if isinstance(packet, (bytes, bytearray)):
@@ -151,6 +195,8 @@ def decrypt(sa: SA, packet: Packet | bytes, seq_hi: int = 0, verify: bool = True
         raise InputError("ESP SPI", f"0x{esp.spi:08x}", f"the SA's SPI 0x{sa.spi:08x}")
     offset = len(packet) - len(esp)
     seq_hi = check_int("ESN high-order bits", seq_hi, 0, 0xFFFFFFFF)
+    udp = esp.underlayer if isinstance(esp.underlayer, UDP) else None
+    sa = dataclasses.replace(sa, nat_t=(udp.sport, udp.dport) if udp else None)
     try:
         _check_esp_length(sa, esp, offset)
     except MalformedPacket:
@@ -160,34 +206,35 @@ def decrypt(sa: SA, packet: Packet | bytes, seq_hi: int = 0, verify: bool = True
             raise IntegrityError(f"ESP SPI 0x{sa.spi:08x} seq {esp.seq}: integrity check failed ({sa.algorithm}): "
                                  + cause) from None
         raise
-    scapy_sa = sa.scapy((seq_hi << 32 if sa.esn else 0) | esp.seq)
-    if sa.mode == "transport" and not sa.nat_t and isinstance(packet, IPv6) and packet.nh != 50:
-        return _decrypt_after_extensions(sa, scapy_sa, packet, esp, verify, seq_hi)
-    if not verify:
-        return _decrypt_unverified(sa, scapy_sa, packet)
-    try:
-        return scapy_sa.decrypt(packet)  # scapy changes the packet only once it verified
-    except IPSecIntegrityError:
-        raise IntegrityError(f"ESP SPI 0x{sa.spi:08x} seq {esp.seq}: integrity check failed ({sa.algorithm}): "
-                             + likely_cause(sa, packet, seq_hi)) from None
-    except (ValueError, struct.error, IndexError, TypeError) as exc:  # what authenticated bytes still hide
-        raise MalformedPacket("ESP", offset + 8, "data", f"does not decrypt ({exc})") from None
-
-
-def padding_problem(sa: SA, packet: Packet, seq_hi: int = 0) -> str | None:
-    """What is wrong with an ESP packet's padding (RFC 4303 2.4: the bytes 1, 2, 3, ... up to the pad length, which
-    fits in what was encrypted), or None. scapy drops the padding unchecked; call this on a packet that decrypts."""
-    esp = packet[ESP]
-    scapy_sa = sa.scapy((seq_hi << 32 if sa.esn else 0) | esp.seq)
-    icv = scapy_sa.crypt_icv_size or scapy_sa.crypt_algo.icv_size or scapy_sa.auth_algo.icv_size
-    plain = scapy_sa.crypt_algo.decrypt(scapy_sa, esp.copy(), scapy_sa.crypt_key, icv, esn_en=scapy_sa.esn_en,
-                                        esn=scapy_sa.esn)
-    if len(plain.padding) < plain.padlen:
-        return f"ESP pad length {plain.padlen}: the encrypted part holds only {len(plain.padding)} bytes before it"
-    if plain.padding != bytes(range(1, plain.padlen + 1)):
-        want = " ".join(f"{n:02x}" for n in range(1, min(plain.padlen, 4) + 1)) + (" ..." if plain.padlen > 4 else "")
-        return f"ESP padding {plain.padding.hex(' ')} (pad length {plain.padlen}): RFC 4303 2.4 wants {want}"
-    return None
+    # Opened as transport mode always (scapy keeps the outer header, next header set to what ESP carried); the
+    # mode only decides what the receiver's stack sees after that.
+    scapy_sa = dataclasses.replace(sa, mode="transport").scapy((seq_hi << 32 if sa.esn else 0) | esp.seq)
+    unchecked = verify and not (sa.algo.icv_len and sa.algo.checks_icv)
+    original = packet.copy() if unchecked else None  # scapy's decrypt edits the packet
+    if not sa.nat_t and isinstance(packet, IPv6) and packet.nh != 50:
+        kept = _decrypt_after_extensions(sa, scapy_sa, packet, esp, verify, seq_hi)
+    elif not verify:
+        kept = _decrypt_unverified(sa, scapy_sa, packet)
+    else:
+        try:
+            kept = scapy_sa.decrypt(packet)  # scapy changes the packet only once it verified
+        except IPSecIntegrityError:
+            raise IntegrityError(f"ESP SPI 0x{sa.spi:08x} seq {esp.seq}: integrity check failed ({sa.algorithm}): "
+                                 + likely_cause(sa, packet, seq_hi)) from None
+        except (ValueError, struct.error, IndexError, TypeError) as exc:  # what authenticated bytes still hide
+            raise MalformedPacket("ESP", offset + 8, "data", f"does not decrypt ({exc})") from None
+    carried = kept.payload
+    while isinstance(carried, IPV6_EXTENSION_LAYERS):
+        carried = carried.payload
+    mode = sa.mode or ("tunnel" if isinstance(carried, (IP, IPv6)) else "transport")
+    icv = "none" if not sa.algo.icv_len else "unchecked" if not sa.algo.checks_icv else "good" if verify \
+        else "not verified"
+    if unchecked:  # no ICV tells a wrong key: the padding does, almost surely
+        problem = padding_problem(sa, original, seq_hi)
+        if problem:
+            raise IntegrityError(f"ESP SPI 0x{sa.spi:08x} seq {esp.seq}: does not open with {sa.algorithm} "
+                                 f"({ICV_VERDICTS[icv]}): {problem}: likely the wrong key")
+    return Opened(carried if mode == "tunnel" else kept, kept, dataclasses.replace(sa, mode=mode), icv)
 
 
 def _decrypt_after_extensions(sa: SA, scapy_sa: SecurityAssociation, packet: Packet, esp: ESP, verify: bool,
@@ -239,62 +286,52 @@ def _decrypt_unverified(sa: SA, scapy_sa: SecurityAssociation, packet: Packet) -
     return scapy_sa.decrypt(packet, verify=False)
 
 
-_ICV_LENGTHS = (8, 12, 16, 24, 32)
+def sas_for(sas, spi: int, src: str, dst: str) -> list[SA]:
+    """The SAs of `sas` that may open ESP with this SPI from src to dst, in the order to try them: sas is a
+    grelab.craft.keys.Keys (keys files, wildcards) or SAs (by SPI; the one to dst first)."""
+    if hasattr(sas, "sas_for"):
+        return sas.sas_for(spi, src, dst)
+    same = [sa for sa in sas if sa.spi == spi]
+    return sorted(same, key=lambda sa: ipaddress.ip_address(sa.dst) != ipaddress.ip_address(dst))
 
 
-def likely_cause(sa: SA, packet: Packet, seq_hi: int = 0) -> str:
-    """Why an ESP packet does not verify with sa, found by trying what else would verify: ESN on or off (or other
-    high-order bits), another ICV length of the same MAC (`ip xfrm ... auth` truncates HMACs to 96 bits), another
-    algorithm taking keys of the same lengths. When nothing does, the likely cause is the key."""
-    esp_layer, algo = packet[ESP], sa.algo
-    toggled = dataclasses.replace(sa, esn=not sa.esn)
-    tries = [(f"ESN {'off' if sa.esn else 'on (high-order bits 0)'}", "ESN", toggled, 0)]
-    if sa.esn:
-        tries += [(f"ESN high-order bits {hi}, not {seq_hi}", "ESN", sa, hi) for hi in (seq_hi - 1, seq_hi + 1)
-                  if 0 <= hi <= 0xFFFFFFFF]
-    for name, other in ALGORITHMS.items():
-        if name != sa.algorithm and (other.key_len, other.auth_key_len) == (algo.key_len, algo.auth_key_len):
-            same_cipher = (other.cipher.scapy, other.scapy_auth) == (algo.cipher.scapy, algo.scapy_auth)
-            tries.append((f"{name} ({other.icv_len}-byte ICV, not {algo.icv_len})" if same_cipher else name,
-                          "ICV length" if same_cipher else "algorithm", dataclasses.replace(sa, algorithm=name),
-                          seq_hi))
-    for what, cause, candidate, hi in tries:
+def open_with(sas, packet: Packet, seq_hi: int = 0, verify: bool = True) -> Opened | None:
+    """packet's ESP opened with the first of sas_for(...) that opens it; None when no SA is for it. When every one
+    fails, the first one's error is raised."""
+    esp = packet.getlayer(ESP)
+    if esp is None:  # an ESP header cut short: scapy left it raw
+        raise InputError("packet", packet.summary(), "an IP or IPv6 packet carrying ESP")
+    failures = []
+    for sa in sas_for(sas, esp.spi, packet.src, packet.dst):
         try:
-            candidate.scapy((hi << 32 if candidate.esn else 0) | esp_layer.seq).decrypt(packet.copy())
-        except Exception:  # noqa: BLE001 - any failure means: not this one
-            continue
-        return f"likely cause: {cause}: it verifies with {what}"
-    if algo.integrity is not None:
-        raw, mac = bytes(esp_layer), algo.integrity.mac(sa.auth_key)
-        for esn in (sa.esn, not sa.esn):
-            high = struct.pack("!I", seq_hi) if esn else b""
-            for n in _ICV_LENGTHS:
-                if n != algo.icv_len and len(raw) > 8 + n and raw[-n:] == mac(raw[:-n] + high)[:n]:
-                    return (f"likely cause: ICV length: the ICV is {algo.integrity.xfrm} truncated to {n} bytes, "
-                            f"not {algo.icv_len}" + (f" (and ESN {'on' if esn else 'off'})" if esn != sa.esn else "")
-                            + (" (`ip xfrm state ... auth` truncates to 96 bits: use auth-trunc)" if n == 12 else ""))
-    return ("likely cause: key: no other ESN setting, ICV length or algorithm with these key lengths verifies "
-            "(or the packet is another SA's, or was changed on the way)")
+            return open_esp(sa, packet.copy(), seq_hi, verify)  # scapy's decrypt edits the packet it is given
+        except GrelabError as exc:
+            failures.append(exc)
+    if failures:
+        raise failures[0]
+    return None
 
 
 def decrypt_frame(frame: bytes, sas) -> bytes:
     """An Ethernet frame with its ESP (of one of `sas`, by SPI) decrypted in place: Ethernet / the decrypted
     packet, as the receiver's stack sees it. Frames without ESP, or of another SA, come back unchanged, told
     from their bytes without dissecting them."""
-    spi = _esp_spi(frame)
-    sa = next((sa for sa in sas if sa.spi == spi), None) if spi is not None else None
-    if sa is None:
+    spi = frame_esp_spi(frame)
+    if spi is None or not hasattr(sas, "sas_for") and all(sa.spi != spi for sa in sas):
         return frame
     from scapy.layers.l2 import Ether  # here: the rest of this module works on IP packets only
     ether = dissect(frame, Ether)
-    plain = decrypt(sa, ether.payload.copy())
-    return bytes(ether.__class__(dst=ether.dst, src=ether.src, type=ether.type) / plain)
+    opened = open_with(sas, ether.payload)
+    if opened is None:
+        return frame
+    plain = opened.packet
+    return bytes(ether.__class__(dst=ether.dst, src=ether.src, type={IP: 0x0800, IPv6: 0x86DD}.get(type(plain), ether.type)) / plain)
 
 
 _IPV6_EXTENSIONS = (0, 43, 44, 60)  # hop-by-hop, routing, fragment, destination options: ESP may follow them
 
 
-def _esp_spi(frame: bytes) -> int | None:
+def frame_esp_spi(frame: bytes) -> int | None:
     """The SPI of the ESP in an Ethernet frame, read from its bytes: ESP right under the IPv4 header (protocol
     50), the IPv6 header (next header 50, after any extension headers; in a first fragment) or NAT-T's UDP
     header (port 4500, RFC 3948). None when there is no ESP there (a zero SPI marks NAT-T's non-ESP)."""

@@ -151,13 +151,12 @@ class FastESP:
     cipher that is not a combined mode, its integrity algorithm's MAC."""
 
     def __init__(self, sa: esp.SA):
-        if not isinstance(sa, esp.SA):
-            raise InputError("sa", type(sa).__name__, "a grelab.craft.SA")
+        esp.check_can_encrypt(sa)
         self.sa, algo = sa, sa.algo
         self.spi = struct.pack("!I", sa.spi)
         self.align = lcm(algo.block, 4)  # RFC 4303 2.4: the encrypted part ends on a 4-byte boundary
         self.seal = algo.cipher.seal(sa.key)
-        self.mac = algo.integrity.mac(sa.auth_key) if algo.integrity else None
+        self.mac = algo.integrity.mac(sa.auth_key) if algo.integrity and algo.integrity.mac else None
 
     def encrypt(self, packets: Sequence[bytes], first_seq: int = 1) -> list[bytes]:
         if not packets:

@@ -37,6 +37,7 @@ class Peeled:
     checksum_ok: bool | None = None  # the GRE checksum, when present
     esp_spi: int | None = None
     esp_seq: int | None = None
+    esp_icv: str | None = None  # the innermost ESP's ICV verdict (grelab.craft.esp.ICV_VERDICTS)
     passenger_problem: str | None = None  # the passenger's own header is cut short
 
     def __str__(self) -> str:
@@ -54,7 +55,7 @@ def peel(data: bytes | Packet, sas: Iterable[esp.SA] = (), link: str = "auto", v
     not whole. seq_hi: ESN's high-order bits (esp.decrypt)."""
     layer = data if isinstance(data, Packet) else dissect_link(data, link)
     wire = len(layer)
-    by_spi = {sa.spi: sa for sa in sas}
+    sas = sas if hasattr(sas, "sas_for") else list(sas)  # Keys (grelab.craft.keys) or SAs
     report, ip = Peeled(), None
     while not isinstance(layer, NoPayload):
         if isinstance(layer, (IP, IPv6, GRE, UDP, ESP)) and layer.original:
@@ -75,14 +76,16 @@ def peel(data: bytes | Packet, sas: Iterable[esp.SA] = (), link: str = "auto", v
             report.layers.append(f"UDP {layer.sport} > {layer.dport} (NAT-T)")
         elif isinstance(layer, ESP):
             report.esp_spi, report.esp_seq = layer.spi, layer.seq
-            sa = by_spi.get(layer.spi)
-            if sa is None:
+            opened = esp.open_with(sas, ip, seq_hi, verify)
+            if opened is None:
                 report.layers.append(f"ESP spi=0x{layer.spi:08x} seq={layer.seq} (no SA given: still encrypted)")
                 return report
-            report.layers.append(f"ESP spi=0x{layer.spi:08x} seq={layer.seq} {sa.algorithm} {sa.mode}")
-            clear = esp.decrypt(sa, ip.copy(), seq_hi, verify)  # scapy's decrypt edits the packet it is given
-            layer = clear.payload if sa.mode == "transport" else clear  # transport: the same IP header again
-            wire = len(clear) + wire - len(ip)  # offsets below count in the decrypted packet
+            report.layers.append(f"ESP spi=0x{layer.spi:08x} seq={layer.seq} {opened.sa.algorithm} {opened.sa.mode}"
+                                 + ("" if opened.icv == "good" else f" ({esp.ICV_VERDICTS[opened.icv]})"))
+            report.esp_icv = opened.icv
+            clear = opened.kept  # the outer header kept: offsets below count in the decrypted packet
+            layer = clear.payload
+            wire = len(clear) + wire - len(ip)
             continue
         elif isinstance(layer, GRE_PPTP):  # protocol type 0x880b: PPTP's enhanced GRE (RFC 2637), a call ID
             report.layers.append(f"GRE (PPTP, RFC 2637) version={layer.version} proto=0x{layer.proto:04x} "

@@ -22,9 +22,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from grelab.craft.algorithms import ALGORITHMS
 from grelab.craft.esp import SA
-from grelab.errors import GrelabError, InputError
+from grelab.craft.keys import parse_xfrm_state
+from grelab.errors import InputError
 
 GUEST_DIR = "/tmp/grelab-daemons"
 HOST_USR = "/host-usr"
@@ -267,47 +267,6 @@ def holds_until(dut, script: str, until, what: str, interval: float = 0.1, logs=
         time.sleep(interval if callable(until) else min(interval, max(0.0, until - time.monotonic())))
 
 
-# Reading SAs back: `ip xfrm state` -> grelab SAs, the kernel's algorithm names mapped to rows of
-# grelab.craft.algorithms.
-def _algorithm(cipher: str, key: bytes, integrity: str | None, bits: int) -> str:
-    for name, algo in ALGORITHMS.items():
-        if algo.cipher.xfrm != cipher or algo.key_len != len(key) or algo.icv_len * 8 != bits:
-            continue
-        if (algo.integrity.xfrm if algo.integrity else None) == integrity:
-            return name
-    raise GrelabError(f"no grelab ESP algorithm for the kernel's {cipher} ({len(key)}-byte key) with "
-                      f"{integrity or 'no separate integrity'}, {bits}-bit ICV")
-
-
-def parse_xfrm_state(text: str) -> list[SA]:
-    """`ip xfrm state` (with or without -s) as grelab SAs: ESP states only, in the order listed."""
-    sas = []
-    for block in re.split(r"\n(?=src )", text.strip()):
-        # -s adds each number's other base: "spi 0xcf1d8b2b(3474819883) reqid 1(0x00000001)"
-        head = re.match(r"src (\S+) dst (\S+)\s+proto esp spi (0x[0-9a-f]+)(?:\(\d+\))? reqid \d+(?:\(0x[0-9a-f]+\))? "
-                        r"mode (\w+)", block)
-        if not head:
-            continue
-        src, dst, spi, mode = head.groups()
-        bits = r"(?: \(\d+ bits\))?"  # -s: each key's length
-        aead = re.search(rf"aead (\S+) 0x([0-9a-f]+){bits} (\d+)", block)
-        enc = re.search(r"enc (\S+) 0x([0-9a-f]*)", block)
-        auth = re.search(rf"auth-trunc (\S+) 0x([0-9a-f]+){bits} (\d+)", block)
-        if aead:
-            key, auth_key = bytes.fromhex(aead.group(2)), b""
-            algorithm = _algorithm(aead.group(1), key, None, int(aead.group(3)))
-        elif enc and auth:
-            key, auth_key = bytes.fromhex(enc.group(2)), bytes.fromhex(auth.group(2))
-            algorithm = _algorithm(enc.group(1), key, auth.group(1), int(auth.group(3)))
-        else:
-            raise GrelabError(f"an ESP state without keys grelab can read:\n{block}")
-        encap = re.search(r"encap type espinudp sport (\d+) dport (\d+)", block)
-        nat_t = (int(encap.group(1)), int(encap.group(2))) if encap else None
-        esn = bool(re.search(r"\bflag\b[^\n]*\besn\b", block))  # "replay-window 32 flag esn", on no line of its own
-        sas.append(SA(int(spi, 16), algorithm, key, auth_key, src=src, dst=dst, mode=mode, nat_t=nat_t, esn=esn))
-    return sas
-
-
 def read_sas(dut) -> list[SA]:
     """The ESP SAs the DUT's kernel holds now (what a daemon negotiated), as grelab SAs."""
-    return parse_xfrm_state(dut.check("/sbin/ip -s xfrm state"))
+    return parse_xfrm_state(dut.check("/sbin/ip -s xfrm state"), f"DUT {dut.name}'s ip -s xfrm state")

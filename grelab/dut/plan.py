@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Union
 
-from grelab.craft.esp import SA
+from grelab.craft.esp import SA, check_can_encrypt
 from grelab.dut.daemon import Daemon
 from grelab.dut.values import address, family, interface_name, network, number_or_inherit
 from grelab.errors import InputError, check_choice, check_range
@@ -227,6 +227,7 @@ class XfrmState:
     def __post_init__(self):
         if not isinstance(self.sa, SA):
             raise InputError("xfrm state sa", self.sa, "a grelab.craft.esp.SA")
+        check_can_encrypt(self.sa)  # a kernel needs a mode and an ICV it can make: refused here, not by the DUT
         check_range("replay_window", self.replay_window, 1 if self.sa.esn else 0, 4096)  # ESN needs a window
         check_range("xfrm state seq_hi", self.seq_hi, 0, 0xFFFFFFFF)
         object.__setattr__(self, "mark", _mark("xfrm state", self.mark))

@@ -1,22 +1,29 @@
-"""`grelab pcap diff A B` and `grelab pcap show PCAP`: pcaps read the way goldens are, ESP decrypted.
+"""`grelab pcap diff A B`, `grelab pcap show PCAP`, `grelab pcap decrypt IN OUT`: pcaps read the way goldens are,
+ESP decrypted.
 
     grelab pcap diff pcaps/two_offices/echo-gre.pcapng /tmp/caps/two_offices/echo-gre.pcapng
     grelab pcap show pcaps/two_offices/tcp-gre-in-esp.pcapng
+    grelab pcap show capture.pcap --esp-sa "0x12345678@192.1.2.45 3des-cbc-hmac96:0x4043..."
+    grelab pcap decrypt capture.pcap opened.pcapng --esp-sa router-xfrm.txt
 
 diff compares per link (pcapng interface name), packet by packet, field by field through every layer (the
-goldens' diff, grelab.golden.store.describe_difference), after decrypting the ESP of the esp_sa table's SAs;
-timing is not compared. Exit status: 0 the same, 1 they differ, 2 a file cannot be read.
-show prints each packet peeled down to GRE's passenger (grelab.craft.peel), one line each.
+goldens' diff, grelab.golden.store.describe_difference), after decrypting ESP; timing is not compared. Exit
+status: 0 the same, 1 they differ, 2 a file cannot be read. show prints each packet peeled down to GRE's passenger
+(grelab.craft.peel), one line each. decrypt writes a pcapng in which each ESP packet grelab can open is replaced by
+what it carries (grelab.golden.decrypted), for a Wireshark that cannot decrypt it.
+Keys (--esp-sa, repeatable; default the project's pcaps/esp_sa): a file of Wireshark esp_sa rows, tcpdump espsecret
+lines or `ip xfrm state` text, or a tcpdump -E secret itself (grelab.craft.keys).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 from grelab.craft.esp import decrypt_frame
-from grelab.craft.esp_sa import read_esp_sa
+from grelab.craft.keys import Keys, keys_from
 from grelab.craft.peel import describe
 from grelab.errors import GrelabError, InputError
-from grelab.golden.case import Frame, read_pcapng
+from grelab.golden.case import Frame, read_pcapng, write_pcapng
+from grelab.golden.decrypted import decrypted_frames
 from grelab.golden.recorder import GoldenRecorder
 from grelab.golden.store import ESP_SA_FILE, describe_difference, same
 
@@ -24,7 +31,9 @@ EXAMPLES = """examples:
   grelab pcap show pcaps/two_offices/echo-gre-in-esp.pcapng
   grelab pcap diff pcaps/two_offices/echo-gre.pcapng /tmp/caps/two_offices/echo-gre.pcapng
   grelab pcap diff a.pcapng b.pcapng --esp-sa demo.esp_sa     # keys as `grelab craft --keys` writes them
-exit status: 0 same, 1 different (diff), 2 a file or key table that cannot be read"""
+  grelab pcap show esp.pcap --esp-sa "0x12345678@192.1.2.45 3des-cbc-hmac96:0x4043434545464649494a4a4c4c4f4f515152525454575758"
+  grelab pcap decrypt esp.pcap opened.pcapng --esp-sa xfrm-state.txt    # `ip -s xfrm state` pasted from a router
+exit status: 0 same / shown / written, 1 different (diff), 2 a file or key table that cannot be read"""
 
 
 def add_arguments(parser) -> None:
@@ -37,9 +46,17 @@ def add_arguments(parser) -> None:
     show = sub.add_parser("show", help="each packet peeled to its passenger, one line each",
                           epilog=EXAMPLES, formatter_class=parser.formatter_class)
     show.add_argument("pcap", metavar="PCAP")
-    for p in (diff, show):
-        p.add_argument("--esp-sa", metavar="FILE",
-                       help=f"Wireshark esp_sa table of the SAs to decrypt (default: the project's pcaps/{ESP_SA_FILE})")
+    opened = sub.add_parser("decrypt", help="write OUT: IN with each ESP packet grelab can open replaced by what it "
+                            "carries (outer IP header kept, a comment saying SPI, sequence number, algorithm, ICV)",
+                            epilog=EXAMPLES, formatter_class=parser.formatter_class)
+    opened.add_argument("pcap", metavar="IN")
+    opened.add_argument("out", metavar="OUT", help="the pcapng to write (a new file, or --force)")
+    opened.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+    for p in (diff, show, opened):
+        p.add_argument("--esp-sa", metavar="KEYS", action="append",
+                       help="keys to decrypt with, repeatable: a file of Wireshark esp_sa rows, tcpdump espsecret "
+                            "lines or `ip xfrm state` text, or a tcpdump -E secret "
+                            f"(default: the project's pcaps/{ESP_SA_FILE})")
 
 
 def default_esp_sa() -> Path | None:
@@ -52,9 +69,10 @@ def default_esp_sa() -> Path | None:
     return path if path.exists() else None
 
 
-def sas_of(args) -> list:
-    path = args.esp_sa or default_esp_sa()
-    return read_esp_sa(path) if path else []
+def sas_of(args) -> Keys:
+    """The keys of every --esp-sa (or the project's pcaps/esp_sa)."""
+    values = args.esp_sa or ([default_esp_sa()] if default_esp_sa() else [])
+    return keys_from(values)
 
 
 def read(option: str, path: str) -> list[Frame]:
@@ -88,6 +106,8 @@ def run(args) -> int:
                 what = f"[{exc}]"
             print(f"{number:4} {f.time:10.6f} {f.link or '-':8} {what}" + (f"  # {GoldenRecorder.story(f.comment)}" if f.comment else ""))
         return 0
+    if args.action == "decrypt":
+        return decrypt_pcap(args, sas)
     a, b = read("A", args.a), read("B", args.b)
     a, b = decrypted(a, sas), decrypted(b, sas)
     if same(a, b):
@@ -95,3 +115,17 @@ def run(args) -> int:
         return 0
     print(describe_difference(a, b, names=("A", "B"), every=True))
     return 1
+
+
+def decrypt_pcap(args, sas: Keys) -> int:
+    out = Path(args.out)
+    if out.resolve() == Path(args.pcap).resolve():
+        raise InputError("OUT", str(out), "a file other than IN")
+    if out.exists() and not args.force:
+        raise InputError("OUT", str(out), "a path that does not exist yet (or --force to overwrite it)")
+    if not out.parent.is_dir():
+        raise InputError("OUT", str(out), f"a file in an existing folder ({out.parent} is not one)")
+    frames, tally = decrypted_frames(read("IN", args.pcap), sas)
+    write_pcapng(frames, out)
+    print(f"{out}: {tally}")
+    return 0

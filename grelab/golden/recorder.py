@@ -9,7 +9,8 @@
 
 After the case body passes, the plugin calls `finish()`: every frame of every capture except link
 chatter (ARP, neighbour discovery, MLD, also inside a tunnel) is normalized, commented and compared with
-pcaps/<scenario>/<case>.pcapng, or written there with --update-golden.
+pcaps/<scenario>/<case>.pcapng, or written there with --update-golden (with its companion <case>.decrypted.pcapng
+when Wireshark 4.0 cannot decrypt the case's ESP: grelab.golden.decrypted).
 """
 from __future__ import annotations
 
@@ -168,6 +169,10 @@ class GoldenRecorder:
                 return f"{text}: {what}"
         return f"not named by the scenario: {what}"
 
+    def golden_sas(self) -> list[SA]:
+        """The SAs of the ESP in the golden: the case's, a daemon's replaced by its stand-in."""
+        return [self._stand_ins.get(sa.spi, sa) for sa in self._sas]
+
     @staticmethod
     def story(comment: str) -> str:
         """What the scenario says of a frame: its golden comment without the packet description after it."""
@@ -182,8 +187,9 @@ class GoldenRecorder:
             write_pcapng(frames, kept)
         if update:
             status = self.store.update(self.scenario, self.case, frames)
-            kept = [self._stand_ins.get(sa.spi, sa) for sa in self._sas]
+            kept = self.golden_sas()
             if kept:
                 self.store.merge_esp_sa([line for sa in kept for line in esp_sa_lines(sa)])
-            return None, status
+            companion = self.store.update_companion(self.scenario, self.case, kept)
+            return None, status + (f", {companion}" if companion else "")
         return self.store.compare(self.scenario, self.case, frames, self.update_hint), None

@@ -19,6 +19,7 @@ from pathlib import Path
 from grelab.errors import GrelabError
 from grelab.golden import ladder
 from grelab.golden.case import read_pcapng, write_pcapng
+from grelab.golden.decrypted import companion_path, decrypted_frames, needs_companion
 from grelab.golden.recorder import GoldenRecorder
 from grelab.outputs import write_all
 
@@ -39,6 +40,8 @@ def case_data(facts: dict, recorder: GoldenRecorder | None, lab=None) -> dict:
         data["failure"] += f"\n(no ladder: the captures could not be read: {exc})"
         return data
     data["_frames"] = frames
+    if needs_companion(recorder.golden_sas()):  # ESP Wireshark 4.0 cannot decrypt: this run's capture decrypted too
+        data["_companion"] = decrypted_frames(frames, recorder.golden_sas())[0]
     ends = {}
     if lab is not None:
         data["nodes"] = [n.name for n in lab.topology.nodes]
@@ -78,17 +81,15 @@ def save_case(folder: Path, data: dict) -> None:
     cases = folder / "cases"
     cases.mkdir(parents=True, exist_ok=True)
     stem = file_stem(data["nodeid"])
-    frames = data.pop("_frames", None)
+    frames, decrypted = data.pop("_frames", None), data.pop("_companion", None)
     writers = {str(cases / f"{stem}.json"): lambda tmp: Path(tmp).write_text(json.dumps(data))}
     if frames:
         data["pcap"] = f"cases/{stem}.pcapng"
         writers[str(cases / f"{stem}.pcapng")] = lambda tmp: write_pcapng(frames, Path(tmp))
+    if decrypted:
+        data["pcap_decrypted"] = f"cases/{stem}.decrypted.pcapng"
+        writers[str(cases / f"{stem}.decrypted.pcapng")] = lambda tmp: write_pcapng(decrypted, Path(tmp))
     write_all(writers)
-
-
-def companion(golden: Path) -> Path:
-    """The decrypted companion of a golden: pcaps/<scenario>/<case>.decrypted.pcapng beside <case>.pcapng."""
-    return golden.with_name(golden.name.removesuffix(".pcapng") + ".decrypted.pcapng")
 
 
 def write_page(folder: Path, steps: dict[str, dict] | None = None, took: float | None = None) -> Path:
@@ -107,8 +108,8 @@ def write_page(folder: Path, steps: dict[str, dict] | None = None, took: float |
         if case.get("golden"):
             golden = Path(case["golden"])
             case["links"] = {"golden": _link(golden, folder)}
-            if companion(golden).exists():
-                case["links"]["decrypted"] = _link(companion(golden), folder)
+            if companion_path(golden).exists():
+                case["links"]["decrypted"] = _link(companion_path(golden), folder)
     page = folder / "index.html"
     write_all({str(page): lambda tmp: Path(tmp).write_text(render(cases, took))})
     return page

@@ -96,6 +96,9 @@ def case(c: dict, with_scenario: bool = False) -> str:
              else f'{name} {e(link["text"])} (none yet)' for name, link in c.get("links", {}).items()]
     if c.get("pcap"):
         links.append(f'this run\'s capture <a class="pcap" href="{e(c["pcap"])}">{e(c["pcap"].split("/")[-1])}</a>')
+    if c.get("pcap_decrypted"):  # its ESP opened by grelab, for a Wireshark that cannot decrypt it
+        links.append(f'decrypted <a class="companion" href="{e(c["pcap_decrypted"])}">'
+                     f'{e(c["pcap_decrypted"].split("/")[-1])}</a>')
     if links:
         out.append(f'<p class="links">{" · ".join(links)} (ESP decrypts with pcaps/esp_sa: grelab wireshark FILE)</p>')
     if c["failure"] and outcome != "skipped":

@@ -3,7 +3,9 @@
 A rewrite goes to a temporary file beside the golden and is renamed over it, so a crash or a concurrent
 pytest-xdist worker never leaves a truncated golden; a golden whose packets did not change is not touched
 (its timestamps alone do not count as a change). pcaps/esp_sa, Wireshark's ESP key table, is merged under
-a lock on the pcaps folder, since every worker may add rows to it.
+a lock on the pcaps folder, since every worker may add rows to it. A golden whose ESP Wireshark 4.0 cannot decrypt
+has a companion beside it, <case>.decrypted.pcapng (grelab.golden.decrypted), written with it; comparisons never read
+companions.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from pathlib import Path
 
 from grelab.craft.dissect import frame as dissect_frame
 from grelab.golden.case import Frame, read_pcapng, write_pcapng
+from grelab.golden.decrypted import companion_path, decrypted_frames, needs_companion
 from grelab.expect.match import Template
 
 ESP_SA_FILE = "esp_sa"
@@ -55,15 +58,24 @@ class GoldenStore:
             status = "changed"
         else:
             status = "created"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            write_pcapng(frames, tmp)
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        _write_whole(frames, path)
+        return status
+
+    def update_companion(self, scenario: str, case: str, sas) -> str | None:
+        """With a golden whose ESP Wireshark 4.0 cannot decrypt (grelab.golden.decrypted.needs_companion): write its
+        companion <case>.decrypted.pcapng, the golden's frames (timestamps too) with that ESP opened, if it is new
+        or differs.
+        Returns 'companion created', '... changed', '... unchanged', or None when the golden needs none (then an
+        existing file of that name is left alone)."""
+        if not needs_companion(sas):
+            return None
+        path = companion_path(self.path(scenario, case))
+        golden = read_pcapng(self.path(scenario, case))  # as on disk: an unchanged golden keeps its timestamps
+        opened, _ = decrypted_frames(golden, sas)
+        if path.exists() and read_pcapng(path) == opened:
+            return "companion unchanged"
+        status = "companion changed" if path.exists() else "companion created"
+        _write_whole(opened, path)
         return status
 
     def merge_esp_sa(self, rows: list[str]) -> bool:
@@ -79,6 +91,19 @@ class GoldenStore:
             tmp.write_text("".join(line + "\n" for line in merged))
             os.replace(tmp, path)
             return True
+
+
+def _write_whole(frames: list[Frame], path: Path) -> None:
+    """Write a pcapng through a temporary file renamed over path: never half a file, even beside another worker."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write_pcapng(frames, tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def same(a: list[Frame], b: list[Frame]) -> bool:
