@@ -70,4 +70,5 @@ def _frame(reader, data: bytes, meta) -> Frame:
         text = b"\n".join(meta.comments or []).decode(errors="replace")
         name = meta.ifname.decode(errors="replace") if meta.ifname else ""
         return Frame(name, float(time), bytes(data), text, meta.linktype)
-    return Frame("", meta.sec + meta.usec / (1e9 if reader.nano else 1e6), bytes(data), "", reader.linktype)
+    # a pcap header's link type is its low 16 bits (above them: the FCS length, when there is one)
+    return Frame("", meta.sec + meta.usec / (1e9 if reader.nano else 1e6), bytes(data), "", reader.linktype & 0xFFFF)
