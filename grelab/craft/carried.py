@@ -27,6 +27,7 @@ from scapy.layers.inet import IP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import GRE
 from scapy.packet import Packet, Raw, bind_layers
+from scapy.utils import checksum
 
 NHRP_OPERATIONS = {1: "Resolution Request", 2: "Resolution Reply", 3: "Registration Request",
                    4: "Registration Reply", 5: "Purge Request", 6: "Purge Reply", 7: "Error Indication",
@@ -42,6 +43,15 @@ class NHRP(Packet):
                    ShortField("extension_offset", 0), ByteField("version", 1),
                    ByteEnumField("operation", 1, NHRP_OPERATIONS),
                    ByteField("src_nbma_len", 0), ByteField("src_nbma_sublen", 0)]
+
+    def post_build(self, pkt: bytes, pay: bytes) -> bytes:
+        """The packet size and checksum (RFC 2332 5.1: the IP checksum over the whole NHRP packet), when not given."""
+        whole = pkt + pay
+        if self.size is None:
+            whole = whole[:10] + len(whole).to_bytes(2, "big") + whole[12:]
+        if self.checksum is None:
+            whole = whole[:12] + checksum(whole[:12] + b"\0\0" + whole[14:]).to_bytes(2, "big") + whole[14:]
+        return whole
 
 
 class NHRPMandatory(Packet):

@@ -80,7 +80,7 @@ def describe(data: bytes | Packet, sas: Iterable[esp.SA] = (), peeled: Peeled | 
     if peeled.gre is not None or peeled.esp_spi is not None or peeled.quote is not None:
         return str(peeled)
     # scapy's summary, and what peel found wrong (a packet cut short at the capture's snap length...)
-    problems = "".join(f" [{text.split(' [', 1)[1]}" for text in peeled.layers if " [" in text or text[:1] == "[")
+    problems = "".join(" " + text[text.index("["):] for text in peeled.layers if "[" in text)
     return peeled.packet.summary() + problems
 
 
@@ -130,7 +130,9 @@ def _walk(layer: Packet, wire: int, by_spi: dict, verify: bool, seq_hi: int, quo
             report.passenger = carried(layer)
             report.layers.append(_describe_gre(layer, report))
             inner = report.passenger
-            if isinstance(inner, (IP, IPv6, Ether)) and inner.original:
+            if quote and not len(inner):  # the quote ends with GRE's header
+                report.passenger_problem = "cut short on purpose"
+            elif isinstance(inner, (IP, IPv6, Ether)) and inner.original:
                 try:
                     check_whole(bytes(inner.original), type(inner), wire - len(inner))
                 except MalformedPacket as exc:
