@@ -148,7 +148,7 @@ def test_an_icmp_error_quote_is_cut_short_on_purpose_not_truncated(tmp_path):
         IPv6(src="2001:db8::1", dst="2001:db8::2") / ICMPv6EchoRequest(data=b"z" * 1400))[:1232]
     said6 = describe(bytes(too_big))
     assert "ICMPv6 Packet Too Big code=0 mtu=1280 / quoting [IPv6 2001:db8::1 > 2001:db8::2 (cut short on purpose: " \
-           "1232 of 1448 bytes)" in said6 and "truncated" not in said6, said6
+           "1232 of 1448 bytes) / ICMPv6 Echo Request (id: 0x0 seq: 0x0)]" in said6 and "truncated" not in said6, said6
     rows = tshark(write(tmp_path / "errors.pcap", [error, too_big]), "_ws.malformed", "icmp.type", "icmpv6.type")
     assert [[r[0], r[1], r[2][:1]] for r in rows] == [["", "3", ""], ["", "", "2"]]  # Wireshark reads both cleanly
 

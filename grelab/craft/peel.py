@@ -148,6 +148,9 @@ def _walk(layer: Packet, wire: int, by_spi: dict, verify: bool, seq_hi: int, quo
                 report.layers.append(f"{_name(_next_of(layer.underlayer))} (cut short on purpose)" if quote
                                      else f"[{exc}]")
             return report
+        elif quote:  # the rest of a quote, as scapy summarises it (the quoted echo's id and sequence number)
+            report.layers.append(_say_quoted(layer))
+            return report
         else:
             report.layers.append(layer.name)
         layer = layer.payload
@@ -161,6 +164,14 @@ def _say_error(icmp: Packet) -> str:
         return words + (f" mtu={icmp.nexthopmtu}" if icmp.type == 3 and icmp.code == 4 else "")
     mtu = getattr(icmp, "mtu", None)
     return f"{icmp.name} code={icmp.code}" + (f" mtu={mtu}" if mtu is not None else "")
+
+
+def _say_quoted(layer: Packet) -> str:
+    """scapy's summary of a quote's rest; its ICMP in words (scapy's own summary of a quoted ICMP is its class name)."""
+    if isinstance(layer, ICMP):
+        return layer.sprintf(f"ICMP %{type(layer).__name__}.type% %{type(layer).__name__}.code%") + (
+            f" (id: {layer.id:#x} seq: {layer.seq:#x})" if layer.type in (0, 8) else "")
+    return layer.summary()
 
 
 def _next_of(under) -> type | None:
