@@ -109,15 +109,11 @@ def _source_tarball(package: str) -> Path:
     cached = sorted(CACHE.glob(f"{package}_*.orig.tar.*"))
     if cached:
         return cached[-1]
-    from grelab.dut.uml.kernel import mirror
+    from grelab.dut.uml.kernel_source import apt_options
     CACHE.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=CACHE) as work:
         work = Path(work)
-        (work / "lists/partial").mkdir(parents=True)
-        (work / "sources.list").write_text(f"deb-src {mirror()} {SUITE} main\n")
-        options = ["-o", f"Dir::Etc::sourcelist={work / 'sources.list'}", "-o", "Dir::Etc::sourceparts=-",
-                   "-o", f"Dir::State::Lists={work / 'lists'}", "-o", f"Dir::Cache={work}",
-                   "-o", "APT::Sandbox::User=root", "-q"]
+        options = apt_options(work, SUITE, kind="deb-src")
         for step in (["update"], ["source", "--download-only", package]):
             done = subprocess.run(["apt-get", *options, *step], cwd=work, capture_output=True, text=True)
             if done.returncode:

@@ -89,9 +89,10 @@ def test_peel_of_a_packet_just_built_in_the_shell():
 
 
 def test_frames_read_from_a_file_are_peeled_the_same(tmp_path):
-    """Bytes read back from a pcap say what the packet said before it was written."""
-    from scapy.utils import wrpcap
+    """Frames read back from a pcap (as bytes, or as scapy's packets) say what the packet said before it was written."""
+    from scapy.utils import rdpcap, wrpcap
     packets = [Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / gre(passenger(k), key=9) for k in PASSENGERS]
     wrpcap(str(tmp_path / "built.pcap"), packets)
     frames = read_pcapng(tmp_path / "built.pcap")
     assert [describe(f.data, link=f.link_type) for f in frames] == [describe(p) for p in packets]
+    assert [str(peel(p)) for p in rdpcap(str(tmp_path / "built.pcap"))] == [str(peel(p)) for p in packets]

@@ -55,6 +55,14 @@ def test_erspan_i_ii_iii_are_peeled_down_to_the_mirrored_frame(tmp_path):
     assert [r[-1] for r in rows] == ["1", "1", "1"]  # Wireshark too reaches the mirrored echo in all three
 
 
+def test_a_carried_header_cut_short_is_said_so():
+    for proto, payload, said in ((0x88BE, bytes(ERSPAN_II(session_id=1))[:5], "-> ERSPAN [cut short] / Raw"),
+                                 (0x883E, b"\x01\x59", "-> WCCP [cut short] / Raw"),
+                                 (0x2001, bytes(NHRP())[:12], "-> NHRP [cut short] / Raw")):
+        seq = dict(seqnum_present=1, sequence_number=1) if proto == 0x88BE else {}
+        assert str(peel(bytes(IP(**OUTER) / GRE(proto=proto, **seq) / payload))).endswith(said)
+
+
 def test_wccp_redirect_header_and_the_packet_inside(tmp_path):
     inner = IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=40000, dport=40001) / b"x"
     frames = [Ether(**MACS) / IP(**OUTER) / GRE(proto=0x883E) / WCCPRedirect(dynamic=1, service_id=89,

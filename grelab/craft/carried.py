@@ -127,6 +127,8 @@ def _say_erspan(p: Packet) -> tuple[str, Packet | None]:
 
 
 def _say_wccp(p: Packet) -> tuple[str, Packet | None]:
+    if isinstance(p, Raw):
+        return "WCCP [cut short]", p
     if not isinstance(p, WCCPRedirect):
         return "WCCP (no redirect header)", p
     return (f"WCCP redirect service={p.service_id} {p.get_field('dynamic').i2repr(p, p.dynamic)} "
@@ -164,6 +166,8 @@ def carried(gre: GRE) -> Packet:
     data = bytes(payload)
     try:
         packet = rider.read(data, gre)
+        if len(data) < len(packet) - len(packet.payload):  # scapy filled what the bytes lack with defaults
+            packet = Raw(data)
     except Exception:  # noqa: BLE001 - scapy raises struct.error, IndexError...: said as the bytes they are
         packet = Raw(data)
     gre.remove_payload()
