@@ -40,4 +40,7 @@ fi
 # A failure stops set-up (set -e) with grelab's message.
 .venv/bin/grelab kernel build >/dev/null
 .venv/bin/grelab dut prepare >/dev/null
+# The test corpus of other projects' captures (tests/data/corpus/README.md): from Debian's tcpdump and wireshark
+# source packages (cached in /var/cache/grelab/corpus) and the shared folder beside the checkout; never committed.
+.venv/bin/python tests/corpus.py
 echo "setup: ready"

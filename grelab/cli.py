@@ -66,7 +66,21 @@ def build_parser(load: Collection[str] = tuple(SUBCOMMANDS)) -> argparse.Argumen
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    """Run one subcommand. A closed output pipe (`grelab pcap show X | head`) ends it quietly with exit 0: the
+    reader has what it wanted."""
+    try:
+        code = _main(sys.argv[1:] if argv is None else argv)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's last flush (a traceback at exit)
+        return code
+    except SystemExit:  # argparse: --help, or a usage error said on stderr
+        _flush_quietly()
+        raise
+    except BrokenPipeError:
+        _quiet_stdout()
+        return 0
+
+
+def _main(argv: list[str]) -> int:
     # The subcommand is the first argument that is not an option (grelab itself has none but --help).
     command = next((arg for arg in argv if not arg.startswith("-")), None)
     args, unknown = build_parser(load=(command,)).parse_known_args(argv)
@@ -80,14 +94,29 @@ def main(argv: list[str] | None = None) -> int:
     except GrelabError as exc:
         print(f"grelab {args.command}: {one_line(exc)}", file=sys.stderr)
         return 2
-    except BrokenPipeError:  # `grelab pcap show X | head`: the reader has what it wanted
-        _quiet_stdout()
-        return 0
+    except BrokenPipeError:
+        raise  # not an OSError to report: main ends quietly
     except OSError as exc:  # the last resort: still one line naming the path, never a traceback
         print(f"grelab {args.command}: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # a stop signal: what the run made goes at exit, then it dies of that signal
         return 130
+
+
+def output_closed() -> bool:
+    """Whether the reader of our stdout has gone (a pipe whose read end is closed polls as an error): a child that
+    wrote to our stdout and failed (tshark) failed for that, not for its input."""
+    import select
+    poll = select.poll()
+    poll.register(sys.stdout.fileno(), select.POLLOUT)
+    return any(events & select.POLLERR for _, events in poll.poll(0))
+
+
+def _flush_quietly() -> None:
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _quiet_stdout()
 
 
 def _quiet_stdout() -> None:

@@ -334,14 +334,15 @@ def _summary(terminalreporter):
         terminalreporter.section("grelab: skipped cases")
         for reason, count in sorted(reasons.items(), key=lambda r: -r[1]):
             terminalreporter.write_line(f"{count} skipped: {reason}")
-    figures = [value for reports in terminalreporter.stats.values() for r in reports
-               for key, value in getattr(r, "user_properties", []) if key == "figures" and r.when == "call"]
+    figures = _properties(terminalreporter, "figures")
     if figures:  # a test's record_property("figures", line): shown in CI, also from xdist workers
         terminalreporter.section("grelab figures")
         for line in sorted(figures):
             terminalreporter.write_line(line)
-    lines = [value for reports in terminalreporter.stats.values() for r in reports
-             for key, value in getattr(r, "user_properties", []) if key == "golden" and r.when == "call"]
+    for line in _properties(terminalreporter, "corpus"):  # tests/test_corpus.py's figures
+        terminalreporter.section("corpus: captures no one here wrote")
+        terminalreporter.write_line(line)
+    lines = _properties(terminalreporter, "golden")
     if lines:
         terminalreporter.section("golden pcaps")
         changed = sorted(line for line in lines if not line.startswith("unchanged")
@@ -349,3 +350,9 @@ def _summary(terminalreporter):
         for line in changed:
             terminalreporter.write_line(line)
         terminalreporter.write_line(f"{len(changed)} written, {len(lines) - len(changed)} unchanged")
+
+
+def _properties(terminalreporter, name: str) -> list[str]:
+    """The values tests recorded under `name` (record_property, item.user_properties), from every worker."""
+    return [value for reports in terminalreporter.stats.values() for r in reports
+            for key, value in getattr(r, "user_properties", []) if key == name and r.when == "call"]

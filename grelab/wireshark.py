@@ -85,6 +85,9 @@ def show(pcap: str | Path, esp_sa: str | Path | None = None, wait: bool = True) 
             sys.stdout.flush()
             done = subprocess.run(argv, env=env, stderr=subprocess.PIPE, text=True)
             if done.returncode != 0:
+                from grelab.cli import output_closed
+                if output_closed():  # `grelab wireshark X | head`: tshark lost its reader, not its pcap
+                    raise BrokenPipeError
                 raise GrelabError(f"tshark cannot read {pcap}: {done.stderr.strip()}")
             return 0
         if not wait:

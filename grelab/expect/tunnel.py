@@ -75,12 +75,14 @@ def _passenger(frame: bytes, sas, proto: int, endpoints: set = frozenset()) -> b
         outer = dissect(frame, Ether)
     except MalformedPacket as exc:
         raise _Bad(str(exc)) from None
-    if outer.type == ETHERTYPE_IPV6:
+    kind = outer.type if isinstance(outer, Ether) else None  # an 802.3 frame (scapy's Dot3) has a length instead
+    if kind == ETHERTYPE_IPV6:
         _check_outer_ipv6(frame[14:])
-    elif outer.type == ETHERTYPE_IPV4:
+    elif kind == ETHERTYPE_IPV4:
         _check_outer_ipv4(frame[14:])
     else:
-        raise _Bad(f"ethertype 0x{outer.type:04x}, not IPv4 or IPv6: {outer.summary()}")
+        raise _Bad(f"{'an 802.3 frame' if kind is None else f'ethertype 0x{kind:04x}'}, not IPv4 or IPv6: "
+                   f"{outer.summary()}")
     if sas and not outer.haslayer(ESP):
         raise _Bad(f"not ESP-protected: {outer.summary()}")
     try:

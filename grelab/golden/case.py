@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from scapy.layers.l2 import Ether
-from scapy.utils import PcapNgWriter, rdpcap
+from scapy.utils import PcapNgWriter, RawPcapReader
 
 from grelab.errors import GrelabError
 
@@ -18,8 +18,9 @@ from grelab.errors import GrelabError
 class Frame:
     link: str  # the link the frame was seen on (pcapng interface name)
     time: float  # seconds since the case started
-    data: bytes  # Ethernet frame
+    data: bytes  # Ethernet frame (goldens); a frame of link type `link_type` when read from another capture
     comment: str = ""  # what it is and what the scenario expects of it
+    link_type: int = 1  # pcap's LINKTYPE_ of the frame's interface: 1 Ethernet, 101 raw IP, 113 Linux cooked...
 
     def key(self) -> tuple[str, bytes, str]:
         """What a golden comparison looks at: timing varies run to run, the rest must not."""
@@ -54,13 +55,20 @@ def write_pcapng(frames: list[Frame], path: Path) -> None:
 
 
 def read_pcapng(path: Path) -> list[Frame]:
+    """The frames of a pcapng or pcap file (gzipped too), each with its interface's link type: scapy's raw reader,
+    so no frame is dissected (nor guessed at) before the link type is known."""
     try:
-        packets = rdpcap(str(path))
+        with RawPcapReader(str(path)) as reader:  # a RawPcapNgReader for pcapng files
+            return [_frame(reader, data, meta) for data, meta in reader]
     except Exception as exc:  # scapy raises several types for a damaged file
         raise GrelabError(f"{path}: not a readable pcapng ({exc})") from None
-    frames = []
-    for pkt in packets:
-        comments = getattr(pkt, "comments", None) or []
-        text = b"\n".join(comments).decode(errors="replace")
-        frames.append(Frame(pkt.sniffed_on or "", float(pkt.time), bytes(pkt), text))
-    return frames
+
+
+def _frame(reader, data: bytes, meta) -> Frame:
+    if hasattr(meta, "linktype"):  # pcapng: per interface, with its name and per-packet comments
+        time = ((meta.tshigh << 32) + meta.tslow) / meta.tsresol if meta.tshigh is not None else 0.0
+        text = b"\n".join(meta.comments or []).decode(errors="replace")
+        name = meta.ifname.decode(errors="replace") if meta.ifname else ""
+        return Frame(name, float(time), bytes(data), text, meta.linktype)
+    # a pcap header's link type is its low 16 bits (above them: the FCS length, when there is one)
+    return Frame("", meta.sec + meta.usec / (1e9 if reader.nano else 1e6), bytes(data), "", reader.linktype & 0xFFFF)

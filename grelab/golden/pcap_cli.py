@@ -9,13 +9,15 @@ ESP decrypted.
 diff compares per link (pcapng interface name), packet by packet, field by field through every layer (the
 goldens' diff, grelab.golden.store.describe_difference), after decrypting ESP; timing is not compared. Exit
 status: 0 the same, 1 they differ, 2 a file cannot be read. show prints each packet peeled down to GRE's passenger
-(grelab.craft.peel), one line each. decrypt writes a pcapng in which each ESP packet grelab can open is replaced by
-what it carries (grelab.golden.decrypted), for a Wireshark that cannot decrypt it.
+(grelab.craft.peel), one line each, read by its interface's link type (Ethernet, raw IPv4/IPv6, Linux cooked v1/v2,
+BSD loopback; others by scapy's table). decrypt writes a pcapng in which each ESP packet grelab can open is replaced
+by what it carries (grelab.golden.decrypted), for a Wireshark that cannot decrypt it.
 Keys (--esp-sa, repeatable; default the project's pcaps/esp_sa): a file of Wireshark esp_sa rows, tcpdump espsecret
 lines or `ip xfrm state` text, or a tcpdump -E secret itself (grelab.craft.keys).
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from grelab.craft.esp import decrypt_frame
@@ -89,10 +91,10 @@ def decrypted(frames: list[Frame], sas) -> list[Frame]:
     out = []
     for f in frames:
         try:
-            data = decrypt_frame(f.data, sas)
+            data = decrypt_frame(f.data, sas) if f.link_type == 1 else f.data  # decrypt_frame reads Ethernet
         except GrelabError:  # a bad ICV or a damaged packet: compared as it is, and shown so by the diff
             data = f.data
-        out.append(Frame(f.link, f.time, data, f.comment))
+        out.append(replace(f, data=data))
     return out
 
 
@@ -101,7 +103,7 @@ def run(args) -> int:
     if args.action == "show":
         for number, f in enumerate(read("PCAP", args.pcap), 1):
             try:
-                what = describe(f.data, sas)
+                what = describe(f.data, sas, link=f.link_type)
             except GrelabError as exc:
                 what = f"[{exc}]"
             print(f"{number:4} {f.time:10.6f} {f.link or '-':8} {what}" + (f"  # {GoldenRecorder.story(f.comment)}" if f.comment else ""))

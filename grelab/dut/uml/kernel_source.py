@@ -49,11 +49,12 @@ def mirror(sources=APT_SOURCES) -> str:
                    "grelab fetches the kernel source from the archive apt uses")
 
 
-def _apt(workdir: Path, suite: str) -> list[str]:
-    """apt-get's options for a sources list and package lists of grelab's own, under workdir."""
+def apt_options(workdir: Path, suite: str, kind: str = "deb") -> list[str]:
+    """apt-get's options for a sources list (of binary packages, or kind="deb-src" of source packages) and package
+    lists of grelab's own, under workdir: the machine's apt set-up is untouched."""
     (workdir / "lists/partial").mkdir(parents=True, exist_ok=True)
     (workdir / "archives/partial").mkdir(parents=True, exist_ok=True)
-    (workdir / "sources.list").write_text(f"deb {mirror()} {suite} main\n")
+    (workdir / "sources.list").write_text(f"{kind} {mirror()} {suite} main\n")
     return ["-o", f"Dir::Etc::sourcelist={workdir / 'sources.list'}", "-o", "Dir::Etc::sourceparts=-",
             "-o", f"Dir::State::Lists={workdir / 'lists'}", "-o", f"Dir::Cache={workdir}",
             "-o", "APT::Sandbox::User=root", "-q"]
@@ -61,7 +62,7 @@ def _apt(workdir: Path, suite: str) -> list[str]:
 
 def download_source(workdir: Path, source: DebianSource = PINNED) -> tuple[Path, str, str]:
     """(the source tarball inside the downloaded .deb, the version fetched, a note when it is not the pinned one)."""
-    options = _apt(workdir, source.suite)
+    options = apt_options(workdir, source.suite)
     update = subprocess.run(["apt-get", *options, "update"], capture_output=True, text=True)
     if update.returncode:
         raise DutError(f"cannot read {source.suite}'s package list from {mirror()}: {update.stderr.strip()[-300:]}")
