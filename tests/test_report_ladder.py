@@ -7,14 +7,14 @@ from pathlib import Path
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
 
-from grelab.craft.esp_sa import read_esp_sa
+from grelab.craft.keys import read_keys
 from grelab.golden.case import read_pcapng
 from grelab.golden.ladder import carried, golden_marks, labels, rows
 from grelab.golden.recorder import Counted
 from grelab.networks import endpoint
 
 PCAPS = Path(__file__).resolve().parent.parent / "pcaps"
-SAS = tuple(read_esp_sa(PCAPS / "esp_sa"))
+SAS = tuple({key.sa.spi: key.sa for key in reversed(read_keys(PCAPS / "esp_sa").keys)}.values())
 GRELAB, R1 = endpoint.GRELAB_MAC.lower(), endpoint.R1_WAN_MAC.lower()
 ENDS = {"transit": ("grelab", GRELAB, "r1", R1)}  # the link as the lab knows it: (capturing node, MAC, peer, MAC)
 
