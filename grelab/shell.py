@@ -13,13 +13,14 @@ import warnings
 
 EXAMPLES = """examples:
   grelab shell
-  >>> lab = offices()                                   # h1 - r1 - isp - r2 - h2, the DUTs booted, GRE up
+  >>> IP(dst=R1_WAN)/GRE()/IPv6(dst=H1)/ICMPv6EchoRequest()   # scapy's names are scapy's
+  >>> lab = offices()                         # h1 - r1 - isp - r2 - h2, the DUTs booted, GRE up
   >>> lab.send("h1", IPv6(src=H1, dst=H2) / ICMPv6EchoRequest())
   >>> lab.capture("transit", count=2).nsummary()
   >>> lab.dut("r1").counters()["links"]["gre1"]
-  >>> lab.wireshark("transit")
-  grelab shell --plain                                  # the plain Python console even with IPython installed
-exit status: 0 after the shell ends (every lab and guest it brought up removed), 2 no shell can start"""
+  >>> lab.wireshark("transit")                # Wireshark; without a display tshark's detailed view
+  grelab shell --plain                        # the plain Python console even with IPython installed
+exit status: 0 after the shell ends (all it brought up removed), 2 no shell can start"""
 
 
 def add_arguments(parser) -> None:

@@ -26,11 +26,11 @@ from grelab.errors import GrelabError
 WIDTH = 100  # every line of the listing fits a terminal this wide
 
 EXAMPLES = """examples:
-  grelab list                                     # every scenario: its cases, the DUTs that run them, its story
+  grelab list                                     # every scenario: its cases, their DUTs, its story
   grelab list -v                                  # and each case's sentence
-  grelab list --json > catalogue.json             # for tools: every case's id, sentence, needs, DUTs
+  grelab list --json > catalogue.json             # for tools: each case's sentence, needs, DUTs
   grelab run two_offices -k 'echo and gre-in-esp' # then run one case of it
-exit status: 0 listed, 2 a --dut named explicitly that cannot be used, or a scenario that does not import"""
+exit status: 0 listed, 2 a --dut named that cannot be used, or a scenario that does not import"""
 
 
 @dataclass(frozen=True)
