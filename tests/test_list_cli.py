@@ -144,7 +144,7 @@ def test_first_sentences_and_width_whatever_the_names():
     assert first_sentence("Two offices. The rest\nof it.\n\nMore.") == "Two offices."
     assert first_sentence("RFC 2784, as Linux does it: no full stop") == "RFC 2784, as Linux does it: no full stop"
     assert first_sentence("  A story\n  over two lines (v1.2 and 3.4).\n") == "A story over two lines (v1.2 and 3.4)."
-    assert first_sentence(None) == "(no docstring)"
+    assert first_sentence(None) == first_sentence("  \n ") == "(no docstring)"
     long = "a.very.long.module.path.of.a.dut.of.yours:WithAClassNameToMatch"
     cases = tuple(Case(f"case_number_{n}[gre-in-esp-variant-{n}]", f"test_case_number_{n}", "word " * 60,
                        {"gre": "gre"}) for n in range(7))

@@ -17,6 +17,7 @@ import inspect
 import io
 import json
 import re
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,9 +52,9 @@ class Entry:
 
 def first_sentence(doc: str | None) -> str:
     """A docstring's first sentence: its first paragraph up to a full stop followed by a capital, or all of it."""
-    if not doc:
+    paragraph = " ".join(inspect.cleandoc(doc or "").split("\n\n")[0].split())
+    if not paragraph:
         return "(no docstring)"
-    paragraph = " ".join(inspect.cleandoc(doc).split("\n\n")[0].split())
     match = re.match(r"(.+?[.!?])(?=\s+[A-Z]|$)", paragraph)
     return match.group(1) if match else paragraph
 
@@ -112,16 +113,10 @@ def dut_cell(cases, kinds: dict[str, frozenset[str]]) -> str:
 
 
 def wrap(words: list[str], width: int, indent: str, first: str | None = None, sep: str = " ") -> list[str]:
-    """Words filled into lines of at most width, the first line starting with `first` (default: indent), the others
-    with indent (a word longer than a line gets a line of its own)."""
-    lines, line, lead = [], "", indent if first is None else first
-    for word in words:
-        if line and len(lead) + len(line) + len(sep) + len(word) > width:
-            lines.append(lead + line)
-            line, lead = word, indent
-        else:
-            line = f"{line}{sep}{word}" if line else word
-    return lines + [lead + line] if line else lines
+    """Words filled into lines of at most width, the first line led by `first` (default: indent), the others by
+    indent; never broken inside a word (ids have hyphens), a word longer than a line on a line of its own."""
+    return textwrap.wrap(sep.join(words), width, initial_indent=indent if first is None else first,
+                         subsequent_indent=indent, break_long_words=False, break_on_hyphens=False)
 
 
 def columns(rows: list[tuple[str, str, str, str]]) -> list[list[str]]:
@@ -133,7 +128,7 @@ def columns(rows: list[tuple[str, str, str, str]]) -> list[list[str]]:
     for name, count, duts, text in rows:
         if WIDTH - at >= 30:
             head = f"{name:{name_w}}  {count:>{count_w}}  {duts:{dut_w}}  "
-            out.append([line.rstrip() for line in wrap(text.split(), WIDTH, " " * at, first=head)])
+            out.append([line.rstrip() for line in wrap(text.split(), WIDTH, " " * at, first=head)] or [head.rstrip()])
         else:
             out.append([f"{name:{name_w}}  {count:>{count_w}}"] + wrap(duts.split(), WIDTH, " " * 6) +
                        wrap(text.split(), WIDTH, " " * 6))
@@ -144,7 +139,7 @@ def render(entries: list[Entry], kinds: dict[str, frozenset[str]], verbose: bool
     """The listing, every line at most WIDTH long (but for an id longer than that alone)."""
     rows = columns([("scenario", "cases", "DUTs", "story")] +
                    [(e.name, str(len(e.cases)), dut_cell(e.cases, kinds), e.story) for e in entries])
-    lines = rows[0]
+    lines = list(rows[0])
     for entry, row in zip(entries, rows[1:]):
         lines += row
         if not verbose:
