@@ -35,8 +35,8 @@ EXAMPLES = """examples:
   grelab craft --esp 3des-sha1 --count 2 --keys demo.esp_sa -o demo.pcapng
   grelab pcap show demo.pcapng --esp-sa demo.esp_sa               # the keys grelab craft wrote
   grelab pcap show demo.pcapng --esp-sa \\
-      "0x1000@192.0.2.2 3des-cbc-hmac96:0x0102030405060708090a0b0c0d0e0f101112131415161718"   # tcpdump -E
-  grelab pcap decrypt pcaps/esp_algorithms/echo-gre-in-esp-ccm128.pcapng ccm128.pcapng  # for Wireshark
+      "0x1000@192.0.2.2 3des-cbc-hmac96:0x0102030405060708090a0b0c0d0e0f101112131415161718"
+  grelab pcap decrypt pcaps/esp_algorithms/echo-gre-in-esp-ccm128.pcapng ccm.pcapng  # for Wireshark
 exit status: 0 same / shown / written, 1 different (diff), 2 a file or key table that cannot be read"""
 
 
