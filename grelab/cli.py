@@ -1,4 +1,6 @@
-"""`grelab` command line: one subcommand per module, each with add_arguments(parser) and run(args) -> exit code."""
+"""`grelab` command line: one subcommand per module, each with add_arguments(parser) and run(args) -> exit code.
+What `grelab --help` says is DESCRIPTION; every subcommand's help ends with examples that run as written
+(tests/test_cli_help.py runs each one)."""
 from __future__ import annotations
 
 import argparse
@@ -27,16 +29,46 @@ SUBCOMMANDS = {
 }
 
 
+DESCRIPTION = """\
+grelab tests GRE and GRE-over-IPsec tunnel endpoints. It crafts GRE and ESP packets with scapy,
+sends them through a device under test (the Linux kernel's GRE and IPsec, in a user-mode-linux guest
+grelab boots, or the host's own kernel) inside network namespaces it creates, captures what comes
+out, and checks it field by field and against golden pcaps you open in Wireshark, ESP decrypted.
+
+start with:
+  grelab list                  # the scenarios: what each shows, its cases, the DUTs that run them
+  grelab run two_offices       # run one scenario against the DUT: a table of its cases' results
+  grelab shell                 # scapy with grelab loaded: lab = offices() brings a lab up"""
+
+EPILOG = """\
+Every command has --help, ending with examples that run as written (in a checkout, as root).
+exit status: 0 ok, 1 a case or a comparison failed, 2 a usage or environment error (one line)"""
+
 # Examples for the subcommands whose modules set none themselves (parser.epilog).
 EXAMPLES = {
-    "craft": "examples:\n  grelab craft --esp gcm128 --count 3 --keys demo.esp_sa -o demo.pcapng --show\n"
-             "  grelab craft --transport ipv6 --passenger ethernet --key 7 --csum -o eth.pcapng",
-    "bench": "examples:\n  grelab bench\n  grelab bench --only lab --json",
-    "doctor": "examples:\n  grelab doctor\n  grelab doctor --dut uml --boot\n"
-              "exit status: 0 the DUT is usable, 1 it is not (the rows above say what is missing)",
-    "dut": "examples:\n  grelab dut prepare\n  echo 'ip -s link' | grelab dut shell --dut uml",
-    "sweep": "examples:\n  grelab sweep",
+    "craft": """examples:
+  grelab craft --esp gcm128 --count 3 --keys demo.esp_sa -o demo.pcapng --show   # tshark's view too
+  grelab craft --transport ipv6 --passenger ethernet --key 7 --csum -o eth.pcapng
+exit status: 0 written, 2 a value not allowed or an output that exists (--force overwrites it)""",
+    "bench": """examples:
+  grelab bench --only craft --quick            # building packets beside scapy's way; small samples
+  grelab bench --only lab --quick --json       # the lab's sender and captures, as one JSON object
+exit status: 0 measured, 2 an environment error (no DUT for the dut and scenario parts)""",
+    "doctor": """examples:
+  grelab doctor
+  grelab doctor --dut uml --boot               # and boot a guest once, timed
+exit status: 0 the DUT is usable, 1 it is not (the rows above say what is missing)""",
+    "sweep": """examples:
+  grelab sweep
+exit status: 0 swept (what it removed is listed), 2 an environment error""",
 }
+
+
+class Formatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions and epilogs as written (examples, exit status), the rest wrapped at 100 columns, as everywhere."""
+
+    def __init__(self, prog: str):
+        super().__init__(prog, width=100, max_help_position=30)
 
 
 class Parser(argparse.ArgumentParser):
@@ -52,11 +84,10 @@ class Parser(argparse.ArgumentParser):
 def build_parser(load: Collection[str] = tuple(SUBCOMMANDS)) -> argparse.ArgumentParser:
     """Every subcommand, listed with its help; those named in `load` (all by default) get their module imported
     and their arguments."""
-    parser = Parser(prog="grelab", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser = Parser(prog="grelab", description=DESCRIPTION, epilog=EPILOG, formatter_class=Formatter)
+    sub = parser.add_subparsers(title="commands", dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in SUBCOMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)  # epilogs: examples, exit status
+        p = sub.add_parser(name, help=help_text, description=help_text, formatter_class=Formatter)
         if name in load:
             module = importlib.import_module(module_name)
             module.add_arguments(p)

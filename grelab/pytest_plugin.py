@@ -175,21 +175,27 @@ def grelab_dut_pool(request):
     pool.stop()
 
 
+def needs(item) -> dict[str, str]:
+    """What a case asks of its DUT, read from its markers: {capability: how to say it is missing}, in the words
+    of Dut.capabilities ("several" for needs_duts(n) with n > 1). `grelab list` shows it too."""
+    wanted = {CAPABILITY_OF_MARKER[m.name]: CAPABILITY_OF_MARKER[m.name]
+              for m in item.iter_markers() if m.name in CAPABILITY_OF_MARKER}
+    several = max((m.args[0] for m in item.iter_markers("needs_duts")), default=1)
+    return wanted | ({"several": f"{several} DUTs at once"} if several > 1 else {})
+
+
 def pytest_runtest_setup(item):
     """A case whose markers ask for what the DUT cannot do: skipped, with the reason, under --dut auto; failed
     when the DUT was named explicitly, or when no DUT can be selected at all."""
-    wanted = [CAPABILITY_OF_MARKER[m.name] for m in item.iter_markers() if m.name in CAPABILITY_OF_MARKER]
-    several = max((m.args[0] for m in item.iter_markers("needs_duts")), default=1)
-    if not wanted and several == 1:
+    wanted = needs(item)
+    if not wanted:
         return
     pool = _pool(item.config)
     try:
         choice = pool.choice()
     except DutError as exc:
         pytest.fail(f"no usable DUT: {dut_problem(pool.spec, exc)}", pytrace=False)
-    missing = [c for c in wanted if c not in choice.capabilities]
-    if several > 1 and "several" not in choice.capabilities:
-        missing.append(f"{several} DUTs at once")
+    missing = [say for capability, say in wanted.items() if capability not in choice.capabilities]
     if missing and pool.spec == "auto":
         pytest.skip(f"DUT {choice.name} lacks: {', '.join(missing)}")
     if missing:

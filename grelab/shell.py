@@ -13,13 +13,14 @@ import warnings
 
 EXAMPLES = """examples:
   grelab shell
-  >>> lab = offices()                                   # h1 - r1 - isp - r2 - h2, the DUTs booted, GRE up
+  >>> IP(dst=R1_WAN)/GRE()/IPv6(dst=H1)/ICMPv6EchoRequest()   # scapy's names are scapy's
+  >>> lab = offices()                         # h1 - r1 - isp - r2 - h2, the DUTs booted, GRE up
   >>> lab.send("h1", IPv6(src=H1, dst=H2) / ICMPv6EchoRequest())
   >>> lab.capture("transit", count=2).nsummary()
   >>> lab.dut("r1").counters()["links"]["gre1"]
-  >>> lab.wireshark("transit")
-  grelab shell --plain                                  # the plain Python console even with IPython installed
-exit status: 0 after the shell ends (every lab and guest it brought up removed), 2 no shell can start"""
+  >>> lab.wireshark("transit")                # Wireshark; without a display tshark's detailed view
+  grelab shell --plain                        # the plain Python console even with IPython installed
+exit status: 0 after the shell ends (all it brought up removed), 2 no shell can start"""
 
 
 def add_arguments(parser) -> None:
@@ -28,16 +29,17 @@ def add_arguments(parser) -> None:
 
 
 def preloaded() -> dict[str, object]:
-    """What the shell starts with, beyond scapy's own names."""
+    """What the shell starts with beyond scapy's own names, none of which it rebinds (tests/test_shell_names.py):
+    GRE, IP, ESP... mean what they mean in scapy's shell; the scenario variants are PLAIN_GRE, IN_ESP, in_esp()."""
     from grelab import craft
     from grelab.craft.peel import describe
     from grelab.lab import a_r_b, build
-    from grelab.scenario import GRE, IN_ESP, Variant, in_esp
+    from grelab.scenario import IN_ESP, PLAIN_GRE, Variant, in_esp
     from grelab.networks import endpoint as endpoint_scenario, offices as offices_scenario
     from grelab.scenario.live import LiveLab, endpoint, offices
     names = {name: getattr(craft, name) for name in craft.__all__}
-    names.update(describe=describe, a_r_b=a_r_b, build=build, GRE=GRE, IN_ESP=IN_ESP, Variant=Variant, in_esp=in_esp,
-                 LiveLab=LiveLab, offices=offices, endpoint=endpoint,
+    names.update(describe=describe, a_r_b=a_r_b, build=build, PLAIN_GRE=PLAIN_GRE, IN_ESP=IN_ESP, Variant=Variant,
+                 in_esp=in_esp, LiveLab=LiveLab, offices=offices, endpoint=endpoint,
                  offices_topology=offices_scenario.topology, endpoint_topology=endpoint_scenario.topology,
                  two_offices=offices_scenario.two_offices, grelab_endpoint=endpoint_scenario.grelab_endpoint)
     for module in (offices_scenario, endpoint_scenario):  # addresses and SAs: H1, H2, R1_WAN, ESP_R1_TO_R2, TO_R1...
@@ -50,14 +52,15 @@ def banner(names: dict[str, object]) -> str:
     from grelab.craft import SA
     sas = sorted(k for k, v in names.items() if isinstance(v, SA))
     return "\n".join([
-        "grelab shell: scapy with grelab loaded",
+        "grelab shell: scapy with grelab loaded; scapy's names stay scapy's (IP()/GRE()/IPv6() as in scapy)",
         "  build    gre passenger keepalive gre_header Stream FastESP Stack fragments packets_for",
         "  ESP      SA encrypt decrypt ALGORITHMS esp_sa_text tshark_options; SAs: " + " ".join(sas),
         "  read     peel describe open_esp; keys users bring: read_keys parse_keys",
         "  labs     lab = offices() / endpoint()   (variant='gre-in-esp', dut='uml'): the scenario's lab, DUTs booted",
         "           lab.send(node, pkt)  lab.capture(link, count=)  lab.dut(name).counters()  lab.ping(a, b)",
         "           lab.wireshark(link)  lab.pcap(path)  lab.close()",
-        "  topology a_r_b offices_topology endpoint_topology build two_offices grelab_endpoint GRE IN_ESP in_esp",
+        "  topology a_r_b offices_topology endpoint_topology build two_offices grelab_endpoint",
+        "  variants PLAIN_GRE IN_ESP in_esp(algorithm) Variant: two_offices(variants=[PLAIN_GRE, in_esp('gcm256')])",
         "  names    H1 H2 R1_WAN R2_WAN ISP_1 ISP_2 GRELAB ... (the offices' and the endpoint's addresses)",
         "Everything brought up goes when the shell ends (Ctrl-D).",
     ])

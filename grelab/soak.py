@@ -21,13 +21,14 @@ from grelab.errors import GrelabError, option_number
 from grelab.run import check_folder, scenario_targets, scenarios_dir, workers
 
 EXAMPLES = """examples:
-  grelab soak --runs 20 --load 2               # the whole catalogue 20 times, 2 CPU hogs beside it
-  grelab soak two_offices keepalives --runs 50 -k echo
-  grelab soak --runs 5 --out /tmp/soak         # each run's log and junit XML kept in /tmp/soak
-exit status: 0 every case passed in every run, 1 a case failed at least once, 2 usage or environment error"""
+  grelab soak two_offices -k 'echo and not esp' --runs 2 --load 1 -n 0 --out soak   # logs in soak/
+exit status: 0 every case passed every time, 1 one failed once or more, 2 usage or environment error"""
 
 
 def add_arguments(parser) -> None:
+    parser.description = ("run the catalogue (or the scenarios named) N times in a row, under extra CPU load, and\n"
+                          "list every case that did not pass every time; with no SCENARIO and --runs 20 --load 2,\n"
+                          "the whole catalogue 20 times beside 2 CPU-bound processes (minutes)")
     parser.epilog = EXAMPLES
     parser.add_argument("scenarios", nargs="*", metavar="SCENARIO", help="scenario module names; default: all")
     parser.add_argument("--runs", type=option_number(1, 10_000, integer=True), default=20,

@@ -21,9 +21,10 @@ from pathlib import Path
 from grelab.errors import GrelabError, InputError
 
 EXAMPLES = """examples:
-  grelab wireshark pcaps/two_offices/echo-gre-in-esp.pcapng
-  grelab wireshark demo.pcapng --esp-sa demo.esp_sa
-  DISPLAY= grelab wireshark pcaps/two_offices/tcp-gre.pcapng | less     # tshark's detailed view
+  grelab wireshark pcaps/two_offices/echo-gre-in-esp.pcapng   # without a display: tshark's view
+  grelab craft --esp gcm256 --count 2 --keys demo.esp_sa -o demo.pcapng
+  grelab wireshark demo.pcapng --esp-sa demo.esp_sa           # decrypted with the keys craft wrote
+  DISPLAY= WAYLAND_DISPLAY= grelab wireshark pcaps/two_offices/tcp-gre.pcapng > tcp-gre.txt
 exit status: 0 shown, 2 no such pcap, no tshark/Wireshark, or a key table that cannot be read"""
 
 

@@ -19,10 +19,10 @@ of lan to h1, where grelab's capture counted exactly that many. Before and after
 through the tunnel: the golden holds those three echoes and their replies only (the flood's frames, sent from a MAC
 of their own and to UDP port 40009, are left out of its captures: 120,000 frames are no golden).
 """
-from grelab.scenario import GRE
+from grelab.scenario import PLAIN_GRE
 from grelab.networks import endpoint as e, flood as f
 
-net = e.grelab_endpoint("flood", variants=[GRE], topology=f.topology, links=f.LINKS,
+net = e.grelab_endpoint("flood", variants=[PLAIN_GRE], topology=f.topology, links=f.LINKS,
                         tunnels=lambda variant, sas: {"r1": e.tunnel(key=42, icsum=True)}).fixture()
 
 

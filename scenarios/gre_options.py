@@ -17,10 +17,10 @@ its answer is on the wire, what came before was decided, and an echo not answere
 import pytest
 
 from grelab.dut.plan import Plan
-from grelab.scenario import GRE
+from grelab.scenario import PLAIN_GRE
 from grelab.networks import endpoint as e
 
-net = e.grelab_endpoint("gre_options", variants=[GRE], tunnels=None).fixture()
+net = e.grelab_endpoint("gre_options", variants=[PLAIN_GRE], tunnels=None).fixture()
 K, S = (lambda n: dict(key_present=1, key=n)), (lambda n: dict(seqnum_present=1, sequence_number=n))
 C, BAD, U = dict(chksum_present=1), dict(chksum_present=1, chksum=0xBAD), "ICMP port unreachable"
 CASES = {  # r1's tunnel; per echo (GRE fields grelab sends, r1's answer: GRE fields, U, or None: dropped); counters

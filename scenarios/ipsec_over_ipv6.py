@@ -10,11 +10,11 @@ type 0x86DD -- or only ESP that decrypts to it -- carrying exactly the IPv6 pack
 """
 from socket import AF_INET6, inet_pton
 
-from grelab.scenario import GRE, in_esp
+from grelab.scenario import PLAIN_GRE, in_esp
 
 from grelab.networks import offices
 
-net = offices.two_offices_v6("ipsec_over_ipv6", variants=[GRE, in_esp("gcm256"),
+net = offices.two_offices_v6("ipsec_over_ipv6", variants=[PLAIN_GRE, in_esp("gcm256"),
                                                           in_esp("cbc128-sha256", "tunnel")]).fixture()
 
 

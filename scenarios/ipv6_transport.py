@@ -18,12 +18,12 @@ import pytest
 from scapy.layers.inet import ICMP, IP
 from scapy.layers.inet6 import ICMPv6PacketTooBig, IPv6
 
-from grelab.scenario import GRE
+from grelab.scenario import PLAIN_GRE
 
 from grelab.networks import endpoint as e
 from grelab.networks.ip6_endpoint import COMMENTS, from_r1, in_tap, ip6gre, ip6gretap, outward, outward4, to_r1
 
-net = e.grelab_endpoint("ipv6_transport", variants=[GRE], tunnels=None, topology=partial(e.topology, transport="ipv6"),
+net = e.grelab_endpoint("ipv6_transport", variants=[PLAIN_GRE], tunnels=None, topology=partial(e.topology, transport="ipv6"),
                         links=e.LINKS6, capabilities=frozenset({"gre", "ipv6_transport"}),
                         comments=COMMENTS + (e.FROM_R1_COMMENT,) + e.COMMENTS).fixture()
 

@@ -21,10 +21,10 @@ the monitor says so within three intervals of the first lost keepalive.
 import pytest
 
 from grelab.dut.plan import Filter, Plan
-from grelab.scenario import GRE
+from grelab.scenario import PLAIN_GRE
 from grelab.networks import endpoint as e
 
-net = e.grelab_endpoint("keepalives", variants=[GRE], tunnels=None, comments=e.KEEPALIVE_COMMENTS).fixture()
+net = e.grelab_endpoint("keepalives", variants=[PLAIN_GRE], tunnels=None, comments=e.KEEPALIVE_COMMENTS).fixture()
 CASES = {  # gre1's sysctls and addresses; does the keepalive come back; the watched counters that move besides ALWAYS
     "accept-local": ({"accept_local": 1}, (), True, {"snmp.IpForwDatagrams": 1}),
     "default": ({}, (), False, {}),  # a martian source: no counter of its own

@@ -31,11 +31,11 @@ from scapy.layers.l2 import GRE as GREHeader
 from scapy.packet import Raw
 from scapy.utils import checksum
 
-from grelab.scenario import GRE
+from grelab.scenario import PLAIN_GRE
 
 from grelab.networks import endpoint as e
 
-net = e.grelab_endpoint("malformed", variants=[GRE], tunnels=None).fixture()
+net = e.grelab_endpoint("malformed", variants=[PLAIN_GRE], tunnels=None).fixture()
 
 
 def ip(gre: bytes) -> IP:  # grelab's IPv4 to r1 carrying exactly these bytes as GRE

@@ -18,13 +18,13 @@ from scapy.layers.l2 import Ether
 
 from grelab.dut.plan import Filter, Plan
 from grelab.expect.tunnel import syn_mss
-from grelab.scenario import GRE, Comment
+from grelab.scenario import PLAIN_GRE, Comment
 from grelab.networks import offices as o
 
 COMMENTS = (Comment("r1's ICMPv6 Packet Too Big to h1", "lan1", match=lambda f: f[20] == 58 and f[54] == 2),
             Comment("on the isp's link to r2 (1400 bytes in the path MTU cases): the tunnel's packets, or the isp's fragments of them", "transit2"),
             Comment("the isp's ICMP fragmentation needed (MTU 1400) to r1", "transit", match=lambda f: f[23] == 1))
-net = o.two_offices("mtu", variants=[GRE], tunnels=None, links={**o.LINKS, "transit2": ("isp", "eth1")},
+net = o.two_offices("mtu", variants=[PLAIN_GRE], tunnels=None, links={**o.LINKS, "transit2": ("isp", "eth1")},
                     topology=partial(o.topology, ipv4_lans=True), comments=COMMENTS + o.COMMENTS).fixture()
 QUIET = Plan(sysctls={"net.ipv6.icmp.ratelimit": 0, "net.ipv6.auto_flowlabels": 0})  # every Too Big, the same
 CLAMP = Plan(filters=[Filter("forward", "clamp-mss", 6, oif="gre1", set_mss=1416),
@@ -43,7 +43,7 @@ def too_big(sent, mtu: int):  # r1's Packet Too Big to h1, quoting as much of `s
                          ids=["plain", "key", "key-seq"])
 def test_too_big_for_the_tunnel(net, options, mtu):
     """One byte over the tunnel MTU (1476, 1472 with a key, 1468 with key and seq) draws r1's Packet Too Big."""
-    net.apply({"r1": o.connect(GRE, None, **options)["r1"] + QUIET})
+    net.apply({"r1": o.connect(PLAIN_GRE, None, **options)["r1"] + QUIET})
     net.send("h1", sized(mtu + 1), comment=f"crafted from h1: {mtu + 1} bytes, one more than r1's tunnel takes")
     net.link("lan1").expect(too_big(sized(mtu + 1), mtu))
     assert net.transit.frames() == []  # it never entered the tunnel
@@ -57,7 +57,7 @@ def narrow(net) -> None:
 def test_path_mtu_shrinks(net):
     """A smaller MTU on the way: the isp's fragmentation-needed shrinks r1's tunnel path MTU, and its next Packet Too Big says so."""
     narrow(net)
-    net.apply(o.connect(GRE, None) | {"r1": o.connect(GRE, None)["r1"] + QUIET})
+    net.apply(o.connect(PLAIN_GRE, None) | {"r1": o.connect(PLAIN_GRE, None)["r1"] + QUIET})
     before = net.dut("r1").counters()
     net.send("h1", sized(1476), comment="crafted from h1: 1476 bytes, it fits r1's tunnel but not the isp's link to r2")
     net.wait_counter("r1", "snmp.IcmpInDestUnreachs", before)  # the isp's fragmentation needed, taken in
@@ -68,7 +68,7 @@ def test_path_mtu_shrinks(net):
 def test_nopmtudisc_fragments_on_the_way(net):
     """Without path MTU discovery, r1's GRE has no DF: the isp fragments it and h2 gets the packet whole."""
     narrow(net)
-    net.apply(o.connect(GRE, None) | {"r1": o.connect(GRE, None, pmtudisc=False, ttl="inherit")["r1"]})
+    net.apply(o.connect(PLAIN_GRE, None) | {"r1": o.connect(PLAIN_GRE, None, pmtudisc=False, ttl="inherit")["r1"]})
     net.send("h1", sized(1476), comment="crafted from h1: 1476 bytes; r1's GRE of it has no DF")
     net.link("lan2").expect(Ether(src="02:00:00:00:02:01", dst=o.H2_MAC) / sized(1476, hlim=62))  # two hops on
     assert [len(f) - 14 for f in net.link("transit2").frames()] == [1396, 124]  # the isp's two fragments
@@ -76,7 +76,7 @@ def test_nopmtudisc_fragments_on_the_way(net):
 
 def test_mss_clamp(net):
     """r1 clamps the MSS of SYNs crossing the tunnel to what fits it."""
-    net.apply(o.connect(GRE, None) | {"r1": o.connect(GRE, None)["r1"] + CLAMP})
+    net.apply(o.connect(PLAIN_GRE, None) | {"r1": o.connect(PLAIN_GRE, None)["r1"] + CLAMP})
     net.tcp("h1", "h2")
     assert syn_mss(net.link("lan1").frames()) == [1440, 1416]  # h1's SYN; h2's SYN-ACK, clamped by r1
     assert syn_mss(net.transit.frames()) == syn_mss(net.link("lan2").frames()) == [1416, 1440]

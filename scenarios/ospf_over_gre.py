@@ -12,10 +12,10 @@ h1's echo reaches h3 there, r2 counted the multicast Hellos arriving on gre1, an
 but GRE (or ESP around it): the Hellos inside it, and h1's and h3's packets exactly. OSPF's own packets are
 timed by the daemons, so the goldens leave them out and hold the echo (see README, "Daemons").
 """
-from grelab.scenario import GRE, in_esp
+from grelab.scenario import PLAIN_GRE, in_esp
 from grelab.networks import branch
 
-net = branch.branch("ospf_over_gre", variants=[GRE, in_esp("gcm128")]).fixture()
+net = branch.branch("ospf_over_gre", variants=[PLAIN_GRE, in_esp("gcm128")]).fixture()
 
 
 def test_h1_reaches_a_lan_learnt_through_ospf(net, record_property):

@@ -12,10 +12,10 @@ from scapy.layers.inet import TCP
 
 from grelab.dut.plan import Filter, Plan, Route
 from grelab.expect.tunnel import data_segments, syn_mss, tcp_segments
-from grelab.scenario import GRE
+from grelab.scenario import PLAIN_GRE
 from grelab.networks import offices as o
 
-net = o.two_offices("tcp_overhead", variants=[GRE], tunnels=None, links={**o.LINKS, "transit2": ("isp", "eth1")},
+net = o.two_offices("tcp_overhead", variants=[PLAIN_GRE], tunnels=None, links={**o.LINKS, "transit2": ("isp", "eth1")},
                     topology=partial(o.topology, ipv4_lans=True)).fixture()
 CLAMP = Plan(filters=[Filter("forward", "clamp-mss", 6, oif="gre1", set_mss=1416),
                       Filter("forward", "clamp-mss", 6, iif="gre1", set_mss=1416)])
@@ -43,7 +43,7 @@ def test_transfer(net, path):
     for link in ("transit", "transit2"):
         net.explain(f"{carrier}; the data segments are counted, not kept", link)
     if plans is not None:
-        base = o.connect(GRE, None)
+        base = o.connect(PLAIN_GRE, None)
         net.apply({name: base[name] + plans.get(name, Plan()) for name in base})
     # The golden keeps the handshake (each side's MSS, clamped) and h1's FIN. Where PSH falls among the data segments,
     # and h2's ACKs (how many, their windows) are the kernels' timing: counted here, not kept.

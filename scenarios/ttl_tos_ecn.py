@@ -21,11 +21,11 @@ fate was decided.
 import pytest
 from scapy.layers.inet6 import ICMPv6EchoReply, IPv6
 
-from grelab.scenario import GRE
+from grelab.scenario import PLAIN_GRE
 
 from grelab.networks import endpoint as e
 
-net = e.grelab_endpoint("ttl_tos_ecn", variants=[GRE], tunnels=None, comments=(e.FROM_R1_COMMENT,) + e.COMMENTS).fixture()
+net = e.grelab_endpoint("ttl_tos_ecn", variants=[PLAIN_GRE], tunnels=None, comments=(e.FROM_R1_COMMENT,) + e.COMMENTS).fixture()
 NOT_ECT, ECT1, ECT0, CE = 0, 1, 2, 3
 ECN = {NOT_ECT: "not-ECT", ECT1: "ECT(1)", ECT0: "ECT(0)", CE: "CE"}
 EF, AF11 = 0xB8, 0x28  # DSCP 46 and 10, in the traffic class / TOS byte

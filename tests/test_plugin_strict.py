@@ -105,10 +105,10 @@ def test_a_dut_named_explicitly_that_lacks_a_capability_fails_the_case(project):
 
 
 SCENARIO = '''
-from grelab.scenario import GRE
+from grelab.scenario import PLAIN_GRE
 from grelab.networks.offices import two_offices
 
-net = two_offices("story", variants=[GRE]).fixture()
+net = two_offices("story", variants=[PLAIN_GRE]).fixture()
 
 
 def test_echo(net):

@@ -26,10 +26,10 @@ pytestmark = [pytest.mark.skipif(CHROMIUM is None or DRIVER is None,
 MB2 = 2_000_000
 
 OFFICES = '''"""The two offices, told for the report: the echo's golden is wrong on purpose (a hop limit), TCP's is right."""
-from grelab.scenario import GRE
+from grelab.scenario import PLAIN_GRE
 from grelab.networks import offices
 
-net = offices.two_offices(variants=[GRE]).fixture()
+net = offices.two_offices(variants=[PLAIN_GRE]).fixture()
 
 
 def test_echo(net):

@@ -50,10 +50,10 @@ import pytest
 from scapy.layers.inet import IP
 from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6
 from scapy.layers.l2 import GRE
-from grelab.scenario import GRE as PLAIN
+from grelab.scenario import PLAIN_GRE
 from grelab.networks.endpoint import FAR_LAN_HOST, GRELAB, H1, R1_WAN, grelab_endpoint
 
-net = grelab_endpoint(variants=[PLAIN]).fixture()
+net = grelab_endpoint(variants=[PLAIN_GRE]).fixture()
 
 
 @pytest.mark.parametrize("n", range(200))
@@ -94,10 +94,10 @@ def test_200_cases_in_a_row_leave_file_descriptors_and_threads_flat(tmp_path):
 PANIC = '''"""A guest panics mid-case."""
 import os
 from grelab.lab.ownership import current_run
-from grelab.scenario import GRE
+from grelab.scenario import PLAIN_GRE
 from grelab.networks.offices import two_offices
 
-net = two_offices(variants=[GRE]).fixture()
+net = two_offices(variants=[PLAIN_GRE]).fixture()
 
 
 def test_a_panic(net):
@@ -127,10 +127,10 @@ def test_a_panic_fails_its_case_with_one_error_naming_it_and_the_next_case_passe
 ON_ANY = '''"""Verify on any of these links."""
 from scapy.layers.inet6 import ICMPv6EchoReply, IPv6
 from scapy.layers.l2 import Ether
-from grelab.scenario import GRE
+from grelab.scenario import PLAIN_GRE
 from grelab.networks.offices import H1, H2, two_offices
 
-net = two_offices(variants=[GRE]).fixture()
+net = two_offices(variants=[PLAIN_GRE]).fixture()
 REPLY = Ether() / IPv6(src=H2, dst=H1) / ICMPv6EchoReply(id=0x4242, seq=1, data=b"grelab echo")
 ANYHOW = ["Ether.src", "Ether.dst", "IPv6.hlim"]
 
@@ -171,10 +171,10 @@ def test_derived_sas_have_whole_keys_for_every_algorithm():
 KILLED = '''"""A guest killed from outside mid-case (the OOM killer, a careless kill -9)."""
 import os
 import signal
-from grelab.scenario import GRE
+from grelab.scenario import PLAIN_GRE
 from grelab.networks.offices import two_offices
 
-net = two_offices(variants=[GRE]).fixture()
+net = two_offices(variants=[PLAIN_GRE]).fixture()
 
 
 def test_a_killed(net):
@@ -201,10 +201,10 @@ def test_a_guest_killed_mid_case_fails_that_case_in_one_error_and_the_next_case_
 
 
 CRASHED = '''"""A daemon crashes mid-case: ospfd in r1, killed while the offices converge."""
-from grelab.scenario import GRE
+from grelab.scenario import PLAIN_GRE
 from grelab.networks import branch
 
-net = branch.branch("story", variants=[GRE]).fixture()
+net = branch.branch("story", variants=[PLAIN_GRE]).fixture()
 
 
 def test_a_crash(net, record_property):

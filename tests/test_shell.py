@@ -102,6 +102,7 @@ def test_the_two_office_lab_by_hand_then_ctrl_d(tmp_path, shell):
     assert "grelab shell: scapy with grelab loaded" in banner and "lab = offices()" in banner
     assert ("using IPython" in banner) == (shell == "ipython")
     assert "SAs: ESP_R1_TO_R2 ESP_R2_TO_R1 FROM_R1 TO_R1" in banner
+    assert "<GRE  proto=IPv6 |<IPv6" in term.type("IP()/GRE()/IPv6()")  # scapy's first line: scapy's GRE
     run_id = bring_up(term, "gre-in-esp")
     assert term.type('lab.send("h1", IPv6(src=H1, dst=H2) / ICMPv6EchoRequest(id=7, seq=1))').strip() == ">>>"
     shown = term.type('print("\\n".join(describe(p, lab.sas) for p in lab.capture("transit", count=2)))')

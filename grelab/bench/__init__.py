@@ -32,6 +32,8 @@ def timed_rate(fn, count: int) -> float:
 
 
 def add_arguments(parser) -> None:
+    parser.description = ("measure what grelab promises beside the baseline, scapy's own way, in the same run;\n"
+                          "with no --only, every part (craft, lab, dut, scenario, refusals), full samples: minutes")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.add_argument("--quick", action="store_true", help="smaller samples (for tests)")
     parser.add_argument("--only", action="append", default=[], metavar="PART", choices=[n.rsplit(".", 1)[1] for n in PARTS],

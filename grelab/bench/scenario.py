@@ -13,7 +13,7 @@ from grelab.lab.build import build
 from grelab.lab.ownership import current_run
 from grelab.scenario.net import Net
 from grelab.networks.offices import two_offices
-from grelab.scenario.spec import GRE
+from grelab.scenario.spec import PLAIN_GRE
 
 
 def case_ms(count: int, per_command: bool = False) -> float:
@@ -24,7 +24,7 @@ def case_ms(count: int, per_command: bool = False) -> float:
     from grelab.run import scenarios_dir
     pool = DutPool("uml")
     store = GoldenStore(scenarios_dir().parent / "pcaps")
-    scenario = two_offices(variants=(GRE,))
+    scenario = two_offices(variants=(PLAIN_GRE,))
     times = []
     try:
         for n in range(count + 1):
@@ -38,7 +38,7 @@ def case_ms(count: int, per_command: bool = False) -> float:
                             dut.apply = lambda plan, dut=dut: apply_per_command(dut, plan)
                     return got
                 golden = GoldenRecorder(store, "two_offices", "echo-gre", "grelab bench")
-                net = Net.start(scenario, GRE, duts, lambda topology: build(topology, scope=scope), golden)
+                net = Net.start(scenario, PLAIN_GRE, duts, lambda topology: build(topology, scope=scope), golden)
                 net.ping("h1", "h2")
                 net.transit.carries_exactly(net.sent_by("h1", "h2"))
                 failure, _ = golden.finish(update=False, keep_dir=None)

@@ -8,10 +8,19 @@ import time
 from grelab.dut.select import prepare_uml, select
 
 
+EXAMPLES = """examples:
+  grelab dut prepare                       # the guest's image, into the cache (quick when there)
+  echo 'ip -s link' | grelab dut shell --dut uml
+exit status: 0 done, 2 the DUT cannot be prepared or booted (the message says what is missing)"""
+
+
 def add_arguments(parser) -> None:
+    parser.epilog = EXAMPLES
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    sub.add_parser("prepare", help="build the UML guest's initramfs into the cache (quick when already built)")
-    shell = sub.add_parser("shell", help="boot a DUT and run commands in it interactively")
+    sub.add_parser("prepare", help="build the UML guest's initramfs into the cache (quick when already built)",
+                   epilog=EXAMPLES, formatter_class=parser.formatter_class)
+    shell = sub.add_parser("shell", help="boot a DUT and run commands in it interactively",
+                           epilog=EXAMPLES, formatter_class=parser.formatter_class)
     shell.add_argument("--dut", default="auto", help="auto (default), host, uml or module:Class")
     shell.add_argument("--interfaces", default="wan,lan", help="comma-separated interface names (default wan,lan)")
 

@@ -184,6 +184,16 @@ def uml_choice() -> Choice:
     return Choice("uml", Uml, Uml.capabilities, f"{uml.describe()}; guest image {image.initramfs}", uml.describe())
 
 
+def declared_capabilities() -> dict[str, frozenset[str]]:
+    """What each kind of DUT grelab has declares it can do, for telling which cases it could run: uml its class's
+    capabilities; host what the probe of this kernel found (nothing when that is not GRE and ESP both: it refuses
+    to start then). Whether a kind is usable on this machine is select()'s question."""
+    from grelab.dut.host import probe
+    from grelab.dut.uml.guest import Uml
+    found = probe()
+    return {"host": found.capabilities if found.usable else frozenset(), "uml": Uml.capabilities}
+
+
 def custom_choice(spec: str) -> Choice:
     """`module:Class`, or the name of a `grelab.dut` entry point."""
     if ":" in spec:

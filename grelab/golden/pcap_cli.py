@@ -30,11 +30,15 @@ from grelab.golden.recorder import GoldenRecorder
 from grelab.golden.store import ESP_SA_FILE, describe_difference, same
 
 EXAMPLES = """examples:
-  grelab pcap show pcaps/two_offices/echo-gre-in-esp.pcapng
-  grelab pcap diff pcaps/two_offices/echo-gre.pcapng /tmp/caps/two_offices/echo-gre.pcapng
-  grelab pcap diff a.pcapng b.pcapng --esp-sa demo.esp_sa     # keys as `grelab craft --keys` writes them
-  grelab pcap show esp.pcap --esp-sa "0x12345678@192.1.2.45 3des-cbc-hmac96:0x4043434545464649494a4a4c4c4f4f515152525454575758"
-  grelab pcap decrypt esp.pcap opened.pcapng --esp-sa xfrm-state.txt    # `ip -s xfrm state` pasted from a router
+  grelab pcap show pcaps/two_offices/echo-gre-in-esp.pcapng       # a line a packet, ESP decrypted
+  grelab run two_offices -k 'echo and not esp' --keep-pcaps caps  # a run's captures, to compare:
+  grelab pcap diff pcaps/two_offices/echo-gre.pcapng caps/two_offices/echo-gre.pcapng
+  grelab pcap diff pcaps/two_offices/echo-gre.pcapng pcaps/two_offices/tcp-gre.pcapng  # exit 1
+  grelab craft --esp 3des-sha1 --count 2 --keys demo.esp_sa -o demo.pcapng
+  grelab pcap show demo.pcapng --esp-sa demo.esp_sa               # the keys grelab craft wrote
+  grelab pcap show demo.pcapng --esp-sa \\
+      "0x1000@192.0.2.2 3des-cbc-hmac96:0x0102030405060708090a0b0c0d0e0f101112131415161718"
+  grelab pcap decrypt pcaps/esp_algorithms/echo-gre-in-esp-ccm128.pcapng ccm.pcapng  # for Wireshark
 exit status: 0 same / shown / written, 1 different (diff), 2 a file or key table that cannot be read"""
 
 

@@ -14,7 +14,7 @@ from grelab.dut.plan import Interface, Plan
 from grelab.dut.tunnel import gre_tunnel
 from grelab.lab.rtnl import Rtnl
 from grelab.lab.topology import End, Link, Node, Route, Topology
-from grelab.scenario.spec import GRE, Comment, Scenario
+from grelab.scenario.spec import PLAIN_GRE, Comment, Scenario
 from grelab.scenario.spec import QUIET_HOST
 
 H1, R1_LAN, R1_WAN, ISP_R1 = "2001:db8:1::10", "2001:db8:1::1", "198.51.100.1", "198.51.100.254"
@@ -60,7 +60,7 @@ def tunnels(variant, sas) -> dict[str, Plan]:
 
 def anycast(name: str = "anycast", **changes) -> Scenario:
     fields = dict(topology=topology, duts=("r1", "pop1", "pop2"), links=LINKS, hosts={"h1": H1}, comments=COMMENTS,
-                  tunnels=tunnels, variants=(GRE,))
+                  tunnels=tunnels, variants=(PLAIN_GRE,))
     return Scenario(name, **{**fields, **changes})
 
 

@@ -21,7 +21,7 @@ from grelab.dut.plan import Daemon, Plan, XfrmPolicy, XfrmState
 from grelab.dut.tunnel import gre_tunnel
 from grelab.lab.topology import End, Link, Node, Route, Topology
 from grelab.networks.offices import protected
-from grelab.scenario.spec import GRE, QUIET_HOST, Comment, Scenario, Variant
+from grelab.scenario.spec import PLAIN_GRE, QUIET_HOST, Comment, Scenario, Variant
 
 H1, R1_LAN, LAN1 = "192.0.2.10", "192.0.2.1", "192.0.2.0/26"
 H2, R2_LAN, LAN2 = "192.0.2.74", "192.0.2.65", "192.0.2.64/26"
@@ -118,7 +118,7 @@ def routers(variant: Variant, sas) -> dict[str, Plan]:
     return protected(plans, variant, sas, R1_WAN, R2_WAN)
 
 
-def branch(name: str = "ospf_over_gre", variants=(GRE,), **changes) -> Scenario:
+def branch(name: str = "ospf_over_gre", variants=(PLAIN_GRE,), **changes) -> Scenario:
     fields = dict(topology=topology, duts=("r1", "r2"), links=LINKS, hosts={"h1": H1, "h2": H2, "h3": H3},
                   comments=COMMENTS, tunnels=routers, variants=tuple(variants), interfaces=INTERFACES,
                   carrier="IPv4/GRE", routing=frozenset({OSPF, IGMP}))

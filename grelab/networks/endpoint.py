@@ -17,7 +17,7 @@ from grelab.craft.esp import SA
 from grelab.dut.plan import Plan, Tunnel
 from grelab.dut.tunnel import esp_transport, gre_tunnel
 from grelab.lab.topology import End, Link, Node, Route, Topology
-from grelab.scenario.spec import GRE, Comment, Scenario, Variant
+from grelab.scenario.spec import PLAIN_GRE, Comment, Scenario, Variant
 
 GRELAB, R1_WAN, H1, FAR_LAN_HOST = "198.51.100.2", "198.51.100.1", "2001:db8:1::10", "2001:db8:2::10"
 GRELAB_MAC, R1_WAN_MAC = "02:00:00:00:0a:02", "02:00:00:00:0a:01"
@@ -96,7 +96,7 @@ def connect(variant: Variant, sas, tap: bool = False, **tunnel_options) -> dict[
     return {"r1": plan}
 
 
-def grelab_endpoint(name: str = "grelab_endpoint", variants=(GRE, IN_ESP), **changes) -> Scenario:
+def grelab_endpoint(name: str = "grelab_endpoint", variants=(PLAIN_GRE, IN_ESP), **changes) -> Scenario:
     fields = dict(topology=topology, duts=("r1",), links=LINKS, hosts={"h1": H1}, comments=COMMENTS,
                   tunnels=connect, variants=tuple(variants))
     return Scenario(name, **{**fields, **changes})

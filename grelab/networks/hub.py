@@ -7,7 +7,7 @@ from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6EchoRequest, IPv6
 
 from grelab.dut.plan import Plan
 from grelab.dut.tunnel import gre_tunnel
-from grelab.scenario import GRE, Comment, Scenario
+from grelab.scenario import PLAIN_GRE, Comment, Scenario
 from grelab.networks import endpoint as e
 
 SPOKES = {2: (e.GRELAB, "2001:db8:2::10"), 3: ("198.51.100.3", "2001:db8:3::10")}  # key -> (address, LAN host)
@@ -44,5 +44,5 @@ WATCHED = ("gre2.rx_packets", "gre3.rx_packets", "gre2.tx_packets", "gre3.tx_pac
 
 
 def hub_and_spoke(name: str = "hub_and_spoke") -> Scenario:
-    return e.grelab_endpoint(name, variants=[GRE], topology=partial(e.topology, also=(SPOKES[3][0],)),
+    return e.grelab_endpoint(name, variants=[PLAIN_GRE], topology=partial(e.topology, also=(SPOKES[3][0],)),
                              comments=COMMENTS, tunnels=lambda variant, sas: {"r1": hub()})

@@ -159,7 +159,7 @@ def charon(me: str, peer: str, local: str, remote: str, certs: bool) -> Plan:
 def routers(variant: Variant, sas) -> dict[str, Plan]:
     """The offices' GRE tunnel, and charon in each router to protect it."""
     certs = variant is CERTS_VARIANT
-    plans = offices.connect(offices.GRE, sas)
+    plans = offices.connect(offices.PLAIN_GRE, sas)
     plans["r1"] += charon("r1", "r2", offices.R1_WAN, offices.R2_WAN, certs)
     plans["r2"] += charon("r2", "r1", offices.R2_WAN, offices.R1_WAN, certs)
     return plans

@@ -14,7 +14,7 @@ from grelab.craft.esp import SA
 from grelab.dut.plan import Plan
 from grelab.dut.tunnel import esp_transport, gre_tunnel
 from grelab.lab.topology import End, Link, Node, Route, Topology
-from grelab.scenario.spec import GRE, QUIET_HOST, Comment, Scenario, Variant
+from grelab.scenario.spec import PLAIN_GRE, QUIET_HOST, Comment, Scenario, Variant
 
 H1, R1_LAN, R1_WAN = "2001:db8:1::10", "2001:db8:1::1", "198.51.100.1"
 ISP_1, ISP_2 = "198.51.100.254", "203.0.113.254"
@@ -115,7 +115,7 @@ def connect_v6(variant: Variant, sas, **tunnel_options) -> dict[str, Plan]:
     return protected(plans, variant, sas, R1_WAN6, R2_WAN6)
 
 
-def two_offices_v6(name: str = "two_offices_v6", variants=(GRE,), **changes) -> Scenario:
+def two_offices_v6(name: str = "two_offices_v6", variants=(PLAIN_GRE,), **changes) -> Scenario:
     """The two offices joined by ip6gre across an IPv6 transit (the DUTs need ipv6_transport)."""
     fields = dict(topology=topology_v6, tunnels=connect_v6, carrier="IPv6/GRE (0x86DD)",
                   capabilities=frozenset({"gre", "ipv6_transport"}))
@@ -186,14 +186,14 @@ def connect_nat(variant: Variant, sas, **tunnel_options) -> dict[str, Plan]:
     return plans
 
 
-def two_offices_nat(name: str = "two_offices_nat", variants=(GRE,), **changes) -> Scenario:
+def two_offices_nat(name: str = "two_offices_nat", variants=(PLAIN_GRE,), **changes) -> Scenario:
     """The two offices with r1 behind a NAT on the transit node (links: inside and outside of the NAT)."""
     fields = dict(topology=topology_nat, tunnels=connect_nat, links=NAT_LINKS, transit="inside",
                   comments=NAT_COMMENTS)
     return two_offices(name, variants, **{**fields, **changes})
 
 
-def two_offices(name: str = "two_offices", variants=(GRE, IN_ESP), **changes) -> Scenario:
+def two_offices(name: str = "two_offices", variants=(PLAIN_GRE, IN_ESP), **changes) -> Scenario:
     """The two offices as a Scenario; `changes` replace any of its fields (comments, tunnels, ...)."""
     fields = dict(topology=topology, duts=("r1", "r2"), links=LINKS, hosts={"h1": H1, "h2": H2},
                   comments=COMMENTS, tunnels=connect, variants=tuple(variants))

@@ -21,13 +21,13 @@ from grelab.golden.case import write_pcapng
 from grelab.golden.recorder import GoldenRecorder
 from grelab.golden.store import GoldenStore
 from grelab.scenario.net import Net
-from grelab.scenario.spec import GRE, Scenario, Variant
+from grelab.scenario.spec import PLAIN_GRE, Scenario, Variant
 
 
 class LiveLab:
     """One scenario's network up, with the variant's tunnels in its DUTs, until close()."""
 
-    def __init__(self, scenario: Scenario, variant: Variant = GRE, dut: str = "auto"):
+    def __init__(self, scenario: Scenario, variant: Variant = PLAIN_GRE, dut: str = "auto"):
         from grelab.lab.build import build
         from grelab.lab.ownership import current_run
         from grelab.progress import status

@@ -21,9 +21,10 @@ from pathlib import Path
 from grelab.errors import GrelabError, InputError, check_range, option_number
 
 EXAMPLES = """examples:
-  grelab replay pcaps/two_offices/echo-gre.pcapng --link lan1 --to h1:eth0
-  grelab replay pcaps/two_offices/echo-gre.pcapng --link lan1 --to h1:eth0 --pace top --loop 20000
-  grelab replay capture.pcapng --to grelab:eth0 --scenario endpoint --variant gre-in-esp -o out.pcapng
+  grelab replay pcaps/two_offices/echo-gre.pcapng --link lan1 --to h1:eth0     # h1's echo again
+  grelab replay pcaps/two_offices/echo-gre.pcapng --link lan1 --to h1:eth0 --pace top --loop 500
+  grelab replay pcaps/grelab_endpoint/reply_through_r1-gre-ipv6-echo.pcapng --link transit \\
+      --to grelab:eth0 --scenario endpoint -o out.pcapng       # what came out, into out.pcapng
 exit status: 0 replayed, 2 usage or environment error (no such pcap, link end or DUT)"""
 
 

@@ -2,7 +2,7 @@
 each link, its variants (plain GRE, GRE inside ESP with a named algorithm) and the tunnels they need.
 
     scenario = Scenario("two_offices", topology, duts=("r1", "r2"), links={...}, hosts={...},
-                        comments=[...], tunnels=connect, variants=[GRE, IN_ESP])
+                        comments=[...], tunnels=connect, variants=[PLAIN_GRE, IN_ESP])
     net = scenario.fixture()          # in the scenario module: the pytest fixture its cases take
 
 Good defaults make a new scenario short: a variant's SAs are derived from the scenario's name, the variant
@@ -51,7 +51,7 @@ class Variant:
         return f"ESP ({self.mode} mode) around {plain}" if self.esp else plain
 
 
-GRE = Variant("gre")
+PLAIN_GRE = Variant("gre")
 IN_ESP = Variant("gre-in-esp", esp="gcm128")
 
 
@@ -83,7 +83,7 @@ class Scenario:
     carrier: str = "IPv4/GRE (0x86DD)"
     comments: tuple[Comment, ...] = ()
     tunnels: Callable | None = None  # tunnels(variant, sas) -> {dut name: Plan}
-    variants: tuple[Variant, ...] = (GRE, IN_ESP)
+    variants: tuple[Variant, ...] = (PLAIN_GRE, IN_ESP)
     interfaces: tuple[str, ...] = ("wan", "lan")  # each DUT's
     routing: frozenset = frozenset()  # control-plane traffic of the DUTs' daemons: IP protocol numbers (89:
     # OSPF) and "ike" (UDP 500/4500): timed by the daemons, so left out of goldens and of link.frames()

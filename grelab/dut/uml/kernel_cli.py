@@ -16,19 +16,29 @@ from grelab.dut.uml import kernel
 from grelab.errors import option_number
 
 
+DESCRIPTION = """\
+build the UML DUT's kernel: grelab's own (Debian's pinned linux-source, cached; ./setup.sh builds
+it), or one from your kernel tree with grelab's configuration, to run the catalogue against your
+patch: build --source DIR makes DIR/.grelab-um/linux (a rebuild compiles what changed), and
+grelab run --kernel DIR/.grelab-um/linux runs the catalogue on it. show: the kernel the DUT boots."""
+EXAMPLES = """examples:
+  grelab kernel build               # grelab's kernel: built once (6 minutes), then from the cache
+  grelab kernel show                # the kernel the uml DUT boots, and any feature it lacks
+exit status: 0 built (or shown), 2 the build failed or the kernel lacks a feature (said which)"""
+
+
 def add_arguments(parser) -> None:
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    build = sub.add_parser("build", help="build grelab's UML kernel (cached), or one from a kernel tree (--source)")
+    build = sub.add_parser("build", help="build grelab's UML kernel (cached), or one from a kernel tree (--source)",
+                           epilog=EXAMPLES, formatter_class=parser.formatter_class)
     build.add_argument("--source", metavar="DIR", help="a Linux kernel tree (default: Debian's pinned linux-source)")
     build.add_argument("--config", metavar="FRAGMENT", help="more config lines on top of grelab's (e.g. CONFIG_KASAN=y)")
     build.add_argument("--out", metavar="DIR", help="the build folder (default: DIR/.grelab-um)")
     build.add_argument("-j", dest="jobs", type=option_number(1, 1024, integer=True), help="parallel jobs (default: one per CPU)")
-    sub.add_parser("show", help="which kernel the uml DUT boots, its origin, and the features it lacks")
-    parser.epilog = """examples:
-  grelab kernel build                          # grelab's kernel, once (./setup.sh does it)
-  grelab kernel build --source ~/linux         # your tree with grelab's configuration
-  grelab run --kernel ~/linux/.grelab-um/linux # the catalogue on it
-exit status: 0 built (or shown), 2 the build failed or the kernel lacks a feature (the message says which)"""
+    show = sub.add_parser("show", help="which kernel the uml DUT boots, its origin, and the features it lacks",
+                          epilog=EXAMPLES, formatter_class=parser.formatter_class)
+    parser.description = DESCRIPTION
+    parser.epilog = EXAMPLES
 
 
 def _fragment(extra: str | None, out: Path) -> Path:
