@@ -48,7 +48,7 @@ def pytest_configure(config):
     arm_stop_signals()
     if _xdist_controller(config):
         on_stop(_pass_on_to_children)
-    if hasattr(config, "workerinput"):  # an xdist worker: it and its guests on one CPU, the next worker's the next one
+    if hasattr(config, "workerinput"):  # an xdist worker: its guests and hosts on one CPU, the next worker's the next
         from grelab.dut.uml.guest import pin_guests
         pin_guests(int(config.workerinput["workerid"].removeprefix("gw")))
     elif not _xdist_controller(config) and not config.option.collectonly:  # the one process running the cases

@@ -46,10 +46,24 @@ def enter(namespace: str) -> None:
 # task before it entered, so a task sees the same world a fresh thread would.
 _HOME = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
 _workers = ThreadPoolExecutor(max_workers=16, thread_name_prefix="grelab-netns")
+_cpu: int | None = None  # set by pin(): the CPU the namespace threads run on
+
+
+def pin(cpu: int) -> None:
+    """Run what happens inside the lab's namespaces (hosts' sockets, their TCP) on this CPU, the one the DUTs' guests
+    run on: a host's frames then all leave from one CPU, the one the guest's replies arrive on, and none overtakes
+    another on its way to the DUT. A lone ACK that h1's delayed-ACK timer sent from the guest's CPU and the FIN h1's
+    application sent from the other went through two CPUs' backlogs and reached r1 swapped (once in ~20 loaded runs).
+    Only these threads: the process's captures and the rest keep both CPUs (pinning the whole worker beside its
+    guests starved an IKE rekey under load)."""
+    global _cpu
+    _cpu = cpu
 
 
 def _at_home(body: Callable[[], T]) -> T:
     check(libc.setns(_HOME, CLONE_NEWNET), "setns back to the first namespace")
+    if _cpu is not None and os.sched_getaffinity(0) != {_cpu}:
+        os.sched_setaffinity(0, {_cpu})  # this thread only
     return body()
 
 

@@ -83,14 +83,11 @@ _pinned: int | None = None
 
 
 def pin_guests(worker: int) -> None:
-    """This process and its guests all go on one CPU, the worker-th of those it may use (one per pytest-xdist
-    worker; the one process of a run without workers takes the first). The process too: a host's frames then leave
-    from one CPU, so none overtakes another on its way to the DUT. A lone ACK that a host's delayed-ACK timer sent
-    from the guest's CPU and the FIN its application sent from another went through two CPUs' backlogs and reached
-    the DUT the other way round from how the host's link had them (once in ~20 loaded runs)."""
+    """This process's guests all go on one CPU, the worker-th of those it may use (one per pytest-xdist worker; the
+    one process of a run without workers takes the first), and so do the hosts' sockets (grelab.lab.netns.pin)."""
     global _pinned
     _pinned = _cpus[worker % len(_cpus)]
-    os.sched_setaffinity(0, {_pinned})
+    netns.pin(_pinned)
 
 
 def _guest_cpu() -> int:
