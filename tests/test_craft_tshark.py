@@ -6,7 +6,7 @@ import subprocess
 import pytest
 
 from grelab.craft import esp
-from grelab.craft.cli import write_pcapng
+from grelab.cli.craft import write_pcapng
 from grelab.craft.esp_sa import tshark_options, wireshark_algorithms
 from grelab.craft.fast import FastESP
 from grelab.craft.gre import PASSENGERS, TRANSPORTS, gre, keepalive, passenger

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from grelab.dut import doctor, select as selection
+from grelab.cli import doctor
+from grelab.dut import select as selection
 from grelab.dut.base import Dut, DutError
 from grelab.dut import host
 from grelab.dut.host import Probe, probe

@@ -8,7 +8,7 @@ from scapy.packet import Packet
 
 from grelab.craft import SA, encrypt, gre, gre_header, keepalive, passenger, peel
 from grelab.craft.algorithms import ALGORITHMS
-from grelab.craft.cli import build as craft_build
+from grelab.cli.craft import build as craft_build
 from grelab.craft.fast import FastESP, Stream
 from grelab.craft.gre import PASSENGERS, TRANSPORTS
 from grelab.craft.peel import describe

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from cli_user import grelab
-from grelab.shell import banner, preloaded
+from grelab.cli.shell import banner, preloaded
 
 # Typed into the shell: scapy's own namespace made again, then compared with the shell's, object by object.
 CHECK = """\

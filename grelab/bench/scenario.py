@@ -21,7 +21,7 @@ def case_ms(count: int, per_command: bool = False) -> float:
     boots the DUTs: reset, build and apply, the echo and its tunnel check, golden compare, teardown. With
     per_command, the DUTs take their plans one console command per iproute2 command (the old way)."""
     from grelab.dut.pool import DutPool
-    from grelab.run import scenarios_dir
+    from grelab.scenario.catalog import scenarios_dir
     pool = DutPool("uml")
     store = GoldenStore(scenarios_dir().parent / "pcaps")
     scenario = two_offices(variants=(PLAIN_GRE,))

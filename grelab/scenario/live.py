@@ -81,7 +81,7 @@ class LiveLab:
         """Open what was captured (one link, or all) in Wireshark, ESP decrypted with this lab's SAs; without
         a display, print tshark's detailed view."""
         from grelab.craft.esp_sa import esp_sa_text
-        from grelab.wireshark import show
+        from grelab.golden.wireshark import show
         keys = self.folder / "esp_sa"
         keys.write_text(esp_sa_text(self.net.sas))
         opened = show(self.pcap(self.folder / f"{link or 'all'}.pcapng", link), keys, wait=False)

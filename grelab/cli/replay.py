@@ -46,7 +46,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from grelab.golden.pcap_cli import read
+    from grelab.cli.pcap import read
     from grelab.outputs import check_outputs, write_all
     from grelab.progress import progress
     from grelab.scenario import live

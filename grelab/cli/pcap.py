@@ -67,7 +67,7 @@ def add_arguments(parser) -> None:
 
 def default_esp_sa() -> Path | None:
     """pcaps/esp_sa of the checkout grelab runs from, when there is one."""
-    from grelab.run import scenarios_dir
+    from grelab.scenario.catalog import scenarios_dir
     try:
         path = scenarios_dir().parent / "pcaps" / ESP_SA_FILE
     except InputError:

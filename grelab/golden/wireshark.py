@@ -20,26 +20,10 @@ from pathlib import Path
 
 from grelab.errors import GrelabError, InputError
 
-EXAMPLES = """examples:
-  grelab wireshark pcaps/two_offices/echo-gre-in-esp.pcapng   # without a display: tshark's view
-  grelab craft --esp gcm256 --count 2 --keys demo.esp_sa -o demo.pcapng
-  grelab wireshark demo.pcapng --esp-sa demo.esp_sa           # decrypted with the keys craft wrote
-  DISPLAY= WAYLAND_DISPLAY= grelab wireshark pcaps/two_offices/tcp-gre.pcapng > tcp-gre.txt
-exit status: 0 shown, 2 no such pcap, no tshark/Wireshark, or a key table that cannot be read"""
-
-
-def add_arguments(parser) -> None:
-    parser.epilog = EXAMPLES
-    parser.add_argument("pcap", metavar="PCAP", help="the pcap(ng) to open")
-    parser.add_argument("--esp-sa", metavar="KEYS", action="append",
-                        help="keys to decrypt with, repeatable: a file of Wireshark esp_sa rows, tcpdump espsecret "
-                             "lines or `ip xfrm state` text, or a tcpdump -E secret (default: the project's "
-                             "pcaps/esp_sa)")
-
 
 def project_config() -> Path:
     """pcaps/wireshark of the checkout grelab runs from."""
-    from grelab.run import scenarios_dir
+    from grelab.scenario.catalog import scenarios_dir
     return scenarios_dir().parent / "pcaps" / "wireshark"
 
 
@@ -100,5 +84,3 @@ def show(pcap: str | Path, esp_sa: str | Path | None = None, wait: bool = True) 
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def run(args) -> int:
-    return show(args.pcap, args.esp_sa)

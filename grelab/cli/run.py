@@ -6,14 +6,7 @@ from pathlib import Path
 import pytest
 
 from grelab.errors import GrelabError, InputError
-
-
-def scenarios_dir() -> Path:
-    """scenarios/ of the checkout grelab runs from (the working directory's, else the package's)."""
-    for base in (Path.cwd(), Path(__file__).resolve().parent.parent):
-        if (base / "scenarios").is_dir():
-            return base / "scenarios"
-    raise InputError("scenarios", str(Path.cwd() / "scenarios"), "a folder of scenario modules; run from the grelab checkout")
+from grelab.scenario.catalog import scenarios_dir
 
 
 def add_arguments(parser) -> None:

@@ -13,19 +13,19 @@ from grelab.errors import GrelabError, one_line
 
 # subcommand -> (module, one-line help). Modules are imported only when their subcommand runs.
 SUBCOMMANDS = {
-    "shell": ("grelab.shell", "scapy's shell with grelab loaded and offices() to bring a lab up"),
-    "craft": ("grelab.craft.cli", "build GRE / ESP packets into a pcapng"),
-    "bench": ("grelab.bench", "measure grelab beside scapy's own way"),
-    "doctor": ("grelab.dut.doctor", "what this machine can do, and which DUT --dut auto picks"),
-    "dut": ("grelab.dut.cli", "prepare, boot and inspect the device under test"),
-    "kernel": ("grelab.dut.uml.kernel_cli", "build the UML DUT's kernel (grelab's, or from your tree), show which runs"),
-    "list": ("grelab.scenario.catalog", "scenarios and their cases: what each shows, whether the DUT can run it"),
-    "run": ("grelab.run", "run scenarios through pytest and print a results table"),
-    "soak": ("grelab.soak", "run the catalogue N times under extra CPU load: every case that did not always pass"),
-    "pcap": ("grelab.golden.pcap_cli", "compare two pcaps field by field, or show each packet peeled, ESP decrypted"),
-    "wireshark": ("grelab.wireshark", "open a pcap in Wireshark with ESP decrypted (tshark's view without a display)"),
-    "replay": ("grelab.scenario.replay", "replay a pcap into a link of a live lab, capture what comes out"),
-    "sweep": ("grelab.lab.sweep_cli", "remove namespaces and guests that dead grelab runs left behind"),
+    "shell": ("grelab.cli.shell", "scapy's shell with grelab loaded and offices() to bring a lab up"),
+    "craft": ("grelab.cli.craft", "build GRE / ESP packets into a pcapng"),
+    "bench": ("grelab.cli.bench", "measure grelab beside scapy's own way"),
+    "doctor": ("grelab.cli.doctor", "what this machine can do, and which DUT --dut auto picks"),
+    "dut": ("grelab.cli.dut", "prepare, boot and inspect the device under test"),
+    "kernel": ("grelab.cli.kernel", "build the UML DUT's kernel (grelab's, or from your tree), show which runs"),
+    "list": ("grelab.cli.list", "scenarios and their cases: what each shows, whether the DUT can run it"),
+    "run": ("grelab.cli.run", "run scenarios through pytest and print a results table"),
+    "soak": ("grelab.cli.soak", "run the catalogue N times under extra CPU load: every case that did not always pass"),
+    "pcap": ("grelab.cli.pcap", "compare two pcaps field by field, or show each packet peeled, ESP decrypted"),
+    "wireshark": ("grelab.cli.wireshark", "open a pcap in Wireshark with ESP decrypted (tshark's view without a display)"),
+    "replay": ("grelab.cli.replay", "replay a pcap into a link of a live lab, capture what comes out"),
+    "sweep": ("grelab.cli.sweep", "remove namespaces and guests that dead grelab runs left behind"),
 }
 
 
@@ -156,6 +156,3 @@ def _quiet_stdout() -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
 
-
-if __name__ == "__main__":
-    sys.exit(main())

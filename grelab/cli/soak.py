@@ -8,7 +8,6 @@ it is listed with how often and its first failure, and the exit status is 1. Fix
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -18,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from grelab.errors import GrelabError, option_number
-from grelab.run import check_folder, scenario_targets, scenarios_dir, workers
+from grelab.cli.run import check_folder, scenario_targets, workers
+from grelab.scenario.catalog import scenarios_dir
 
 EXAMPLES = """examples:
   grelab soak two_offices -k 'echo and not esp' --runs 2 --load 1 -n 0 --out soak   # logs in soak/
