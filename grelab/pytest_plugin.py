@@ -345,9 +345,11 @@ def _summary(terminalreporter):
         terminalreporter.section("grelab figures")
         for line in sorted(figures):
             terminalreporter.write_line(line)
-    for line in _properties(terminalreporter, "corpus"):  # tests/test_corpus.py's figures
+    corpus = _properties(terminalreporter, "corpus")  # tests/test_corpus.py's figures
+    if corpus:
         terminalreporter.section("corpus: captures no one here wrote")
-        terminalreporter.write_line(line)
+        for line in corpus:
+            terminalreporter.write_line(line)
     lines = _properties(terminalreporter, "golden")
     if lines:
         terminalreporter.section("golden pcaps")

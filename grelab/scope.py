@@ -39,15 +39,10 @@ class Scope:
             with self._mutex:
                 if not any(e is entry for e in self._cleanups):
                     return
-                self._cleanups.remove(entry)
-            try:
-                cleanup()
-            except Exception:
-                raise
-            except BaseException:  # a stop signal cut it short: left for this scope's close, which runs at exit
-                with self._mutex:
-                    self._cleanups.append(entry)
-                raise
+            cleanup()  # a stop signal that cuts it short leaves it listed: this scope's close, at exit, runs it
+            with self._mutex:
+                if any(e is entry for e in self._cleanups):
+                    self._cleanups.remove(entry)
 
         return run_now
 
@@ -66,20 +61,23 @@ class Scope:
         stopped: BaseException | None = None
         again: set[int] = set()  # cleanups cut short once: run again once, never in a loop
         while True:
-            with self._mutex:
+            with self._mutex:  # the entry stays listed until it has run: a stop signal before that loses nothing
                 if not self._cleanups:
                     break
-                what, cleanup = self._cleanups.pop()
+                entry = self._cleanups[-1]
+            what, cleanup = entry
             try:
                 cleanup()
             except Exception as exc:  # noqa: BLE001 - the other cleanups must still run
                 errors.append(f"{what or getattr(cleanup, '__qualname__', cleanup)}: {exc}")
-            except BaseException as exc:  # a stop signal (grelab.lab.ownership) arrived inside this cleanup:
-                stopped = stopped or exc  # it is run again, the rest too, and then the process stops
+            except KeyboardInterrupt as exc:  # a stop signal (grelab.lab.ownership) arrived inside this cleanup:
+                stopped = stopped or exc  # it is run again (once), the rest too, and then the process stops
                 if id(cleanup) not in again:
                     again.add(id(cleanup))
-                    with self._mutex:
-                        self._cleanups.append((what, cleanup))
+                    continue
+            with self._mutex:
+                if any(e is entry for e in self._cleanups):
+                    self._cleanups.remove(entry)
         if stopped is not None:
             raise stopped
         if errors:

@@ -64,7 +64,7 @@ def test_links_to_the_golden_and_its_decrypted_companion_only_when_it_exists(tmp
     text = html.unescape(page(tmp_path, [case("alpha", "test_a", "passed", golden=pcaps / "a.pcapng"),
                                          case("alpha", "test_b", "passed", golden=pcaps / "b.pcapng"),
                                          case("alpha", "test_c", "failed", golden=pcaps / "c.pcapng")]))
-    assert 'golden <a href="../pcaps/alpha/a.pcapng">pcaps/alpha/a.pcapng</a> · decrypted ' \
+    assert 'golden <a href="../pcaps/alpha/a.pcapng">pcaps/alpha/a.pcapng</a> · golden decrypted ' \
            '<a href="../pcaps/alpha/a.decrypted.pcapng">pcaps/alpha/a.decrypted.pcapng</a>' in text
     b = text[text.index('id="scenarios_alpha.py_test_b"'):]
     assert "pcaps/alpha/b.pcapng</a> (ESP" in b[:b.index("</details>")]  # no companion: no link

@@ -115,6 +115,7 @@ def namespaces_of(runs: set[str]) -> list[str]:
 def assert_nothing_left(made: dict) -> None:
     assert made["namespaces"], made  # the run had made something by then
     left = [n for n in made["namespaces"] if (NETNS_DIR / n).exists()]
+    left += [n for n in namespaces_of({made["run"]}) if n not in left]  # also those made after the signal
     assert left == [], f"namespaces left by a run stopped at {made['where']}: {left}"
     assert not Path(made["path"]).exists(), f"the run's folder {made['path']} is left"
     alive = [pid for pid, start in made["pids"] if start != "None" and _proc_start_time(int(pid)) == start]
@@ -155,6 +156,7 @@ def test_an_xdist_run_stopped_through_its_controller_leaves_nothing(tmp_path):
     for run, names in made.items():
         assert [n for n in names if (NETNS_DIR / n).exists()] == [], said
         assert not (RUN_ROOT / run).exists(), said
+    assert namespaces_of(runs) == [], said  # also those made after the signal
     assert child.returncode == -signal.SIGTERM, said
 
 
@@ -187,5 +189,6 @@ def test_grelab_run_stopped_by_timeout_leaves_nothing(tmp_path):
     said = child.communicate(timeout=60)[0]
     assert len(made) >= 2, said
     assert [n for n in made if (NETNS_DIR / n).exists()] == [], said
+    assert namespaces_of(runs) == [], said  # also those made after the signal
     assert [r for r in runs if (RUN_ROOT / r).exists()] == [], said
     assert child.returncode == -signal.SIGTERM, said

@@ -131,7 +131,12 @@ def decrypt_pcap(args, sas: Keys) -> int:
         raise InputError("OUT", str(out), "a path that does not exist yet (or --force to overwrite it)")
     if not out.parent.is_dir():
         raise InputError("OUT", str(out), f"a file in an existing folder ({out.parent} is not one)")
-    frames, tally = decrypted_frames(read("IN", args.pcap), sas)
+    frames = read("IN", args.pcap)
+    other = sorted({f.link_type for f in frames} - {1})
+    if other:  # the pcapng it writes is Ethernet: another link's frames would come out as garbage
+        raise InputError("IN", args.pcap, f"a capture of Ethernet frames (link type 1); this one has link type "
+                                          f"{', '.join(map(str, other))}: `grelab pcap show` reads it")
+    frames, tally = decrypted_frames(frames, sas)
     write_pcapng(frames, out)
     print(f"{out}: {tally}")
     return 0

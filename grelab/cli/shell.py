@@ -71,8 +71,10 @@ _ending = threading.Lock()
 
 def on_hangup(signum, frame) -> None:
     """The terminal went away, or the shell was told to stop (SIGTERM): take everything down now (a REPL would
-    catch an exception), then exit. Once: the main thread's handler and the watcher may both get here."""
-    _ending.acquire()  # never released: the one that got it ends the process
+    catch an exception), then exit. On the watcher's thread, which holds no lock the main thread may hold when the
+    signal lands (the run's, a scope's); once, however many times the signal comes."""
+    if not _ending.acquire(blocking=False):  # never released: the first one ends the process
+        return
     from grelab.lab.ownership import close_current_run
     try:
         close_current_run()
@@ -88,6 +90,14 @@ def watch_stop_signals() -> None:
     os.set_blocking(write_end, False)
     signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
 
+    def to_watcher(signum, frame) -> None:  # Python's handler, on the main thread: the watcher does the work (and
+        try:                                # hears it this way too where IPython's event loop took the wakeup fd)
+            os.write(write_end, bytes([signum]))
+        except BlockingIOError:
+            pass
+    signal.signal(signal.SIGHUP, to_watcher)
+    signal.signal(signal.SIGTERM, to_watcher)
+
     def watch() -> None:
         while True:
             for signum in os.read(read_end, 64):
@@ -100,8 +110,6 @@ def run(args) -> int:
     from scapy.config import conf
     from scapy.main import interact
     names = preloaded()
-    signal.signal(signal.SIGHUP, on_hangup)
-    signal.signal(signal.SIGTERM, on_hangup)
     watch_stop_signals()
     conf.fancy_banner = False
     argv = ["grelab"]

@@ -80,21 +80,29 @@ def load(cpus: int, run) -> None:
         run.defer(lambda hog=hog: (hog.kill(), hog.wait()), f"soak load {hog.pid}")
 
 
+_child: list = []  # the pytest run under way: a stop signal reaches it too (registered once, in run)
+
+
+def pass_on(signum: int) -> None:
+    for child in _child:
+        if child.poll() is None:
+            child.send_signal(signum)
+
+
 def soak_run(n: int, argv: list[str], out: Path) -> tuple[int, float]:
     """One pytest run, its output in out/run-N.log: (exit status, seconds). A stop signal reaches it too (it
     removes what it made), and this waits for it."""
-    from grelab.lab.ownership import on_stop
     start = time.monotonic()
     with open(out / f"run-{n}.log", "w") as log:
-        child = subprocess.Popen(argv + ["--junitxml", str(out / f"run-{n}.xml")], stdout=log, stderr=subprocess.STDOUT,
-                                 stdin=subprocess.DEVNULL)
-        on_stop(lambda signum: child.poll() is None and child.send_signal(signum))
         try:
-            child.wait()
+            _child[:] = [subprocess.Popen(argv + ["--junitxml", str(out / f"run-{n}.xml")], stdout=log,
+                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)]
+            _child[0].wait()
         except KeyboardInterrupt:
-            child.wait()
+            for child in _child:
+                child.wait()
             raise
-    return child.returncode, time.monotonic() - start
+    return _child[0].returncode, time.monotonic() - start
 
 
 def run(args) -> int:
@@ -113,6 +121,8 @@ def run(args) -> int:
         argv += ["-n", str(args.workers)]
     if args.keyword:
         argv += ["-k", args.keyword]
+    from grelab.lab.ownership import on_stop
+    on_stop(pass_on)
     load(args.load, current_run())
     cases: dict[str, Case] = {}
     print(f"grelab soak: {args.runs} runs of {', '.join(args.scenarios) or 'the catalogue'}"

@@ -211,18 +211,21 @@ def open_esp(sa: SA, packet: Packet | bytes, seq_hi: int = 0, verify: bool = Tru
     scapy_sa = dataclasses.replace(sa, mode="transport").scapy((seq_hi << 32 if sa.esn else 0) | esp.seq)
     unchecked = verify and not (sa.algo.icv_len and sa.algo.checks_icv)
     original = packet.copy() if unchecked else None  # scapy's decrypt edits the packet
-    if not sa.nat_t and isinstance(packet, IPv6) and packet.nh != 50:
-        kept = _decrypt_after_extensions(sa, scapy_sa, packet, esp, verify, seq_hi)
-    elif not verify:
-        kept = _decrypt_unverified(sa, scapy_sa, packet)
-    else:
-        try:
+    try:
+        if not sa.nat_t and isinstance(packet, IPv6) and packet.nh != 50:
+            kept = _decrypt_after_extensions(sa, scapy_sa, packet, esp, verify, seq_hi)
+        elif not verify:
+            kept = _decrypt_unverified(sa, scapy_sa, packet)
+        else:
             kept = scapy_sa.decrypt(packet)  # scapy changes the packet only once it verified
-        except IPSecIntegrityError:
-            raise IntegrityError(f"ESP SPI 0x{sa.spi:08x} seq {esp.seq}: integrity check failed ({sa.algorithm}): "
-                                 + likely_cause(sa, packet, seq_hi)) from None
-        except (ValueError, struct.error, IndexError, TypeError) as exc:  # what authenticated bytes still hide
-            raise MalformedPacket("ESP", offset + 8, "data", f"does not decrypt ({exc})") from None
+    except IPSecIntegrityError:
+        raise IntegrityError(f"ESP SPI 0x{sa.spi:08x} seq {esp.seq}: integrity check failed ({sa.algorithm}): "
+                             + likely_cause(sa, packet, seq_hi)) from None
+    except (ValueError, struct.error, IndexError, TypeError) as exc:  # what unauthenticated (or authenticated) bytes
+        if unchecked and (problem := padding_problem(sa, original, seq_hi)):  # hide: a wrong key, when no ICV says so
+            raise IntegrityError(f"ESP SPI 0x{sa.spi:08x} seq {esp.seq}: does not open with {sa.algorithm}: "
+                                 f"{problem}: likely the wrong key") from None
+        raise MalformedPacket("ESP", offset + 8, "data", f"does not decrypt ({exc})") from None
     carried = kept.payload
     while isinstance(carried, IPV6_EXTENSION_LAYERS):
         carried = carried.payload

@@ -229,6 +229,8 @@ def _tcpdump_keys(secret: str, where: str) -> list[Key]:
         if target is None:
             raise InputError(f"{where}: SPI@address", words[0], "0xSPI@ADDRESS, e.g. 0x12345678@192.1.2.45")
         spi = f"0x{_int(target[1], f'{where}: SPI'):08x}"
+        if "*" in target[2]:  # Wireshark's wildcards are its own: tcpdump takes an address
+            raise InputError(f"{where}: address", target[2], "an IPv4 or IPv6 address (tcpdump's secrets have no wildcards)")
         dst = _address_filter(target[2], None, f"{where}: address")
     algorithm, colon, text = words[-1].partition(":")
     if not colon:

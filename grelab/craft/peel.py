@@ -1,7 +1,8 @@
-"""The reverse of crafting: captured bytes peeled layer by layer (through ESP, given its SA) down to GRE's passenger.
+"""The reverse of crafting: captured bytes peeled layer by layer (through ESP, given its SA or keys in any form
+grelab.craft.keys reads) down to GRE's passenger.
 
     >>> print(peel(frame, sas=[sa]))
-    Ethernet / IPv4 192.0.2.1 > 192.0.2.2 / ESP spi=0x00000100 seq=1 gcm128 / GRE proto=0x86dd key=1 seq=2
+    Ethernet / IPv4 192.0.2.1 > 192.0.2.2 / ESP spi=0x00000100 seq=1 gcm128 transport / GRE proto=0x86dd key=1 seq=2
     checksum=good -> IPv6 / ICMPv6 Echo Request ...
 
 Any bytes are accepted: a layer that is cut short or inconsistent is described as Wireshark would
@@ -63,7 +64,8 @@ def peel(data: bytes | Packet, sas: Iterable[esp.SA] = (), link: str | int = "au
          seq_hi: int = 0) -> Peeled:
     """Dissect data (an Ethernet frame or an IP packet, told apart by grelab.craft.dissect.guess_link unless
     link="ethernet" or link="ip" says which; another link name or a pcap link type number for other links, as
-    dissect_link takes them; or a scapy packet, dissected or just built), decrypt ESP with the SA of its SPI,
+    dissect_link takes them; or a scapy packet, dissected or just built), decrypt ESP with the first of `sas` (SAs,
+    or grelab.craft.keys.Keys with their wildcards) that opens it,
     and stop at the first GRE header: its payload is the passenger. Raises esp.IntegrityError on a bad ICV, unless
     verify=False (to look inside ESP whose integrity key is unknown), MalformedPacket when the outermost header is
     not whole. seq_hi: ESN's high-order bits (esp.decrypt)."""

@@ -174,7 +174,6 @@ class Host(ShellDut):
         return gone
 
     def _stop_daemons(self) -> None:
-        import os
         import signal
         import shutil
         self.__dict__.pop("_oneshots", None)

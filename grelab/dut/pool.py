@@ -9,7 +9,7 @@ from grelab.dut.base import DutError
 
 
 class DutPool:
-    """The DUTs of one pytest process: each booted on first use and kept, reset between cases."""
+    """The DUTs of one process: each booted on first use and kept, reset between cases."""
 
     def __init__(self, spec: str):
         self.spec = spec

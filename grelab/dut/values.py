@@ -23,7 +23,7 @@ def address(field_name: str, value, prefix: bool = False) -> str:
         raise InputError(field_name, value, "an IPv4 or IPv6 address" + (" with /prefix" if prefix else "")) from None
     if prefix and "/" not in str(value):
         raise InputError(field_name, value, "an address with its /prefix length, e.g. 192.0.2.1/24")
-    return str(parsed) if prefix else str(parsed)
+    return str(parsed)
 
 
 def network(field_name: str, value) -> str:

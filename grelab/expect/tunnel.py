@@ -95,8 +95,10 @@ def _passenger(frame: bytes, sas, proto: int, endpoints: set = frozenset()) -> b
         raise _Bad(f"no GRE inside: {peeled}")
     _check_gre_header(peeled.gre)
     carrier = peeled.gre.underlayer
-    while not isinstance(carrier, (IP, IPv6)):  # past ip6gre's encapsulation limit option
+    while carrier is not None and not isinstance(carrier, (IP, IPv6)):  # past ip6gre's encapsulation limit option
         carrier = carrier.underlayer
+    if carrier is None:
+        raise _Bad(f"GRE with no IP header before it: {peeled}")
     if endpoints and (ipaddress.ip_address(carrier.src), ipaddress.ip_address(carrier.dst)) not in endpoints:
         raise _Bad(f"GRE's outer addresses {carrier.src} > {carrier.dst} are no tunnel's endpoints "
                    f"({_pairs(endpoints)}): {peeled}")
@@ -116,8 +118,10 @@ def _check_esp(outer, sas) -> None:
     """ESP's outer addresses are those of an SA of its SPI, its NAT-T UDP checksum right, its padding RFC 4303's."""
     esp = outer[ESP]
     ip = esp.underlayer
-    while not isinstance(ip, (IP, IPv6)):  # past NAT-T's UDP, IPv6 extension headers (ip6gre's encapsulation limit)
+    while ip is not None and not isinstance(ip, (IP, IPv6)):  # past NAT-T's UDP, IPv6 extension headers
         ip = ip.underlayer
+    if ip is None:
+        raise _Bad(f"ESP with no IP header before it: {outer.summary()}")
     mine = [sa for sa in sas if sa.spi == esp.spi]
     if mine and not any((sa.src, sa.dst) == (ip.src, ip.dst) for sa in mine):
         said = ", ".join(f"{sa.src} > {sa.dst}" for sa in mine)

@@ -19,6 +19,7 @@ from pathlib import Path
 from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.ipsec import ESP
+from scapy.layers.l2 import GRE
 from scapy.packet import Packet
 
 from grelab.craft.dissect import dissect_link, guess_link
@@ -120,4 +121,10 @@ def _replace(packet: Packet, ip: Packet, kept: Packet) -> bytes:
     parent = ip.underlayer  # the outer IP header is kept: the link's type field stays right
     parent.remove_payload()
     parent.add_payload(kept)
+    layer = parent
+    while layer is not None:  # every header around it says the new length (and its checksum over it)
+        for name in ("len", "chksum", "plen"):
+            if name in layer.fields and not (name == "chksum" and isinstance(layer, GRE) and not layer.chksum_present):
+                del layer.fields[name]
+        layer = layer.underlayer
     return bytes(packet)

@@ -87,8 +87,9 @@ def save_case(folder: Path, data: dict) -> None:
         data["pcap"] = f"cases/{stem}.pcapng"
         writers[str(cases / f"{stem}.pcapng")] = lambda tmp: write_pcapng(frames, Path(tmp))
     if decrypted:
-        data["pcap_decrypted"] = f"cases/{stem}.decrypted.pcapng"
-        writers[str(cases / f"{stem}.decrypted.pcapng")] = lambda tmp: write_pcapng(decrypted, Path(tmp))
+        companion = companion_path(cases / f"{stem}.pcapng")
+        data["pcap_decrypted"] = f"cases/{companion.name}"
+        writers[str(companion)] = lambda tmp: write_pcapng(decrypted, Path(tmp))
     write_all(writers)
 
 
@@ -109,7 +110,7 @@ def write_page(folder: Path, steps: dict[str, dict] | None = None, took: float |
             golden = Path(case["golden"])
             case["links"] = {"golden": _link(golden, folder)}
             if companion_path(golden).exists():
-                case["links"]["decrypted"] = _link(companion_path(golden), folder)
+                case["links"]["golden decrypted"] = _link(companion_path(golden), folder)
     page = folder / "index.html"
     write_all({str(page): lambda tmp: Path(tmp).write_text(render(cases, took))})
     return page

@@ -97,7 +97,7 @@ def case(c: dict, with_scenario: bool = False) -> str:
     if c.get("pcap"):
         links.append(f'this run\'s capture <a class="pcap" href="{e(c["pcap"])}">{e(c["pcap"].split("/")[-1])}</a>')
     if c.get("pcap_decrypted"):  # its ESP opened by grelab, for a Wireshark that cannot decrypt it
-        links.append(f'decrypted <a class="companion" href="{e(c["pcap_decrypted"])}">'
+        links.append(f'this run\'s decrypted <a class="companion" href="{e(c["pcap_decrypted"])}">'
                      f'{e(c["pcap_decrypted"].split("/")[-1])}</a>')
     if links:
         out.append(f'<p class="links">{" · ".join(links)} (ESP decrypts with pcaps/esp_sa: grelab wireshark FILE)</p>')

@@ -60,10 +60,15 @@ def pin(cpu: int) -> None:
     _cpu = cpu
 
 
-def _at_home(body: Callable[[], T]) -> T:
-    check(libc.setns(_HOME, CLONE_NEWNET), "setns back to the first namespace")
+def pin_this_thread() -> None:
+    """The calling thread onto the CPU pin() set, if any (a thread of its own working a lab's sockets)."""
     if _cpu is not None and os.sched_getaffinity(0) != {_cpu}:
         os.sched_setaffinity(0, {_cpu})  # this thread only
+
+
+def _at_home(body: Callable[[], T]) -> T:
+    check(libc.setns(_HOME, CLONE_NEWNET), "setns back to the first namespace")
+    pin_this_thread()
     return body()
 
 

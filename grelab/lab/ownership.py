@@ -14,6 +14,7 @@ from __future__ import annotations
 import atexit
 import ctypes
 import fcntl
+import logging
 import os
 import re
 import secrets
@@ -162,6 +163,9 @@ _run_guard = threading.Lock()
 def sweep_dead_runs() -> list[str]:
     """Remove what runs that are no longer alive left behind. Returns the namespaces removed."""
     RUN_ROOT.mkdir(parents=True, exist_ok=True)
+    # Namespaces first: a run names its folder before it makes any, so a run born after this list is taken is in
+    # neither list, and none of its namespaces can be taken for a dead run's.
+    namespaces = grelab_namespaces()
     live = set()
     for run_dir in RUN_ROOT.iterdir():
         if run_dir.name.startswith("."):
@@ -189,7 +193,7 @@ def sweep_dead_runs() -> list[str]:
         finally:
             os.close(fd)
     removed = []
-    for name in grelab_namespaces():
+    for name in namespaces:
         m = NAMESPACE_RE.match(name)
         if m is None or m.group(1) not in live:
             remove_namespace(name)
@@ -227,23 +231,32 @@ def _set_run(run: Run | None) -> None:
     _run, _run_pid = run, os.getpid()
 
 
+_closing = False  # close_current_run is under way: a stop signal then only records itself
+_close_lock = threading.RLock()  # a second caller (the shell's main thread, while its watcher closes) waits for it
+
+
 def close_current_run() -> None:
-    """Clean up everything this process made and release its run (idempotent)."""
-    global _run
-    with _run_guard:
-        run, ok = _run, _run is not None and _run_pid == os.getpid()
-        _set_run(None)
-    if not ok:
-        return
-    try:
-        run.close()
-    finally:
-        shutil.rmtree(run.path, ignore_errors=True)
-        os.close(run._lock_fd)
+    """Clean up everything this process made and release its run (idempotent; a caller on another thread returns
+    once a close under way has ended)."""
+    global _run, _closing
+    with _close_lock:
+        with _run_guard:
+            run, ok = _run, _run is not None and _run_pid == os.getpid()
+            _set_run(None)
+        if not ok:
+            return
+        _closing = True
+        try:
+            run.close()
+        finally:
+            shutil.rmtree(run.path, ignore_errors=True)
+            os.close(run._lock_fd)
+            _closing = False
 
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)  # timeout/CI/systemd, Ctrl-C, a closed terminal
 _stopped_by: int | None = None
+_armed = False
 _on_stop: list[Callable[[int], None]] = []  # e.g. an xdist controller passing the signal on to its workers
 
 
@@ -259,6 +272,10 @@ def arm_stop_signals(signals: tuple[int, ...] = STOP_SIGNALS) -> None:
     from another thread it does nothing. A handler someone else installed (the shell's SIGHUP) is left alone."""
     if threading.current_thread() is not threading.main_thread():
         return
+    global _armed
+    if not _armed:  # before any run's own atexit: it runs after them, and only once a stop signal came
+        _armed = True
+        atexit.register(_die_of_signal)
     for sig in signals:
         current = signal.getsignal(sig)
         if current is _stop or current not in (signal.SIG_DFL, signal.default_int_handler, None):
@@ -276,7 +293,8 @@ def _stop(signum, frame) -> None:
     if _stopped_by is not None:
         return  # already stopping: a second signal must not cut the cleanup short (SIGKILL still can)
     _stopped_by = signum
-    atexit.register(_die_of_signal)  # registered last, so it runs first: closes the run, then dies
+    if _closing:
+        return  # the run is being closed (normal exit): let it finish; then the process dies of the signal
     for callback in _on_stop:
         try:
             callback(signum)
@@ -287,10 +305,13 @@ def _stop(signum, frame) -> None:
 
 def _die_of_signal() -> None:
     """At exit after a stop signal: everything this run made is removed first, then the process ends by that
-    signal (exit status 128+N in a shell), as a process that did not catch it would."""
+    signal (exit status 128+N in a shell), as a process that did not catch it would. Nothing without one."""
+    if _stopped_by is None:
+        return
     try:
         close_current_run()
     finally:
+        logging.shutdown()
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()

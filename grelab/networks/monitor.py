@@ -5,7 +5,7 @@ GRE carries an IP packet from the far end to us, which the far end takes out of 
 Nothing keeps state on the far end, so a keepalive that comes back is the whole proof that the tunnel works.
 
     monitor = KeepaliveMonitor(send, capture, keepalive_for, returned, interval=0.05, misses=3)
-    report = monitor.run(until="down", timeout=1.0)    # or until=("answered", 3)
+    report = monitor.run(until="down", timeout=1.0)    # or until=("answered", 3), or ("sent", 3): 3, then their answers
     report.down_at, report.sent, report.answered
 
 Event driven: the capture wakes the monitor when frames arrive; the only waiting is the send interval itself
@@ -86,7 +86,8 @@ class KeepaliveMonitor:
     def run(self, until="down", timeout: float = 5.0) -> MonitorReport:
         """Send keepalives until the tunnel is reported down (until="down"), `n` have been answered
         (until=("answered", n)), or `n` have been sent and then answered, none more sent (until=("sent", n): how many
-        went out is then the caller's, not the far end's latency against the interval); AssertionError if that does
+        went out is then the caller's, not the far end's latency against the interval; those still unanswered at the
+        deadline are the report's `unanswered`, for the caller to assert on); otherwise AssertionError if that does
         not happen before the deadline."""
         if until != "down" and until[0] == "sent":
             return self._send(until[1], timeout)

@@ -1,9 +1,6 @@
-"""`grelab list`: the catalogue in 100 columns. One entry per scenario: its name, how many cases, which kinds of
-DUT can run them, its story's first sentence; its cases' ids under it (what `grelab run -k` and pytest select).
-
-    grelab list                 # the catalogue
-    grelab list -v              # and each case's sentence, each id with the DUTs that can run it
-    grelab list --json          # all of it, for tools
+"""The catalogue: where the scenarios are (scenarios_dir), what pytest collects of them, and how `grelab list`
+(grelab.cli.list) lays it out in 100 columns. One entry per scenario: its name, how many cases, which kinds of DUT
+can run them, its story's first sentence; its cases' ids under it (what `grelab run -k` and pytest select).
 
 A scenario's story is its module docstring's first sentence; a case's sentence, its test function's. The cases
 are what pytest collects: each test function times its parameters and the scenario's variants (echo[gre-in-esp]).

@@ -13,10 +13,12 @@ import threading
 import time
 from dataclasses import dataclass
 
+from grelab.capture.capture import SO_RCVBUFFORCE
+from grelab.lab import netns
+
 ICMPV6_ECHO_REQUEST, ICMPV6_ECHO_REPLY = 128, 129
 ICMP_ECHO_REQUEST, ICMP_ECHO_REPLY = 8, 0
 TCP_CLOSE = 7  # tcpi_state in struct tcp_info
-SO_RCVBUFFORCE = 33  # socket.h: SO_RCVBUF beyond net.core.rmem_max, for CAP_NET_ADMIN
 
 
 @dataclass(frozen=True)
@@ -197,6 +199,7 @@ def _connection(lab, client: str, server: str, server_addr: str, port: int, clie
     failed: list[BaseException] = []
 
     def server_side() -> None:
+        netns.pin_this_thread()  # the server's segments leave from the CPU the client's do (grelab.lab.netns.pin)
         try:
             listener.settimeout(timeout)
             conn, _ = listener.accept()

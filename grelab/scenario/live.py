@@ -7,7 +7,7 @@
     lab.wireshark("transit")                 # Wireshark (tshark's view without a display), ESP decrypted
     lab.close()                              # or leave it: the run's scope takes it down at exit
 
-It is the same Net a case gets: the DUTs come from the DUT pool of the pytest plugin (grelab.dut.select
+It is the same Net a case gets: the DUTs come from a DUT pool (grelab.dut.pool; grelab.dut.select
 behind it), the lab is built in a scope of the run (grelab.scope), captures of every golden link are armed
 by a golden recorder, and everything goes when the lab is closed, or with the run.
 """
