@@ -24,7 +24,7 @@ from pathlib import Path
 
 from grelab.craft.algorithms import ALGORITHMS, CIPHERS, COMBINED, DECRYPT_ONLY, INTEGRITIES, UNCHECKED
 from grelab.craft.esp import SA
-from grelab.craft.esp_sa import GRELAB_ROW, esp_sa_lines, wireshark_algorithms
+from grelab.craft.esp_sa import GRELAB_ROW, _hex, esp_sa_lines, wireshark_algorithms
 from grelab.errors import GrelabError, InputError
 
 ANY = "*"
@@ -385,7 +385,3 @@ def _address_matches(pattern: str, address: str) -> bool:
     if ANY not in pattern or "." not in address:
         return ipaddress.ip_address(pattern) == ipaddress.ip_address(address) if ANY not in pattern else False
     return all(p in (ANY, a) for p, a in zip(pattern.split("."), address.split(".")))
-
-
-def _hex(key: bytes) -> str:
-    return "0x" + key.hex() if key else ""
