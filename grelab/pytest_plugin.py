@@ -37,6 +37,10 @@ def pytest_addoption(parser):
                     "GRELAB_KERNEL; default: grelab's own build): grelab kernel build --source DIR makes one")
     group.addoption("--update-golden", action="store_true", help="rewrite the selected cases' golden pcaps")
     group.addoption("--keep-pcaps", metavar="DIR", help="keep every case's captures in DIR/<scenario>/<case>.pcapng")
+    group.addoption("--not-applicable", choices=("fail", "skip"), default="fail",
+                    help="a case the named DUT has no equivalent for (what it lacks, a plan item it cannot hold): "
+                    "fail (default: the run could not test what it was asked to) or skip as \"not applicable: "
+                    "...\" (grelab matrix)")
     group.addoption("--grelab-report", metavar="DIR", help="write a run report to DIR/index.html: per case its "
                     "result, story, a ladder diagram of its packets, the golden diff, its pcapng")
 
@@ -184,7 +188,7 @@ def needs(item) -> dict[str, str]:
     return wanted | ({"several": f"{several} DUTs at once"} if several > 1 else {})
 
 
-def pytest_runtest_setup(item):
+def _check_needs(item):
     """A case whose markers ask for what the DUT cannot do: skipped, with the reason, under --dut auto; failed
     when the DUT was named explicitly, or when no DUT can be selected at all."""
     wanted = needs(item)
@@ -196,10 +200,40 @@ def pytest_runtest_setup(item):
     except DutError as exc:
         pytest.fail(f"no usable DUT: {dut_problem(pool.spec, exc)}", pytrace=False)
     missing = [say for capability, say in wanted.items() if capability not in choice.capabilities]
+    if missing and item.config.getoption("--not-applicable") == "skip":
+        pytest.skip(f"not applicable: DUT {choice.name} lacks {', '.join(missing)}")
     if missing and pool.spec == "auto":
         pytest.skip(f"DUT {choice.name} lacks: {', '.join(missing)}")
     if missing:
         pytest.fail(f"--dut {pool.spec} lacks what this case needs: {', '.join(missing)}", pytrace=False)
+    _mark_divergences(item, choice.name)
+
+
+def _mark_divergences(item, dut_kind: str) -> None:
+    """A case where an implementation it runs on behaves its own way (grelab.dut.divergences): a strict xfail
+    naming that behaviour; the implementations are recorded for grelab matrix."""
+    from grelab.dut.divergences import divergences_for, implementations_of, reason
+    variant = item.callspec.params.get("net") if hasattr(item, "callspec") else None
+    named = getattr(variant, "implementation", None)
+    item.user_properties.append(("implementation", named or dut_kind))
+    rows = divergences_for(item.nodeid, implementations_of(dut_kind, named))
+    if rows:
+        item.add_marker(pytest.mark.xfail(strict=True, reason=reason(rows)))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+    """Before the case's fixtures: what its markers ask of the DUT (_check_needs), and its divergences. Then a plan
+    item the DUT has no equivalent for (NotApplicable, raised by its apply while the lab is built) is "not
+    applicable" under --not-applicable=skip, else the case fails saying what the DUT lacks."""
+    from grelab.dut.base import NotApplicable
+    _check_needs(item)
+    try:
+        return (yield)
+    except NotApplicable as exc:
+        if item.config.getoption("--not-applicable") == "skip":
+            pytest.skip(f"not applicable: {exc}")
+        pytest.fail(f"--dut {_pool(item.config).spec} cannot run this case: {exc}", pytrace=False)
 
 
 @pytest.fixture

@@ -59,6 +59,17 @@ class DutApplyError(DutError):
     """A plan item the DUT refused; names the item, the command it became and what the DUT said."""
 
 
+class NotApplicable(DutError):
+    """A plan item this DUT has no equivalent for (an implementation without GRE sequence checking, say): the
+    case cannot be told on it. `capability` names what it lacks, in the words of Dut.capabilities; `item` the
+    plan item that needs it. A run that asked for this DUT fails the case saying so; `grelab matrix` (pytest
+    --not-applicable=skip) records it as "not applicable" with the capability."""
+
+    def __init__(self, dut: str, capability: str, item: str):
+        self.dut, self.capability, self.item = dut, capability, item
+        super().__init__(f"DUT {dut} lacks {capability}: {item}")
+
+
 # One round trip for every counter a test asserts on, printed in sections the parser splits on.
 COUNTERS_SCRIPT = (
     "cd /sys/class/net && grep -r . */statistics/; echo @@xfrm; cat /proc/net/xfrm_stat 2>/dev/null; "

@@ -35,12 +35,15 @@ QUIET_HOST = {"net.ipv4.tcp_timestamps": "0", "net.ipv6.auto_flowlabels": "0", "
 class Variant:
     """One telling of a scenario: `id` names its cases and goldens (test_echo[gre-in-esp] ->
     echo-gre-in-esp.pcapng); esp: the ESP algorithm around the GRE (None: plain GRE); sas: explicit SAs
-    (else derived, see Scenario.sas); mode: ESP transport or tunnel mode."""
+    (else derived, see Scenario.sas); mode: ESP transport or tunnel mode; implementation: the implementations
+    the variant puts on the DUTs beside the DUT kind's own, e.g. "strongswan→libreswan" (initiator→responder):
+    `grelab matrix` makes it the case's column, and grelab.dut.divergences matches its parts."""
 
     id: str
     esp: str | None = None
     sas: tuple[SA, ...] = ()
     mode: str = "transport"
+    implementation: str | None = None
 
     def __post_init__(self):
         if self.esp is not None:

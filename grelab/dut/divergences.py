@@ -1,0 +1,54 @@
+"""Where an implementation behaves differently from what a case expects, and that is its behaviour, not grelab's bug.
+
+One row per divergence: which implementation (a DUT kind such as "ovs", or an implementation a variant puts on
+the DUTs, Variant.implementation, such as "libreswan"), which cases (a pattern over the case's id within
+its scenario, `test_file.py::test_name[variant]`, * and ? wildcards), the behaviour in a sentence, and where it comes from (the
+implementation's source line or changelog entry). The pytest plugin marks each matching case a strict expected
+failure naming that behaviour: the day the implementation changes, the case passes, and a strict xfail that
+passes fails the run, so the row must go. `grelab matrix` shows the row's behaviour in its cell.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Divergence:
+    implementation: str  # a DUT kind ("ovs") or a Variant.implementation part ("libreswan")
+    cases: str  # pattern over "scenario_file.py::test_name[variant]": * any text, ? one character, [ ] themselves
+    behaviour: str  # what the implementation does instead, in one sentence
+    source: str  # where that is decided: "ofproto/tunnel.c: ..." or a changelog entry
+
+
+DIVERGENCES: tuple[Divergence, ...] = ()
+
+
+def case_id(nodeid: str) -> str:
+    """A pytest node id without its folders: scenarios/gre_options.py::test_iseq[gre] -> gre_options.py::test_iseq[gre]."""
+    path, sep, rest = nodeid.partition("::")
+    return path.rsplit("/", 1)[-1] + sep + rest
+
+
+def implementations_of(dut_kind: str, variant_implementation: str | None) -> set[str]:
+    """What implementations a case runs on: the DUT kind, and each named in its variant (e.g. "strongswan→libreswan")."""
+    named = set(filter(None, (variant_implementation or "").replace("→", " ").replace(",", " ").split()))
+    return {dut_kind} | named
+
+
+def divergences_for(nodeid: str, implementations: set[str],
+                    table: tuple[Divergence, ...] = DIVERGENCES) -> list[Divergence]:
+    """The rows that say how one of `implementations` behaves in this case."""
+    case = case_id(nodeid)
+    return [row for row in table if row.implementation in implementations and _matches(row.cases, case)]
+
+
+def _matches(pattern: str, case: str) -> bool:
+    """`*` and `?` as wildcards; everything else, brackets included (case ids have them), as itself."""
+    wild = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(wild, case) is not None
+
+
+def reason(rows: list[Divergence]) -> str:
+    """The strict xfail's reason: each implementation's behaviour and where it is decided."""
+    return "; ".join(f"{row.implementation}: {row.behaviour} ({row.source})" for row in rows)
