@@ -6,7 +6,7 @@ Fixtures:
     golden        the case's golden recorder (grelab.golden.recorder): compared, or updated, after the case passes
     grelab_scope  the case's scope (grelab.scope): what is deferred there is closed when the case ends
 A scenario module gets its `net` fixture from its Scenario (grelab.scenario.spec.Scenario.fixture).
-Options: --dut, --kernel PATH, --update-golden, --keep-pcaps DIR, --grelab-report DIR.
+Options: --dut, --kernel PATH, --update-golden, --keep-pcaps DIR, --grelab-report DIR, --not-applicable fail|skip.
 Markers: needs_gre, needs_esp, needs_ipv6_transport, needs_duts(n): with --dut auto, a case the selected DUT cannot run is
 skipped, saying why; with a DUT named explicitly it fails, and a DUT that cannot be selected at all is an error:
 a run that cannot test what it was asked to is never green.
@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-
 import pytest
 
-from grelab.dut.base import DutError
+from grelab.dut.base import DutError, NotApplicable
 from grelab.dut.pool import DutPool
 
 MARKERS = {
@@ -32,7 +31,7 @@ CAPABILITY_OF_MARKER = {"needs_gre": "gre", "needs_esp": "esp", "needs_ipv6_tran
 
 def pytest_addoption(parser):
     group = parser.getgroup("grelab")
-    group.addoption("--dut", default="auto", help="device under test: auto (default), host, uml or module:Class")
+    group.addoption("--dut", default="auto", help="device under test: auto (default), host, uml, ovs or module:Class")
     group.addoption("--kernel", metavar="PATH", help="the uml DUT boots this user-mode-linux kernel (also "
                     "GRELAB_KERNEL; default: grelab's own build): grelab kernel build --source DIR makes one")
     group.addoption("--update-golden", action="store_true", help="rewrite the selected cases' golden pcaps")
@@ -115,8 +114,7 @@ def pytest_testnodedown(node, error):
 
 def pytest_unconfigure(config):
     if _xdist_controller(config):  # every worker is down: none of them leaves anything
-        from grelab.lab.ownership import sweep_dead_runs
-        sweep_dead_runs()
+        pytest_testnodedown(None, None)
 
 
 def pytest_report_header(config):
@@ -223,17 +221,19 @@ def _mark_divergences(item, dut_kind: str) -> None:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_setup(item):
-    """Before the case's fixtures: what its markers ask of the DUT (_check_needs), and its divergences. Then a plan
-    item the DUT has no equivalent for (NotApplicable, raised by its apply while the lab is built) is "not
-    applicable" under --not-applicable=skip, else the case fails saying what the DUT lacks."""
-    from grelab.dut.base import NotApplicable
+    """Before the case's fixtures: what its markers ask of the DUT (_check_needs), and its divergences. NotApplicable
+    (from a DUT's apply, here or in a case body) skips the case as "not applicable" under --not-applicable=skip."""
     _check_needs(item)
+    return (yield from _applicable(item))
+
+
+def _applicable(item):
     try:
         return (yield)
     except NotApplicable as exc:
         if item.config.getoption("--not-applicable") == "skip":
             pytest.skip(f"not applicable: {exc}")
-        pytest.fail(f"--dut {_pool(item.config).spec} cannot run this case: {exc}", pytrace=False)
+        pytest.fail(f"--dut {_pool(item.config).spec} cannot run this case: {exc}", pytrace=False)  # else fails
 
 
 @pytest.fixture
@@ -311,7 +311,7 @@ def pytest_runtest_makereport(item, call):
 def pytest_runtest_call(item):
     """After a case body passes, its golden is compared (or rewritten); captures are kept either way."""
     try:
-        result = yield
+        result = yield from _applicable(item)
     except BaseException:
         _keep_only(item)
         raise

@@ -1,0 +1,206 @@
+"""`--dut ovs`: Open vSwitch's userspace datapath as the GRE endpoint, in a namespace of the host (grelab.dut.ovs).
+
+The namespace's kernel is the router's host side and OVS the tunnel (grelab.dut.ovs.mapping says how a plan splits).
+Each DUT interface the lab plugs becomes an OVS bridge of that name: the kernel's interface is the bridge's local
+port (a tap), the lab's veth its port, renamed `<iface>-p` and kept away from the kernel's stack by an nft netdev
+ingress drop. A plan is applied in one process spawn: one ovs-vsctl transaction, one `ovs-ofctl add-flows` from
+stdin, the kernel's share as one `ip -batch` (grelab.dut.iproute2, as the host DUT), the filters and daemons; a reset
+deletes the tunnel bridge and the veths' ports in one transaction, flushes OVS's neighbour and MAC tables and
+resets the kernel as the host DUT does (grelab/dut/reset.sh). The daemons start once per DUT (grelab.dut.ovs.daemons).
+
+Counters: the kernel's (links, SNMP) as the host DUT reads them, except a tunnel's link statistics, which are its OVS
+GRE port's (`ovs-ofctl dump-ports`: rx_packets, rx_bytes, rx_dropped, rx_errors, rx_frame_errors, rx_over_errors,
+rx_crc_errors, tx_*: live, where the database's copy is 5 s old), and OVS's own drop counters under the link name
+"ovs" (`ovs-appctl coverage/show`'s datapath and drop counters, `dpctl/show`'s lookups: lookups_lost ...).
+"""
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import time
+from dataclasses import replace
+
+from grelab.dut.base import COUNTERS_SCRIPT, Counters, DutApplyError, DutError, _batch_here, _write, parse_counters
+from grelab.dut.host import RESET_SCRIPT, Host
+from grelab.dut.iproute2 import Line, render
+from grelab.dut.ovs import daemons
+from grelab.dut.ovs.mapping import CAPABILITIES, TUNNEL_BRIDGE, ovs_plan, phys_port, plug_commands, quiet_ruleset
+from grelab.dut.plan import Plan
+from grelab.dut.plumbing import make_namespace
+from grelab.lab.ownership import current_run
+
+NEXT_HOP_S = 1.0  # how long an apply waits for OVS to learn a tunnel's next hop from the kernel's ARP/ND
+PORT_STAT = re.compile(r"(rx|tx) pkts=(\S+), bytes=(\S+), drop=(\S+), errs=(\S+)(?:, frame=(\S+), over=(\S+), "
+                       r"crc=(\S+)|, coll=(\S+))")
+
+
+class Ovs(Host):
+    """Open vSwitch 3.1 (userspace datapath) in a namespace of its own; see the module's docstring."""
+
+    capabilities = CAPABILITIES
+
+    def __init__(self, interfaces=("wan", "lan"), name: str = "dut"):
+        problem = daemons.missing()
+        if problem:
+            raise DutError(problem)
+        self.name, self.interfaces = name, list(interfaces)
+        self.namespace, self._remove = make_namespace(
+            name, "echo 0 > /proc/sys/net/ipv6/conf/all/accept_dad; echo 0 > /proc/sys/net/ipv6/conf/default/accept_dad;"
+                  "ip link set lo up")
+        run = current_run()
+        try:
+            self.switch = daemons.start(self.namespace, run.path / "ovs" / self.namespace, run.record_pid)
+        except DutError:
+            self._remove()
+            raise
+        self._plugged: set[str] = set()
+
+    # The pool lends a DUT whose reset is still under way (Dut.pending_reset) so the lab's links are made meanwhile;
+    # this DUT's reset deletes every link of its namespace that is not its own (reset.sh), the lab's new veth ends
+    # among them, so the loan waits for the reset to end (~20-30 ms), and ready() says how it ended.
+    @property
+    def pending_reset(self):
+        return self.__dict__.get("_pending_reset")
+
+    @pending_reset.setter
+    def pending_reset(self, future) -> None:
+        if future is not None:
+            future.exception()  # until it ended, however
+        self.__dict__["_pending_reset"] = future
+
+    @property
+    def died(self) -> str | None:
+        how = daemons.death(self.switch)
+        return f"DUT {self.name}: {how}" if how else None
+
+    def plug(self, iface: str, veth_end: str) -> None:
+        if iface not in self.interfaces:
+            raise DutError(f"DUT {self.name} has no interface {iface!r}; it has {', '.join(self.interfaces)}")
+        self.ready()  # the lab plugs before it asks for ready(): this DUT's reset touches the same ports
+        port = phys_port(iface)
+        vsctl = self.switch.vsctl() + "".join(" -- " + shlex.join(c) for c in plug_commands(iface))
+        self.check(f"ip link set dev {shlex.quote(veth_end)} name {port} && "
+                   f"echo 1 > /proc/sys/net/ipv6/conf/{port}/disable_ipv6 && ip link set dev {port} up && "
+                   f"nft -f - <<'GRELAB_EOF'\n{quiet_ruleset(iface)}GRELAB_EOF\n{vsctl}\nip link set dev {iface} up")
+        self._plugged.add(iface)
+
+    def apply(self, plan: Plan) -> None:
+        ovs = ovs_plan(self.name, plan)  # NotApplicable before anything changes
+        rendered = render(ovs.kernel)
+        first = tuple(Line(text, text.split()[3]) for text in ovs.kernel_first)
+        rendered = replace(rendered, batch=first + rendered.batch)
+        unknown, learn, early = self._sysctl_script(rendered)
+        script = learn + "echo @@learnt\n" + self.switch.shell_env() + self._ovs_script(ovs) + early
+        script += _batch_here(rendered.batch, "") + "echo @@batch6\n" + _batch_here(rendered.batch6, "-6 ")
+        script += "echo @@late\n" + "".join(_write(p, v) for p, v in rendered.late_sysctls)
+        script += next_hops_script(ovs.next_hops)
+        script += self._helpers_script(rendered) + self._filter_script(rendered) + self._daemons_script(plan.daemons)
+        if plan.daemons:
+            self.daemons_started = time.monotonic()
+        result = self.cmd(script)
+        self._daemons_started(result.output)
+        failed = [line[2:] for line in result.output.splitlines() if line.startswith("@@ovs-failed")]
+        if failed:
+            raise DutApplyError(f"DUT {self.name} (OVS) refused part of the plan:\n  " + "\n  ".join(failed))
+        self._check_applied(rendered, unknown, result.output, result.ok)
+        self._await_next_hops(re.findall(r"^@@next-hop (\S+) (\S+)$", result.output, re.M))
+
+    def _ovs_script(self, ovs) -> str:
+        """Shell lines: the ovs-vsctl transaction (it waits until ovs-vswitchd made the ports), then the flows."""
+        if not ovs.vsctl:
+            return ""
+        vsctl = self.switch.vsctl() + "".join(" -- " + shlex.join(c) for c in ovs.vsctl)
+        out = f"said=$({vsctl} 2>&1) || echo \"@@ovs-failed ovs-vsctl: $said\"\n"
+        if ovs.flows:
+            flows = "\n".join(ovs.flows)
+            out += (f"said=$(ovs-ofctl add-flows {TUNNEL_BRIDGE} - 2>&1 <<'GRELAB_EOF'\n{flows}\nGRELAB_EOF\n) || "
+                    "echo \"@@ovs-failed ovs-ofctl add-flows: $said\"\n")
+        return out
+
+    def _await_next_hops(self, hops: list[tuple[str, str]]) -> None:
+        """Until OVS's tunnel neighbour cache holds each next hop the kernel resolved (snooped from the reply), or
+        NEXT_HOP_S passed: then OVS's first packet there is dropped while it asks itself (its behaviour)."""
+        deadline = time.monotonic() + NEXT_HOP_S
+        while hops and time.monotonic() < deadline:
+            shown = self._ovs("ovs-appctl", "-t", f"{self.switch.folder}/vswitchd.ctl", "tnl/neigh/show")
+            hops = [(ip, dev) for ip, dev in hops if not re.search(rf"^{re.escape(ip)}\s+\S+\s+{re.escape(dev)}\s*$",
+                                                                   shown, re.M)]
+            if hops:
+                time.sleep(0.002)  # the ARP/ND reply is on its way through two namespaces: poll, to the deadline
+
+    def _ovs(self, *argv: str) -> str:
+        """An OVS client (ovs-appctl, ovs-ofctl) run directly: they reach the daemons through unix sockets."""
+        try:
+            p = subprocess.run(argv, capture_output=True, text=True, env=self.switch.env, timeout=daemons.COMMAND_S)
+        except subprocess.TimeoutExpired:
+            raise DutError(f"DUT {self.name}: `{' '.join(argv)}` did not answer within {daemons.COMMAND_S:g} s") from None
+        if p.returncode:
+            raise DutError(f"DUT {self.name}: `{' '.join(argv)}` exited {p.returncode}: {p.stderr.strip()}")
+        return p.stdout
+
+    def reset(self) -> None:
+        self._stop_daemons()
+        ports = [phys_port(i) for i in sorted(self._plugged)]
+        self._plugged.clear()
+        vsctl = self.switch.vsctl() + f" -- --if-exists del-br {TUNNEL_BRIDGE}" + "".join(
+            f" -- --if-exists del-port {p}" for p in ports)
+        appctl = self.switch.appctl()
+        keep = " ".join(["ovs-netdev"] + [phys_port(i) for i in self.interfaces])
+        self.check(self.switch.shell_env() + f"{vsctl}\n{appctl} tnl/neigh/flush >/dev/null\n"
+                   f"{appctl} fdb/flush >/dev/null\n" + self._sysctl_restore_script() + self._helpers_stop_script()
+                   + f". {shlex.quote(str(RESET_SCRIPT))}; GRELAB_BOOT_LINKS={shlex.quote(keep)} "
+                   f"grelab_reset {' '.join(self.interfaces)}")
+
+    def counters(self) -> Counters:
+        appctl = self.switch.appctl()
+        text = self.check(self.switch.shell_env() + COUNTERS_SCRIPT + f"; echo @@ovs-ports; ovs-ofctl dump-ports "
+                          f"{TUNNEL_BRIDGE} 2>/dev/null; echo @@ovs-coverage; {appctl} coverage/show; "
+                          f"echo @@ovs-dp; {appctl} dpctl/show")
+        return ovs_counters(text)
+
+    def stop(self) -> None:
+        self._stop_daemons()
+        daemons.stop(self.switch)
+        self._remove()
+
+
+def next_hops_script(remotes: tuple[str, ...]) -> str:
+    """Shell lines: the kernel resolves each tunnel remote's next hop on the underlay (`ip neigh ... use` sends the
+    ARP request or neighbour solicitation), whose reply OVS snoops; printing "@@next-hop IP DEV"."""
+    out = ""
+    for remote in remotes:
+        out += (f"set -- $(ip -o route get {remote} 2>/dev/null); nh={remote}; dev=\n"
+                'while [ $# -gt 0 ]; do case $1 in via) nh=$2;; dev) dev=$2;; esac; shift; done\n'
+                '[ -z "$dev" ] || { ip neigh replace $nh dev $dev use 2>/dev/null; echo "@@next-hop $nh $dev"; }\n')
+    return out
+
+
+def ovs_counters(text: str) -> Counters:
+    """COUNTERS_SCRIPT's output followed by OVS's sections, as Counters: a tunnel's link statistics are its GRE
+    port's; OVS's drop counters are the link "ovs"."""
+    counters = parse_counters(text)
+    ports = text.partition("@@ovs-ports")[2].partition("@@ovs-coverage")[0]
+    for block in re.split(r"^\s*port\s+", ports, flags=re.M)[1:]:
+        name = block.split(":", 1)[0].strip().strip('"')
+        if not name.endswith("-gre"):
+            continue
+        stats = {}
+        for m in PORT_STAT.finditer(block):
+            way = m.group(1)
+            values = dict(zip(("packets", "bytes", "dropped", "errors", "frame_errors", "over_errors", "crc_errors",
+                               "collisions"), m.groups()[1:]))
+            for stat, value in values.items():
+                if value is not None and value.rstrip(",").isdigit():
+                    stats["collisions" if stat == "collisions" else f"{way}_{stat}"] = int(value.rstrip(","))
+        counters["links"][name.removesuffix("-gre")] = stats
+    coverage = text.partition("@@ovs-coverage")[2].partition("@@ovs-dp")[0]
+    ovs = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\S+)\s+.*total:\s*(\d+)\s*$", coverage, re.M)
+           if "drop" in m.group(1) or m.group(1).startswith("datapath_")}
+    dp = text.partition("@@ovs-dp")[2]
+    m = re.search(r"lookups: hit:(\d+) missed:(\d+) lost:(\d+)", dp)
+    if m:
+        ovs.update(lookups_hit=int(m.group(1)), lookups_missed=int(m.group(2)), lookups_lost=int(m.group(3)))
+    counters["links"]["ovs"] = ovs
+    return counters
+
