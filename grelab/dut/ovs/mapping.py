@@ -17,6 +17,7 @@ encapsulation limit, a tunnel bound to a device.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from grelab.dut.base import NotApplicable
@@ -73,9 +74,14 @@ def phys_port(iface: str) -> str:
     return f"{iface[:13]}-p"
 
 
-def gre_port(tunnel: str) -> str:
-    """The OVS GRE port of a tunnel: an OVS name only (userspace tunnels are no kernel devices)."""
-    return f"{tunnel}-gre"
+def gre_port(tunnel: str, generation: int = 0) -> str:
+    """The OVS GRE port of a tunnel: an OVS name only (userspace tunnels are no kernel devices). A new name each
+    apply (generation): OVS keeps a deleted port's netdev, and with it the GRE sequence number it reached, while
+    references to it remain, and hands it to a port of the same name made meanwhile."""
+    return f"{tunnel}-gre{generation}"
+
+
+GRE_PORT = re.compile(r"^(?P<tunnel>.+)-gre\d+$")
 
 
 def plug_commands(iface: str) -> list[tuple[str, ...]]:
@@ -141,7 +147,7 @@ def underlay_mtu(plan: Plan, tunnel: Tunnel) -> int:
     return 1500
 
 
-def ovs_plan(dut: str, plan: Plan) -> OvsPlan:
+def ovs_plan(dut: str, plan: Plan, generation: int = 0) -> OvsPlan:
     """The plan as OVS commands, flows and the kernel's share; NotApplicable for what OVS cannot hold."""
     not_applicable(dut, plan)
     vsctl: list[tuple[str, ...]] = [("set", "bridge", i.name, f"other_config:hwaddr=\"{i.mac}\"")
@@ -156,7 +162,7 @@ def ovs_plan(dut: str, plan: Plan) -> OvsPlan:
         port_type, packet_type = KINDS[tunnel.kind]
         mac = tunnel.mac or l3_mac(index)
         mtu = tunnel.mtu or underlay_mtu(plan, tunnel) - overhead(tunnel)
-        gre = gre_port(tunnel.name)
+        gre = gre_port(tunnel.name, generation)
         vsctl += [("add-port", TUNNEL_BRIDGE, tunnel.name),
                   ("set", "interface", tunnel.name, "type=internal", f"mac=\"{mac}\"", f"mtu_request={mtu}"),
                   ("add-port", TUNNEL_BRIDGE, gre),

@@ -8,10 +8,12 @@ stdin, the kernel's share as one `ip -batch` (grelab.dut.iproute2, as the host D
 deletes the tunnel bridge and the veths' ports in one transaction, flushes OVS's neighbour and MAC tables and
 resets the kernel as the host DUT does (grelab/dut/reset.sh). The daemons start once per DUT (grelab.dut.ovs.daemons).
 
-Counters: the kernel's (links, SNMP) as the host DUT reads them, except a tunnel's link statistics, which are its OVS
-GRE port's (`ovs-ofctl dump-ports`: rx_packets, rx_bytes, rx_dropped, rx_errors, rx_frame_errors, rx_over_errors,
-rx_crc_errors, tx_*: live, where the database's copy is 5 s old), and OVS's own drop counters under the link name
-"ovs" (`ovs-appctl coverage/show`'s datapath and drop counters, `dpctl/show`'s lookups: lookups_lost ...).
+Counters: the kernel's, as the host DUT reads them (links, SNMP); a tunnel's link statistics are then its internal
+port's as the kernel counts them, which are exactly the passengers that entered the tunnel (tx) and left it (rx), as
+a kernel gre device counts them. OVS's own counters are there beside them: a GRE port's statistics as the link
+"ovs:gre1" (`ovs-ofctl dump-ports`: a tunnel port's are counted from flow statistics, netdev_vport_inc_tx/rx, so
+they lag up to a revalidation round, ~0.5 s, behind the packets, and here counted 10 sent for 5 echoes), and OVS's
+drop counters as the link "ovs" (`ovs-appctl coverage/show`'s datapath and drop counters, `dpctl/show`'s lookups).
 """
 from __future__ import annotations
 
@@ -23,9 +25,9 @@ from dataclasses import replace
 
 from grelab.dut.base import COUNTERS_SCRIPT, Counters, DutApplyError, DutError, _batch_here, _write, parse_counters
 from grelab.dut.host import RESET_SCRIPT, Host
-from grelab.dut.iproute2 import Line, render
+from grelab.dut.iproute2 import render
 from grelab.dut.ovs import daemons
-from grelab.dut.ovs.mapping import CAPABILITIES, TUNNEL_BRIDGE, ovs_plan, phys_port, plug_commands, quiet_ruleset
+from grelab.dut.ovs.mapping import CAPABILITIES, GRE_PORT, TUNNEL_BRIDGE, ovs_plan, phys_port, plug_commands, quiet_ruleset
 from grelab.dut.plan import Plan
 from grelab.dut.plumbing import make_namespace
 from grelab.lab.ownership import current_run
@@ -55,6 +57,7 @@ class Ovs(Host):
             self._remove()
             raise
         self._plugged: set[str] = set()
+        self._generation = 0  # of the GRE ports (mapping.gre_port)
 
     # The pool lends a DUT whose reset is still under way (Dut.pending_reset) so the lab's links are made meanwhile;
     # this DUT's reset deletes every link of its namespace that is not its own (reset.sh), the lab's new veth ends
@@ -86,12 +89,19 @@ class Ovs(Host):
         self._plugged.add(iface)
 
     def apply(self, plan: Plan) -> None:
-        ovs = ovs_plan(self.name, plan)  # NotApplicable before anything changes
+        self._generation += 1
+        ovs = ovs_plan(self.name, plan, self._generation)  # NotApplicable before anything changes
         rendered = render(ovs.kernel)
-        first = tuple(Line(text, text.split()[3]) for text in ovs.kernel_first)
-        rendered = replace(rendered, batch=first + rendered.batch)
+        # Sysctls of a tunnel's internal port wait until the vsctl transaction made it, as those of a tunnel do.
+        made = {t.name for t in plan.tunnels}
+        late = tuple(s for s in rendered.sysctls if len(s[0].split("/")) > 7 and s[0].split("/")[6] in made)
+        rendered = replace(rendered, late_sysctls=late + rendered.late_sysctls,
+                           sysctls=tuple(s for s in rendered.sysctls if s not in late))
         unknown, learn, early = self._sysctl_script(rendered)
-        script = learn + "echo @@learnt\n" + self.switch.shell_env() + self._ovs_script(ovs) + early
+        # The internal ports' flags before the plan's sysctls: forwarding turned on makes every IFF_MULTICAST device
+        # join ff02::2 and report it (MLD), which a kernel gre device (no IFF_MULTICAST) never does.
+        flags = "".join(f"ip {line} || echo '@@ovs-failed ip {line}'\n" for line in ovs.kernel_first)
+        script = learn + "echo @@learnt\n" + self.switch.shell_env() + self._ovs_script(ovs) + flags + early
         script += _batch_here(rendered.batch, "") + "echo @@batch6\n" + _batch_here(rendered.batch6, "-6 ")
         script += "echo @@late\n" + "".join(_write(p, v) for p, v in rendered.late_sysctls)
         script += next_hops_script(ovs.next_hops)
@@ -154,7 +164,7 @@ class Ovs(Host):
 
     def counters(self) -> Counters:
         appctl = self.switch.appctl()
-        text = self.check(self.switch.shell_env() + COUNTERS_SCRIPT + f"; echo @@ovs-ports; ovs-ofctl dump-ports "
+        text = self.check(self.switch.shell_env() + COUNTERS_SCRIPT + f"; echo @@ovs-ports; ovs-ofctl --names dump-ports "
                           f"{TUNNEL_BRIDGE} 2>/dev/null; echo @@ovs-coverage; {appctl} coverage/show; "
                           f"echo @@ovs-dp; {appctl} dpctl/show")
         return ovs_counters(text)
@@ -177,13 +187,14 @@ def next_hops_script(remotes: tuple[str, ...]) -> str:
 
 
 def ovs_counters(text: str) -> Counters:
-    """COUNTERS_SCRIPT's output followed by OVS's sections, as Counters: a tunnel's link statistics are its GRE
-    port's; OVS's drop counters are the link "ovs"."""
+    """COUNTERS_SCRIPT's output followed by OVS's sections, as Counters: a tunnel's OVS GRE port statistics are the
+    link "ovs:TUNNEL", OVS's drop counters the link "ovs"."""
     counters = parse_counters(text)
     ports = text.partition("@@ovs-ports")[2].partition("@@ovs-coverage")[0]
     for block in re.split(r"^\s*port\s+", ports, flags=re.M)[1:]:
         name = block.split(":", 1)[0].strip().strip('"')
-        if not name.endswith("-gre"):
+        port = GRE_PORT.match(name)
+        if port is None:
             continue
         stats = {}
         for m in PORT_STAT.finditer(block):
@@ -193,7 +204,7 @@ def ovs_counters(text: str) -> Counters:
             for stat, value in values.items():
                 if value is not None and value.rstrip(",").isdigit():
                     stats["collisions" if stat == "collisions" else f"{way}_{stat}"] = int(value.rstrip(","))
-        counters["links"][name.removesuffix("-gre")] = stats
+        counters["links"][f"ovs:{port.group('tunnel')}"] = stats
     coverage = text.partition("@@ovs-coverage")[2].partition("@@ovs-dp")[0]
     ovs = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\S+)\s+.*total:\s*(\d+)\s*$", coverage, re.M)
            if "drop" in m.group(1) or m.group(1).startswith("datapath_")}
