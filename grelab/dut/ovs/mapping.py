@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from grelab.dut.base import NotApplicable
 from grelab.dut.plan import Interface, Plan, Tunnel
 
-TUNNEL_BRIDGE = "br-gre"  # every tunnel's internal port and GRE port; deleted and made again by reset and apply
+TUNNEL_BRIDGE = "br-gre"  # every tunnel's internal port and GRE port; made by an apply, deleted by reset
 CAPABILITIES = frozenset({"gre", "ipv6_transport", "several"})
 L3_MAC_PREFIX = "02:6f:76:73"  # "ovs": the MACs of L3 tunnels' internal ports, never on any wire
 
@@ -65,7 +65,7 @@ class OvsPlan:
     vsctl: tuple[tuple[str, ...], ...]
     flows: tuple[str, ...]
     kernel: Plan
-    kernel_first: tuple[str, ...]  # iproute2 lines for the internal ports before the kernel plan's own (down still)
+    kernel_first: tuple[str, ...]  # shell lines for the internal ports, still down, before the kernel plan
     next_hops: tuple[str, ...]
 
 
@@ -99,6 +99,15 @@ def quiet_ruleset(iface: str) -> str:
     return (f"add table netdev {table}\ndelete table netdev {table}\n"
             f"table netdev {table} {{\n  chain drop_all {{\n"
             f"    type filter hook ingress device \"{port}\" priority 0; policy drop;\n  }}\n}}\n")
+
+
+def mld_ruleset(ports: list[str]) -> str:
+    """nft: the kernel sends no MLD message out of these internal ports (as out of a kernel gre device, which has no
+    IFF_MULTICAST), dropped at the output hook, before the tap counts them."""
+    names = ", ".join(f'"{p}"' for p in ports)
+    return ("table ip6 grelab_ovs_mld {\n  chain output {\n    type filter hook output priority -300; policy accept;\n"
+            f"    oifname {{ {names} }} icmpv6 type {{ mld-listener-report, mld-listener-done, mld2-listener-report }} drop\n"
+            "  }\n}\n")
 
 
 def l3_mac(index: int) -> str:
@@ -155,12 +164,13 @@ def ovs_plan(dut: str, plan: Plan, generation: int = 0) -> OvsPlan:
     flows: list[str] = []
     internal: list[Interface] = []
     first: list[str] = []
+    quiet: list[str] = []
     if plan.tunnels:
-        vsctl += [("--if-exists", "del-br", TUNNEL_BRIDGE), ("add-br", TUNNEL_BRIDGE),
+        vsctl += [("--may-exist", "add-br", TUNNEL_BRIDGE),
                   ("set", "bridge", TUNNEL_BRIDGE, "datapath_type=netdev", "fail_mode=secure")]
     for index, tunnel in enumerate(plan.tunnels):
         port_type, packet_type = KINDS[tunnel.kind]
-        mac = tunnel.mac or l3_mac(index)
+        mac = tunnel.mac or l3_mac(generation << 8 | index)
         mtu = tunnel.mtu or underlay_mtu(plan, tunnel) - overhead(tunnel)
         gre = gre_port(tunnel.name, generation)
         vsctl += [("add-port", TUNNEL_BRIDGE, tunnel.name),
@@ -170,14 +180,21 @@ def ovs_plan(dut: str, plan: Plan, generation: int = 0) -> OvsPlan:
         flows.append(f"in_port={tunnel.name},actions=output:{gre}")
         if packet_type == "legacy_l3":  # OVS strips the kernel's Ethernet header on output to the GRE port
             flows.append(f"in_port={gre},actions=mod_dl_src:{mac},mod_dl_dst:{mac},output:{tunnel.name}")
-            # As the kernel's gre device: NOARP (frames to its own MAC: no ARP, no ND) and no IFF_MULTICAST (no
-            # MLD report for ff02::2 into the tunnel, which would take a sequence number and count as a packet)
-            first.append(f"link set dev {tunnel.name} arp off multicast off")
+            # As the kernel's gre device: NOARP (frames to its own MAC: no ARP, no ND) and no IFF_MULTICAST, so no
+            # MLD report of ff02::2 into the tunnel (it would take a sequence number and count as a packet). The tap
+            # joined ff02::2 when it was made if forwarding was on; forwarding off leaves it (the tap still down:
+            # nothing sent), and back on joins nothing once IFF_MULTICAST is off.
+            forwarding = f"/proc/sys/net/ipv6/conf/{tunnel.name}/forwarding"
+            first += [f"echo 0 > {forwarding}", f"ip link set dev {tunnel.name} arp off multicast off",
+                      f"cat /proc/sys/net/ipv6/conf/all/forwarding > {forwarding}"]
+            quiet.append(tunnel.name)
         else:
             flows.append(f"in_port={gre},actions=output:{tunnel.name}")
         if not tunnel.link_local:  # as the kernel's tunnels (grelab.dut.iproute2): no ND or MLD in the tunnel
-            first.append(f"link set dev {tunnel.name} addrgenmode none")
+            first.append(f"ip link set dev {tunnel.name} addrgenmode none")
         internal.append(Interface(tunnel.name, None, mtu, tunnel.addresses))
     kernel = Plan(interfaces=tuple(plan.interfaces) + tuple(internal), routes=plan.routes, rules=plan.rules,
                   neighbours=plan.neighbours, sysctls=plan.sysctls, filters=plan.filters, daemons=plan.daemons)
+    if quiet:  # what is left: a tap's MLD reports (the kernel's own, never a passenger's), kept out of the tunnel
+        first.insert(0, f"nft -f - <<'GRELAB_EOF' || echo '@@ovs-failed nft {TUNNEL_BRIDGE}'\n{mld_ruleset(quiet)}GRELAB_EOF")
     return OvsPlan(tuple(vsctl), tuple(flows), kernel, tuple(first), tuple(dict.fromkeys(t.remote for t in plan.tunnels)))

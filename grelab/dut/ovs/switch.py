@@ -100,7 +100,8 @@ class Ovs(Host):
         unknown, learn, early = self._sysctl_script(rendered)
         # The internal ports' flags before the plan's sysctls: forwarding turned on makes every IFF_MULTICAST device
         # join ff02::2 and report it (MLD), which a kernel gre device (no IFF_MULTICAST) never does.
-        flags = "".join(f"ip {line} || echo '@@ovs-failed ip {line}'\n" for line in ovs.kernel_first)
+        flags = "".join(line + "\n" if "\n" in line else f"{line} || echo '@@ovs-failed {line}'\n"
+                        for line in ovs.kernel_first)
         script = learn + "echo @@learnt\n" + self.switch.shell_env() + self._ovs_script(ovs) + flags + early
         script += _batch_here(rendered.batch, "") + "echo @@batch6\n" + _batch_here(rendered.batch6, "-6 ")
         script += "echo @@late\n" + "".join(_write(p, v) for p, v in rendered.late_sysctls)
