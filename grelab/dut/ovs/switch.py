@@ -117,6 +117,19 @@ class Ovs(Host):
         self._check_applied(rendered, unknown, result.output, result.ok)
         self._await_next_hops(re.findall(r"^@@next-hop (\S+) (\S+)$", result.output, re.M))
 
+    def _daemons_script(self, daemons) -> str:
+        """The host DUT's (grelab.dut.daemon.host_script), with two changes for a namespace of this host: /run stays the
+        host's (a private tmpfs there would hide the daemons' folders, under /run/grelab, from the clients and logs
+        read later: FRR's paths are all given on its command line), and /etc/group has root in frrvty (FRR refuses
+        to start unless its user is in the group of its vty sockets), bind-mounted in this script's mount namespace."""
+        script = super()._daemons_script(daemons).replace("mount -t tmpfs grelab-run /run\n", "")
+        if not script:
+            return ""
+        group = self.switch.folder / "group"
+        return (f"awk -F: 'BEGIN {{ OFS = \":\" }} $1 == \"frrvty\" && $4 !~ /(^|,)root(,|$)/ "
+                f"{{ $4 = ($4 == \"\" ? \"root\" : $4 \",root\") }} {{ print }}' /etc/group > {group} && "
+                f"mount --bind {group} /etc/group\n") + script
+
     def _ovs_script(self, ovs) -> str:
         """Shell lines: the ovs-vsctl transaction (it waits until ovs-vswitchd made the ports), then the flows."""
         if not ovs.vsctl:
