@@ -123,7 +123,7 @@ def not_applicable(dut: str, plan: Plan) -> None:
         raise NotApplicable(dut, "esp", f"udp_encap_ports={plan.udp_encap_ports}")
     for tunnel in plan.tunnels:
         for name, row in OPTIONS.items():
-            if isinstance(row, str) and getattr(tunnel, name) not in (None, False):
+            if isinstance(row, str) and is_set(name, getattr(tunnel, name)):
                 raise NotApplicable(dut, row, f"Tunnel {tunnel.name} {name}={getattr(tunnel, name)!r}")
         if tunnel.encaplimit not in (None, "none"):  # OVS puts no encapsulation limit option in: "none" is OVS
             raise NotApplicable(dut, "ip6gre_encaplimit", f"Tunnel {tunnel.name} encaplimit={tunnel.encaplimit!r}")
@@ -137,12 +137,18 @@ def overhead(tunnel: Tunnel) -> int:
     return outer + 4 + 4 * words + (14 if tunnel.kind.endswith("tap") else 0)
 
 
+def is_set(option: str, value) -> bool:
+    """Whether a Tunnel option asks for something: None is the kernel's default, and so is False for a flag (seq,
+    csum, ignore_df, ...), but pmtudisc=False is nopmtudisc."""
+    return value is not None and (value is not False or option == "pmtudisc")
+
+
 def tunnel_options(tunnel: Tunnel) -> list[str]:
     """The GRE port's `options:` (key=value), from the OPTIONS table."""
     options = [f"remote_ip={tunnel.remote}", f"local_ip={tunnel.local}"]
     for name, row in OPTIONS.items():
         value = getattr(tunnel, name)
-        if callable(row) and value not in (None, False):
+        if callable(row) and is_set(name, value):
             options += row(value)
     packet_type = KINDS[tunnel.kind][1]
     return options + ([f"packet_type={packet_type}"] if packet_type else [])
