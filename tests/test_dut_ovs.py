@@ -228,8 +228,9 @@ def test_reset_leaves_no_port_flow_address_or_neighbour(lab, switch):
     exchange(lab, gre_echo(lab, 1), "ip proto 47")
     switch.reset()
     vsctl, appctl = switch.switch.vsctl(), switch.switch.appctl()
-    assert switch.check(f"{vsctl} list-br").split() == ["wan"]
-    assert switch.check(f"{vsctl} list-ports wan").split() == []
+    assert switch.check(f"{vsctl} list-br").split() == [TUNNEL_BRIDGE, "wan"]  # bridges stay, empty
+    assert switch.check(f"{vsctl} list-ports wan").split() == switch.check(f"{vsctl} list-ports {TUNNEL_BRIDGE}").split() == []
+    assert switch.check(f"{switch.switch.shell_env()} ovs-ofctl dump-flows {TUNNEL_BRIDGE}").splitlines()[1:] == []
     assert "actions=NORMAL" in switch.check(f"{switch.switch.shell_env()} ovs-ofctl dump-flows wan")
     assert len(switch.check(f"{switch.switch.shell_env()} ovs-ofctl dump-flows wan").splitlines()) == 2
     assert switch.check("ip -o addr show scope global") == ""

@@ -27,7 +27,8 @@ from grelab.dut.base import COUNTERS_SCRIPT, Counters, DutApplyError, DutError, 
 from grelab.dut.host import RESET_SCRIPT, Host
 from grelab.dut.iproute2 import render
 from grelab.dut.ovs import daemons
-from grelab.dut.ovs.mapping import CAPABILITIES, GRE_PORT, TUNNEL_BRIDGE, ovs_plan, phys_port, plug_commands, quiet_ruleset
+from grelab.dut.ovs.mapping import (CAPABILITIES, GRE_PORT, TUNNEL_BRIDGE, gre_port, ovs_plan, phys_port, plug_commands,
+                                    quiet_ruleset)
 from grelab.dut.plan import Plan
 from grelab.dut.plumbing import make_namespace
 from grelab.lab.ownership import current_run
@@ -58,6 +59,7 @@ class Ovs(Host):
             raise
         self._plugged: set[str] = set()
         self._generation = 0  # of the GRE ports (mapping.gre_port)
+        self._tunnels: set[str] = set()  # the tunnels' internal and GRE ports since the last reset
 
     # The pool lends a DUT whose reset is still under way (Dut.pending_reset) so the lab's links are made meanwhile;
     # this DUT's reset deletes every link of its namespace that is not its own (reset.sh), the lab's new veth ends
@@ -91,6 +93,7 @@ class Ovs(Host):
     def apply(self, plan: Plan) -> None:
         self._generation += 1
         ovs = ovs_plan(self.name, plan, self._generation)  # NotApplicable before anything changes
+        self._tunnels.update(p for t in plan.tunnels for p in (t.name, gre_port(t.name, self._generation)))
         rendered = render(ovs.kernel)
         # Sysctls of a tunnel's internal port wait until the vsctl transaction made it, as those of a tunnel do.
         made = {t.name for t in plan.tunnels}
@@ -105,7 +108,7 @@ class Ovs(Host):
         script = learn + "echo @@learnt\n" + self.switch.shell_env() + self._ovs_script(ovs) + flags + early
         script += _batch_here(rendered.batch, "") + "echo @@batch6\n" + _batch_here(rendered.batch6, "-6 ")
         script += "echo @@late\n" + "".join(_write(p, v) for p, v in rendered.late_sysctls)
-        script += next_hops_script(ovs.next_hops)
+        script += next_hops_script(ovs.next_hops, {n.address: n.mac for n in plan.neighbours}, self.switch.appctl())
         script += self._helpers_script(rendered) + self._filter_script(rendered) + self._daemons_script(plan.daemons)
         if plan.daemons:
             self.daemons_started = time.monotonic()
@@ -167,14 +170,20 @@ class Ovs(Host):
         self._stop_daemons()
         ports = [phys_port(i) for i in sorted(self._plugged)]
         self._plugged.clear()
-        vsctl = self.switch.vsctl() + f" -- --if-exists del-br {TUNNEL_BRIDGE}" + "".join(
-            f" -- --if-exists del-port {p}" for p in ports)
+        # The tunnel bridge stays (deleting it took twice as long): its ports and flows go. ovs-vsctl waits for
+        # ovs-vswitchd to delete them and their taps (most of a reset's time); meanwhile the flows go and the kernel
+        # is reset, leaving those taps to OVS (GRELAB_BOOT_LINKS: reset.sh deletes no other link).
+        tunnel_ports = sorted(self._tunnels)
+        vsctl = (self.switch.vsctl() + "".join(f" -- --if-exists del-port {p}" for p in ports + tunnel_ports)
+                 if ports + tunnel_ports else "true")
         appctl = self.switch.appctl()
-        keep = " ".join(["ovs-netdev"] + [phys_port(i) for i in self.interfaces])
-        self.check(self.switch.shell_env() + f"{vsctl}\n{appctl} tnl/neigh/flush >/dev/null\n"
-                   f"{appctl} fdb/flush >/dev/null\n" + self._sysctl_restore_script() + self._helpers_stop_script()
+        keep = " ".join(["ovs-netdev", TUNNEL_BRIDGE, *tunnel_ports] + [phys_port(i) for i in self.interfaces])
+        self._tunnels.clear()
+        self.check(self.switch.shell_env() + f"{vsctl} & vsctl=$!\n"
+                   f"{{ [ ! -e /sys/class/net/{TUNNEL_BRIDGE} ] || ovs-ofctl del-flows {TUNNEL_BRIDGE}; }} & flows=$!\n{appctl} tnl/neigh/flush >/dev/null\n"
+                   + self._sysctl_restore_script() + self._helpers_stop_script()
                    + f". {shlex.quote(str(RESET_SCRIPT))}; GRELAB_BOOT_LINKS={shlex.quote(keep)} "
-                   f"grelab_reset {' '.join(self.interfaces)}")
+                   f"grelab_reset {' '.join(self.interfaces)} && wait $vsctl && wait $flows")
 
     def counters(self) -> Counters:
         appctl = self.switch.appctl()
@@ -189,14 +198,17 @@ class Ovs(Host):
         self._remove()
 
 
-def next_hops_script(remotes: tuple[str, ...]) -> str:
-    """Shell lines: the kernel resolves each tunnel remote's next hop on the underlay (`ip neigh ... use` sends the
-    ARP request or neighbour solicitation), whose reply OVS snoops; printing "@@next-hop IP DEV"."""
+def next_hops_script(remotes: tuple[str, ...], static: dict[str, str], appctl: str) -> str:
+    """Shell lines: each tunnel remote's next hop on the underlay into OVS's neighbour cache. One the plan gives a MAC
+    (a static neighbour, {address: mac}) is set there; any other the kernel resolves (`ip neigh ... use` sends the
+    ARP request or neighbour solicitation), whose reply OVS snoops: printing "@@next-hop IP DEV" to wait for."""
+    known = "".join(f"{address}) {appctl} tnl/neigh/set $dev {address} {mac} > /dev/null;; " for address, mac in static.items())
     out = ""
     for remote in remotes:
         out += (f"set -- $(ip -o route get {remote} 2>/dev/null); nh={remote}; dev=\n"
                 'while [ $# -gt 0 ]; do case $1 in via) nh=$2;; dev) dev=$2;; esac; shift; done\n'
-                '[ -z "$dev" ] || { ip neigh replace $nh dev $dev use 2>/dev/null; echo "@@next-hop $nh $dev"; }\n')
+                f'[ -z "$dev" ] || case $nh in {known}*) ip neigh replace $nh dev $dev use 2>/dev/null; '
+                'echo "@@next-hop $nh $dev";; esac\n')
     return out
 
 
