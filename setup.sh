@@ -9,9 +9,18 @@ cd "$here"
 # from the host's /usr); make, gcc, libc6-dev, flex, bison, bc, xz-utils: building grelab's UML kernel from
 # Debian's kernel source (grelab.dut.uml.kernel); tcpreplay: grelab replay's comparison; chromium +
 # chromium-driver: the run report's browser test; frr, strongswan-*: real daemons the DUTs run for daemon
-# scenarios (grelab.dut.daemon), from the host's /usr.
+# scenarios (grelab.dut.daemon), from the host's /usr; openvswitch-switch: the OVS DUT (grelab.dut.ovs), which runs
+# its own ovsdb-server and ovs-vswitchd in a namespace of grelab's.
 debs=(iproute2 nftables tshark tcpdump busybox-static iptables netbase tcpreplay chromium chromium-driver
-      frr strongswan-charon strongswan-swanctl make gcc libc6-dev flex bison bc xz-utils)
+      frr strongswan-charon strongswan-swanctl make gcc libc6-dev flex bison bc xz-utils openvswitch-switch)
+# Open vSwitch's own services are never wanted: on a machine running systemd, its postinst would start
+# openvswitch-switch.service and ovs-record-hostname.service (deb-systemd-invoke), which require ovsdb-server and
+# ovs-vswitchd, in the root namespace, with the openvswitch kernel module. Before a first install their units are
+# masked: deb-systemd-invoke starts only units `systemctl is-enabled` calls enabled, and the postinst's
+# `deb-systemd-helper unmask` removes only masks it made itself. (`systemctl unmask` them to use OVS as a service.)
+if [ -d /run/systemd/system ] && ! dpkg-query -W -f='${Status}' openvswitch-switch 2>/dev/null | grep -q 'install ok installed'; then
+  systemctl mask openvswitch-switch.service ovs-record-hostname.service ovsdb-server.service ovs-vswitchd.service >/dev/null
+fi
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from scapy.layers.inet import ICMP, IP
-from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6EchoRequest, IPv6
+from scapy.layers.inet6 import ICMPv6EchoReply
 from scapy.layers.l2 import GRE, Ether
 
 from grelab.craft.esp import SA
@@ -18,10 +18,8 @@ from grelab.dut.ovs.mapping import KINDS, OPTIONS, TUNNEL_BRIDGE, gre_port, ovs_
 from grelab.dut.ovs.switch import ovs_counters
 from grelab.dut.plan import Interface, Plan, Route, Tunnel
 from grelab.dut.tunnel import esp_transport
+from test_dut_uml import H, H6, H_MAC, R, R6, echo, exchange, lab  # noqa: F401 - its lab, around this module's guest
 
-H, R = "192.0.2.1", "192.0.2.254"
-H6, R6 = "2001:db8:ff::1", "2001:db8:ff::2"
-H_MAC = "02:00:00:00:01:01"
 
 
 def options(**tunnel) -> list[str]:
@@ -155,41 +153,25 @@ def test_counters_keep_the_kernels_tunnel_view_with_ovss_beside_it():
 # --- a real OVS ---
 
 @pytest.fixture(scope="module")
-def switch():
+def guest():
+    """The OVS DUT as test_dut_uml's `lab` wants its DUT: r1, its wan plugged to h."""
     problem = daemons.missing()
     if problem:
         pytest.skip(problem)
     from grelab.dut.ovs.switch import Ovs
-    with Ovs(interfaces=["wan"], name="o1") as dut:
+    with Ovs(interfaces=["wan", "lan"], name="r1") as dut:
         yield dut
 
 
 @pytest.fixture
-def lab(switch):
-    from grelab.lab.build import build
-    from grelab.lab.topology import End, Link, Node, Topology
-    switch.reset()
-    topology = Topology(nodes=[Node("h"), Node("o1", dut=switch)],
-                        links=[Link(End("h", "eth0", [f"{H}/24"], H_MAC), End("o1", "wan", [f"{R}/24"]))])
-    with build(topology) as lab:
-        lab.dut_mac = lab.link_end("o1", "wan").mac
-        switch.apply(Plan(tunnels=[Tunnel("gre1", R, H, addresses=(f"{R6}/64",))],
-                          sysctls={"net.ipv4.icmp_ratelimit": 0}))
-        yield lab
-
-
-def exchange(lab, frame, expression: str):
-    """Send one frame from h; the first frame matching expression that comes back."""
-    with lab.capture("h", "eth0", expression, direction="in") as cap, lab.sender("h", "eth0") as tx:
-        tx.send(frame)
-        result = cap.wait(count=1, timeout=5)  # an event with a deadline: generous under load, free when it comes
-    assert result.matched, f"no answer matching {expression!r}"
-    return result.packets()[0]
+def switch(lab, guest):
+    """The lab's OVS DUT with a GRE tunnel to h, every ICMP error let out."""
+    guest.apply(Plan(tunnels=[Tunnel("gre1", R, H, addresses=(f"{R6}/64",))], sysctls={"net.ipv4.icmp_ratelimit": 0}))
+    return guest
 
 
 def gre_echo(lab, seq: int):
-    return (Ether(src=H_MAC, dst=lab.dut_mac) / IP(src=H, dst=R) / GRE()
-            / IPv6(src=H6, dst=R6) / ICMPv6EchoRequest(id=0x4242, seq=seq, data=b"grelab"))
+    return Ether(src=H_MAC, dst=lab.dut_mac) / IP(src=H, dst=R) / echo(seq)
 
 
 def plain_echo(lab, seq: int):
@@ -237,6 +219,7 @@ def test_reset_leaves_no_port_flow_address_or_neighbour(lab, switch):
     assert "gre1" not in switch.check("ls /sys/class/net").split()  # the tunnel's tap went with its port
     assert switch.check(f"{appctl} tnl/neigh/show").strip().splitlines()[2:] == []
     assert switch.check("nft list ruleset") == ""
+    assert switch.check("ip -o link show wan").split()[1] == "wan:"  # the bridge's local port stays the interface
 
 
 # A child run: starts an OVS DUT, prints its namespace, daemons' pids and folder, then dies by SIGKILL.
@@ -250,7 +233,7 @@ os.kill(os.getpid(), signal.SIGKILL)
 """
 
 
-def test_a_killed_runs_ovs_is_swept(switch):
+def test_a_killed_runs_ovs_is_swept(guest):
     child = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, timeout=30)
     assert child.returncode == -signal.SIGKILL, child.stderr
     namespace, folder, *pids = child.stdout.split()
