@@ -165,8 +165,10 @@ def underlay_mtu(plan: Plan, tunnel: Tunnel) -> int:
 def ovs_plan(dut: str, plan: Plan, generation: int = 0) -> OvsPlan:
     """The plan as OVS commands, flows and the kernel's share; NotApplicable for what OVS cannot hold."""
     not_applicable(dut, plan)
-    vsctl: list[tuple[str, ...]] = [("set", "bridge", i.name, f"other_config:hwaddr=\"{i.mac}\"")
-                                    for i in plan.interfaces if i.mac]
+    # The transaction always changes something (the generation), so ovs-vsctl waits for ovs-vswitchd to have made it,
+    # and what plugs asked for without waiting too.
+    vsctl: list[tuple[str, ...]] = [("set", "Open_vSwitch", ".", f"external_ids:grelab-generation={generation}")]
+    vsctl += [("set", "bridge", i.name, f"other_config:hwaddr=\"{i.mac}\"") for i in plan.interfaces if i.mac]
     flows: list[str] = []
     internal: list[Interface] = []
     first: list[str] = []

@@ -57,7 +57,7 @@ class Ovs(Host):
         except DutError:
             self._remove()
             raise
-        self._plugged: set[str] = set()
+        self._plugged: set[str] = set()  # interfaces whose veth is a port now
         self._generation = 0  # of the GRE ports (mapping.gre_port)
         self._tunnels: set[str] = set()  # the tunnels' internal and GRE ports since the last reset
 
