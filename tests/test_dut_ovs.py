@@ -18,7 +18,7 @@ from grelab.dut.ovs.mapping import KINDS, OPTIONS, TUNNEL_BRIDGE, gre_port, ovs_
 from grelab.dut.ovs.switch import ovs_counters
 from grelab.dut.plan import Interface, Plan, Route, Tunnel
 from grelab.dut.tunnel import esp_transport
-from test_dut_uml import H, H6, H_MAC, R, R6, echo, exchange, lab  # noqa: F401 - its lab, around this module's guest
+from test_dut_uml import H, H_MAC, R, R6, echo, exchange, lab  # noqa: F401 - its lab, around this module's guest
 
 
 

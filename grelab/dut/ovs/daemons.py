@@ -54,7 +54,8 @@ class Switch:
 
     def shell_env(self) -> str:
         """The same, as a shell prefix for scripts run in the namespace."""
-        return f"OVS_RUNDIR={self.folder} OVS_DBDIR={self.folder} OVS_LOGDIR={self.folder}; export OVS_RUNDIR OVS_DBDIR OVS_LOGDIR\n"
+        return "".join(f"{name}={self.folder}; " for name in ("OVS_RUNDIR", "OVS_DBDIR", "OVS_LOGDIR")) + \
+            "export OVS_RUNDIR OVS_DBDIR OVS_LOGDIR\n"
 
     def vsctl(self) -> str:
         return f"ovs-vsctl --db={self.db} --timeout={int(COMMAND_S)}"

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from grelab.dut.base import NotApplicable
 from grelab.dut.plan import Interface, Plan, Tunnel
 
-TUNNEL_BRIDGE = "br-gre"  # every tunnel's internal port and GRE port; made by an apply, deleted by reset
+TUNNEL_BRIDGE = "br-gre"  # every tunnel's internal port and GRE port; made by an apply, emptied by a reset
 CAPABILITIES = frozenset({"gre", "ipv6_transport", "several"})
 L3_MAC_PREFIX = "02:6f:76:73"  # "ovs": the MACs of L3 tunnels' internal ports, never on any wire
 

@@ -5,8 +5,9 @@ Each DUT interface the lab plugs becomes an OVS bridge of that name: the kernel'
 port (a tap), the lab's veth its port, renamed `<iface>-p` and kept away from the kernel's stack by an nft netdev
 ingress drop. A plan is applied in one process spawn: one ovs-vsctl transaction, one `ovs-ofctl add-flows` from
 stdin, the kernel's share as one `ip -batch` (grelab.dut.iproute2, as the host DUT), the filters and daemons; a reset
-deletes the tunnel bridge and the veths' ports in one transaction, flushes OVS's neighbour and MAC tables and
-resets the kernel as the host DUT does (grelab/dut/reset.sh). The daemons start once per DUT (grelab.dut.ovs.daemons).
+deletes the tunnels' and the veths' ports in one transaction and the tunnel bridge's flows, flushes OVS's tunnel
+neighbour cache and, meanwhile, resets the kernel as the host DUT does (grelab/dut/reset.sh). The daemons start once
+per DUT (grelab.dut.ovs.daemons).
 
 Counters: the kernel's, as the host DUT reads them (links, SNMP); a tunnel's link statistics are then its internal
 port's as the kernel counts them, which are exactly the passengers that entered the tunnel (tx) and left it (rx), as
@@ -179,9 +180,9 @@ class Ovs(Host):
         appctl = self.switch.appctl()
         keep = " ".join(["ovs-netdev", TUNNEL_BRIDGE, *tunnel_ports] + [phys_port(i) for i in self.interfaces])
         self._tunnels.clear()
-        self.check(self.switch.shell_env() + f"{vsctl} & vsctl=$!\n"
-                   f"{{ [ ! -e /sys/class/net/{TUNNEL_BRIDGE} ] || ovs-ofctl del-flows {TUNNEL_BRIDGE}; }} & flows=$!\n{appctl} tnl/neigh/flush >/dev/null\n"
-                   + self._sysctl_restore_script() + self._helpers_stop_script()
+        flows = f"[ ! -e /sys/class/net/{TUNNEL_BRIDGE} ] || ovs-ofctl del-flows {TUNNEL_BRIDGE}"
+        self.check(self.switch.shell_env() + f"{vsctl} & vsctl=$!\n{{ {flows}; }} & flows=$!\n"
+                   f"{appctl} tnl/neigh/flush >/dev/null\n" + self._sysctl_restore_script() + self._helpers_stop_script()
                    + f". {shlex.quote(str(RESET_SCRIPT))}; GRELAB_BOOT_LINKS={shlex.quote(keep)} "
                    f"grelab_reset {' '.join(self.interfaces)} && wait $vsctl && wait $flows")
 
@@ -202,7 +203,8 @@ def next_hops_script(remotes: tuple[str, ...], static: dict[str, str], appctl: s
     """Shell lines: each tunnel remote's next hop on the underlay into OVS's neighbour cache. One the plan gives a MAC
     (a static neighbour, {address: mac}) is set there; any other the kernel resolves (`ip neigh ... use` sends the
     ARP request or neighbour solicitation), whose reply OVS snoops: printing "@@next-hop IP DEV" to wait for."""
-    known = "".join(f"{address}) {appctl} tnl/neigh/set $dev {address} {mac} > /dev/null;; " for address, mac in static.items())
+    known = "".join(f"{address}) {appctl} tnl/neigh/set $dev {address} {mac} > /dev/null;; "
+                    for address, mac in static.items())
     out = ""
     for remote in remotes:
         out += (f"set -- $(ip -o route get {remote} 2>/dev/null); nh={remote}; dev=\n"
