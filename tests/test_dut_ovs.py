@@ -150,6 +150,16 @@ def test_counters_keep_the_kernels_tunnel_view_with_ovss_beside_it():
     assert counters["snmp"]["IpInReceives"] == 5
 
 
+def test_a_missing_open_vswitch_is_one_line_saying_what_to_install(monkeypatch):
+    from grelab.dut.base import DutError
+    from grelab.dut.select import select
+    monkeypatch.setattr(daemons.shutil, "which", lambda name, path=None: None)
+    with pytest.raises(DutError) as raised:
+        select("ovs")
+    assert str(raised.value) == ("ovs: Open vSwitch is not installed (no ovsdb-tool, ovsdb-server, ovs-vswitchd, "
+                                 "ovs-vsctl, ovs-ofctl, ovs-appctl): apt-get install openvswitch-switch (or run ./setup.sh)")
+
+
 # --- a real OVS ---
 
 @pytest.fixture(scope="module")
