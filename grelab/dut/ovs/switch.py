@@ -119,7 +119,7 @@ class Ovs(Host):
         if failed:
             raise DutApplyError(f"DUT {self.name} (OVS) refused part of the plan:\n  " + "\n  ".join(failed))
         self._check_applied(rendered, unknown, result.output, result.ok)
-        self._await_next_hops(re.findall(r"^@@next-hop (\S+) (\S+)$", result.output, re.M))
+        self._await_next_hops(re.findall(r"^@@next-hop (\S+) (\S+)$", result.output, re.M), ovs.next_hops)
 
     def _daemons_script(self, daemons) -> str:
         """The host DUT's (grelab.dut.daemon.host_script), with two changes for a namespace of this host: /run stays the
@@ -146,24 +146,36 @@ class Ovs(Host):
                     "echo \"@@ovs-failed ovs-ofctl add-flows: $said\"\n")
         return out
 
-    def _await_next_hops(self, hops: list[tuple[str, str]]) -> None:
-        """Until OVS's tunnel neighbour cache holds each next hop the kernel resolved (snooped from the reply), or
-        NEXT_HOP_S passed: then OVS's first packet there is dropped while it asks itself (its behaviour)."""
+    def _await_next_hops(self, hops: list[tuple[str, str]], remotes: tuple[str, ...]) -> None:
+        """Until OVS's tunnel neighbour cache holds each next hop the kernel resolves and its router (which follows the
+        kernel's routes through netlink, a little later) routes each tunnel remote, or NEXT_HOP_S passed: without
+        either, OVS drops the first packet into that tunnel (its behaviour). OVS snoops the kernel's ARP or ND reply
+        only once it knows the bridge's new address (it learns that asynchronously too): a next hop the kernel has
+        resolved and OVS has not is set from the kernel's entry (tnl/neigh/set), as a snooped reply would be."""
         deadline = time.monotonic() + NEXT_HOP_S
-        while hops and time.monotonic() < deadline:
-            shown = self._ovs("ovs-appctl", "-t", f"{self.switch.folder}/vswitchd.ctl", "tnl/neigh/show")
-            hops = [(ip, dev) for ip, dev in hops if not re.search(rf"^{re.escape(ip)}\s+\S+\s+{re.escape(dev)}\s*$",
-                                                                   shown, re.M)]
+        appctl = ("ovs-appctl", "-t", f"{self.switch.folder}/vswitchd.ctl")
+        remotes = list(remotes)
+        while (hops or remotes) and time.monotonic() < deadline:
             if hops:
-                time.sleep(0.002)  # the ARP/ND reply is on its way through two namespaces: poll, to the deadline
+                shown = self._ovs(*appctl, "tnl/neigh/show")
+                hops = [(ip, dev) for ip, dev in hops
+                        if not re.search(rf"^{re.escape(ip)}\s+\S+\s+{re.escape(dev)}\s*$", shown, re.M)]
+            if hops:
+                kernel = self.check("; ".join(f"ip neigh show {ip} dev {dev}" for ip, dev in hops))
+                for ip, mac in re.findall(r"^(\S+) lladdr (\S+) (?:REACHABLE|STALE|DELAY|PROBE|PERMANENT)", kernel, re.M):
+                    dev = dict(hops)[ip]
+                    self._ovs(*appctl, "tnl/neigh/set", dev, ip, mac)
+            remotes = [r for r in remotes if "gateway" not in self._ovs(*appctl, "ovs/route/lookup", r, check=False)]
+            if hops or remotes:
+                time.sleep(0.002)  # the ARP/ND reply, the route, are on their way: poll, to the deadline
 
-    def _ovs(self, *argv: str) -> str:
+    def _ovs(self, *argv: str, check: bool = True) -> str:
         """An OVS client (ovs-appctl, ovs-ofctl) run directly: they reach the daemons through unix sockets."""
         try:
             p = subprocess.run(argv, capture_output=True, text=True, env=self.switch.env, timeout=daemons.COMMAND_S)
         except subprocess.TimeoutExpired:
             raise DutError(f"DUT {self.name}: `{' '.join(argv)}` did not answer within {daemons.COMMAND_S:g} s") from None
-        if p.returncode:
+        if p.returncode and check:
             raise DutError(f"DUT {self.name}: `{' '.join(argv)}` exited {p.returncode}: {p.stderr.strip()}")
         return p.stdout
 
