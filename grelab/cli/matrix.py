@@ -16,19 +16,18 @@ from grelab.cli.run import check_folder, scenario_targets, workers
 from grelab.scenario.catalog import scenarios_dir
 
 EXAMPLES = """examples:
-  grelab matrix two_offices --dut uml -k 'echo' --out matrix     # matrix/matrix.html: 2 cases on uml
-  grelab matrix gre_options --dut uml -n 2 -k 'key' --out matrix # 4 cases, 2 workers
-exit status: 0 every cell passed, was not applicable or diverged as recorded; 1 a cell failed or errored
-(a recorded divergence that now passes too); 2 a usage error or a DUT kind that cannot be used here (one line)"""
+  grelab matrix two_offices --dut uml -k 'echo' --out matrix   # matrix/matrix.html: 2 cases on uml
+  grelab matrix gre_options --dut uml -n 2 -k 'right-key or seq' --out seq    # 4 cases, 2 workers
+exit status: 0 no cell failed, 1 a cell failed or errored (a divergence passed), 2 usage, DUT error"""
 
 
 def add_arguments(parser) -> None:
     parser.description = (
-        "run scenarios on each DUT kind named and write one conformance matrix: per case and implementation,\n"
-        "pass / fail with the first differing field / not applicable with what the DUT lacks / divergence (the\n"
-        "implementation's own behaviour, grelab.dut.divergences) / error; figures per implementation. A variant\n"
-        "that names its implementations (strongswan→libreswan) is a column of its own. With no SCENARIO, the\n"
-        "whole catalogue on each kind (minutes)")
+        "run scenarios on each DUT kind named and write one conformance matrix, per case and implementation:\n"
+        "pass / fail with the first differing field / not applicable with what the DUT lacks / divergence\n"
+        "(the implementation's own behaviour, grelab.dut.divergences) / error; figures per implementation.\n"
+        "A variant naming its implementations (strongswan→libreswan) is a column of its own. With no\n"
+        "SCENARIO, the whole catalogue on each kind (minutes)")
     parser.epilog = EXAMPLES
     parser.add_argument("scenarios", nargs="*", metavar="SCENARIO", help="scenario module names; default: all")
     parser.add_argument("--dut", required=True, metavar="KIND[,KIND...]", type=kinds,

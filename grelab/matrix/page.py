@@ -89,7 +89,7 @@ th, td { border: 1px solid #ccc; padding: .2em .6em; vertical-align: top; }
 th[data-sort] { cursor: pointer; background: #f3f3f3; }
 th[aria-sort=ascending]::after { content: " \\25B2"; } th[aria-sort=descending]::after { content: " \\25BC"; }
 .bad { color: #c0392b; font-weight: bold; }
-#matrix td { max-width: 28em; font-size: .9em; } #matrix td.case { font-family: monospace; white-space: nowrap; }
+#matrix td { max-width: 28em; font-size: .9em; } #matrix td.case { font-family: monospace; white-space: nowrap; max-width: none; }
 #matrix .detail { font-size: .85em; color: #444; overflow-wrap: anywhere; }
 td.pass { background: #e8f5e9; } td.pass b, label.pass { color: #2a8a2a; }
 td.fail, td.error { background: #fdecea; } td.fail b, td.error b, label.fail, label.error { color: #c0392b; }
