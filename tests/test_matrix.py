@@ -11,6 +11,9 @@ from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6
 from scapy.layers.l2 import GRE, Ether
 
 from cli_user import ROOT, grelab, one_line_error
+from grelab.cli import build_parser
+from grelab.cli.matrix import pytest_argv
+from grelab.cli.run import scenario_targets
 from grelab.errors import Differing, GrelabError, InputError, Mismatch
 from grelab.expect import expect
 from grelab.golden.case import Frame
@@ -65,6 +68,8 @@ def test_a_row_leaves_out_what_only_names_the_variants_implementation():
     assert row(record(nodeid="scenarios/ikev2.py::test_echo[strongswan-strongswan]",
                       variant_implementation="strongswan→strongswan")) == "ikev2.py::test_echo"
     assert row(record(nodeid=ike)) == "ikev2.py::test_echo[ikev2-psk-strongswan-libreswan]"  # no implementation named
+    escaped = "scenarios/ikev2.py::test_echo[psk-strongswan\\u2192libreswan]"  # pytest's id of a variant named so
+    assert row(record(nodeid=escaped, variant_implementation="strongswan→libreswan")) == "ikev2.py::test_echo[psk]"
     assert row(record(nodeid="scenarios/flood.py::test_flood")) == "flood.py::test_flood"
 
 
@@ -165,6 +170,19 @@ def test_a_dut_kind_unknown_or_unusable_is_one_line(tmp_path):
     assert not (tmp_path / "uml.log").exists()  # nothing ran: not a matrix with a quiet empty column
     shard = one_line_error(grelab("matrix", "--dut", "uml", "--shard", "3/2"), "matrix")
     assert "--shard: '3/2' is not allowed; allowed: I/N" in shard
+
+
+def test_each_kinds_run_is_pytest_with_not_applicable_skipped_and_the_shard_passed_on(tmp_path):
+    args = build_parser(("matrix",)).parse_args(["matrix", "two_offices", "--dut", "uml", "-n", "2", "-k", "echo",
+                                                 "--shard", "2/3"])
+    argv = pytest_argv(scenario_targets(args.scenarios), "uml", args, tmp_path / "uml.json")
+    assert argv[1:3] == ["-m", "pytest"] and argv[3] == str(ROOT / "scenarios/two_offices.py")
+    for option in (["--dut", "uml"], ["-n", "2"], ["-k", "echo"], ["--shard", "2/3"], ["-p", "grelab.matrix.record"],
+                   ["--matrix-results", str(tmp_path / "uml.json")]):
+        assert option in [argv[i:i + 2] for i in range(len(argv) - 1)], (option, argv)
+    assert "--not-applicable=skip" in argv
+    args = build_parser(("matrix",)).parse_args(["matrix", "--dut", "uml"])
+    assert not {"--shard", "-n", "-k"} & set(pytest_argv(scenario_targets([]), "uml", args, tmp_path / "u.json"))
 
 
 def test_a_real_matrix_on_uml_and_a_reduced_kind(tmp_path):

@@ -70,7 +70,6 @@ def run(args) -> int:
     from grelab.lab.ownership import on_stop
     from grelab.matrix import exit_status, write
     from grelab.matrix.table import build
-    folder = scenarios_dir()
     targets = scenario_targets(args.scenarios)
     check_folder("--out", args.out)
     out = Path(args.out)
@@ -86,13 +85,7 @@ def run(args) -> int:
         name = re.sub(r"[^A-Za-z0-9_.-]+", "_", kind)
         results, log = out / f"{name}.results.json", out / f"{name}.log"
         results.unlink(missing_ok=True)
-        argv = [sys.executable, "-m", "pytest", *targets, "--dut", kind, "--not-applicable=skip", "-q",
-                "-p", "no:cacheprovider", "-p", "grelab.matrix.record", "--matrix-results", str(results),
-                "--rootdir", str(folder.parent)]
-        argv += ["-n", str(args.workers)] if args.workers not in ("0", 0) else []
-        argv += ["-k", args.keyword] if args.keyword else []
-        argv += ["--shard", args.shard] if args.shard else []
-        status, seconds = logged_run(argv, log)
+        status, seconds = logged_run(pytest_argv(targets, kind, args, results), log)
         if status == 5:
             raise GrelabError(f"no case matches {chosen}; cases are listed by `grelab list`")
         if status not in (0, 1) or not results.exists():
@@ -108,6 +101,16 @@ def run(args) -> int:
     print("\n".join(figure_lines(table)))
     print(f"\nmatrix: {page.resolve()}\n        {data.resolve()}")
     return exit_status(table)
+
+
+def pytest_argv(targets: list[str], kind: str, args, results: Path) -> list[str]:
+    """The pytest run of one DUT kind: its cases not applicable skipped as such, each case's record in results."""
+    argv = [sys.executable, "-m", "pytest", *targets, "--dut", kind, "--not-applicable=skip", "-q",
+            "-p", "no:cacheprovider", "-p", "grelab.matrix.record", "--matrix-results", str(results),
+            "--rootdir", str(scenarios_dir().parent)]
+    argv += ["-n", str(args.workers)] if args.workers not in ("0", 0) else []
+    argv += ["-k", args.keyword] if args.keyword else []
+    return argv + (["--shard", args.shard] if args.shard else [])  # pytest's --shard (the shard part), when asked
 
 
 def usable(kind: str) -> None:

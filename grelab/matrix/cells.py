@@ -68,9 +68,9 @@ def differing_text(differing: dict) -> str:
 
 
 def first_line(text: str, width: int = 240) -> str:
-    """A reason's first line that says something (pytest's "AssertionError: " and "Failed: " dropped), cut to width."""
+    """A reason's first line that says something (pytest's "AssertionError: ", "Failed: " dropped), cut to width."""
     line = next((part.strip() for part in str(text).splitlines() if part.strip()), "")
-    line = re.sub(r"^(AssertionError|Failed|E\s+\w+Error): ", "", line)
+    line = re.sub(r"^(AssertionError|Failed|[\w.]*Mismatch): ", "", line)
     return line if len(line) <= width else line[:width - 1] + "…"
 
 
@@ -92,5 +92,7 @@ def row(record: dict) -> str:
     if not named or not match:
         return case
     names = {part.lower() for part in re.split(r"[→,\s]+", named) if part}
-    kept = [token for token in match["params"].replace(named, "").split("-") if token and token.lower() not in names]
+    escaped = named.encode("unicode_escape").decode()  # how pytest writes → in an id
+    params = match["params"].replace(named, "").replace(escaped, "")
+    kept = [token for token in params.split("-") if token and token.lower() not in names]
     return f"{match['test']}[{'-'.join(kept)}]" if kept else match["test"]
