@@ -154,6 +154,8 @@ def test_a_mismatch_names_its_first_telling_field():
     assert raised.value.differing == Differing("isp:eth0", "GRE.seqnum_present", "1", "0")
     assert first_counter("DUT r1", {"gre1.rx_fifo_errors": 1, "gre1.rx_errors": 1}, {"gre1.rx_errors": 1}) == \
         Differing("DUT r1", "gre1.rx_fifo_errors", "1", "0")
+    assert first_counter("DUT r1", {"snmp.IcmpOutDestUnreachs": 0}, {}) == \
+        Differing("DUT r1", "snmp.IcmpOutDestUnreachs", "0", "0")  # expected to be seen at 0: not among those seen
     golden, capture = [Frame("transit", 0.0, bytes(want))], [Frame("transit", 0.0, bytes(got))]
     assert first_differing(golden, capture) == Differing("golden transit frame 1", "GRE.seqnum_present", "1", "0")
     missing = first_differing(golden, [])

@@ -363,6 +363,7 @@ class Net:
 
 
 def first_counter(where: str, expected: dict[str, int], got: dict[str, int]) -> Differing:
-    """The first counter (in the order expected names them, then the others) that moved other than expected."""
-    name = next(k for k in [*expected, *got] if expected.get(k, 0) != got.get(k, 0))
+    """The first counter (in the order expected names them, then the others) that moved other than expected (one
+    expected to move by 0 that is not among those seen counts too: the dicts differ)."""
+    name = next(k for k in [*expected, *got] if expected.get(k) != got.get(k))
     return Differing(where, name, str(expected.get(name, 0)), str(got.get(name, 0)))
