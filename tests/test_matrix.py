@@ -167,9 +167,9 @@ def test_a_dut_kind_unknown_or_unusable_is_one_line(tmp_path):
     unknown = one_line_error(grelab("matrix", "two_offices", "--dut", "uml,nosuch", "--out", tmp_path), "matrix")
     assert "'nosuch'" in unknown and "allowed: DUT kinds separated by commas, each one of host, uml" in unknown
     broken = one_line_error(grelab("matrix", "two_offices", "--dut", "uml,tests.matrix_duts:Missing",
-                                   "--out", tmp_path), "matrix")
+                                   "--out", tmp_path / "out"), "matrix")
     assert broken.startswith("grelab matrix: --dut tests.matrix_duts:Missing: cannot load it")
-    assert not (tmp_path / "uml.log").exists()  # nothing ran: not a matrix with a quiet empty column
+    assert not (tmp_path / "out").exists()  # nothing ran, nothing written: never a matrix with a quiet empty column
     shard = one_line_error(grelab("matrix", "--dut", "uml", "--shard", "3/2"), "matrix")
     assert "--shard: '3/2' is not allowed; allowed: I/N" in shard
 

@@ -72,10 +72,10 @@ def run(args) -> int:
     from grelab.matrix.table import build
     targets = scenario_targets(args.scenarios)
     check_folder("--out", args.out)
-    out = Path(args.out)
-    out.mkdir(exist_ok=True)
     for kind in args.dut:  # every column can be filled, or none is run: never a quiet empty column
         usable(kind)
+    out = Path(args.out)
+    out.mkdir(exist_ok=True)
     on_stop(pass_on)
     chosen = f"{', '.join(args.scenarios) or 'the catalogue'}" + (f" (-k {args.keyword})" if args.keyword else "")
     print(f"grelab matrix: {chosen} on {', '.join(args.dut)}" + (f", shard {args.shard}" if args.shard else "") +
