@@ -37,10 +37,11 @@ def implementations_of(dut_kind: str, variant_implementation: str | None) -> set
 
 
 def divergences_for(nodeid: str, implementations: set[str],
-                    table: tuple[Divergence, ...] = DIVERGENCES) -> list[Divergence]:
-    """The rows that say how one of `implementations` behaves in this case."""
+                    table: tuple[Divergence, ...] | None = None) -> list[Divergence]:
+    """The rows of `table` (DIVERGENCES as it is when called) that say how one of `implementations` behaves in this
+    case."""
     case = case_id(nodeid)
-    return [row for row in table if row.implementation in implementations and _matches(row.cases, case)]
+    return [row for row in (DIVERGENCES if table is None else table) if row.implementation in implementations and _matches(row.cases, case)]
 
 
 def _matches(pattern: str, case: str) -> bool:
