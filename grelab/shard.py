@@ -4,14 +4,13 @@ how long each case took, into the durations file the parts are balanced by.
 The parts are a function of the selected node ids and the durations file alone, so every machine, and every xdist
 worker of each (each collects on its own and xdist insists they agree), computes the same parts whatever order it
 collected in. Cases are placed longest recorded first (ties by node id), each into the part with the least recorded
-time so far (greedy LPT): the longest part is within the longest
-case of the ideal (total / N). Inside a part the cases run in collection order, pytest-xdist spreading them over the
+time so far (greedy LPT): the longest part is within the longest case of the ideal (total / N). Inside a part the cases run in collection order, pytest-xdist spreading them over the
 machine's workers.
 
 The unit placed is the case, not the scenario: a part pays its DUTs' boots once per worker whatever scenarios it
-holds (DutPool.warm boots the names its cases use, ~0.2 s each), and measured over the catalogue at -n 2 keeping a
-scenario's cases together saved nothing while its 56-case esp_algorithms made the parts uneven (README, "Runs beyond
-one machine").
+holds (DutPool.warm boots the names its cases use, ~0.2 s each), and measured over the catalogue at -n 2, four parts
+of whole scenarios took as much CPU as four parts of cases while their parts' CPU differed more (README, "Runs
+beyond one machine").
 
 The durations file (durations.json in the checkout, {node id: seconds of setup + call + teardown}) is committed; a
 run with --store-durations rewrites the entries of the cases it ran (those that reached their call: a case skipped
@@ -144,8 +143,12 @@ class ShardSelection:
                      f"{sum(costs[n] for n in mine):.1f} of {sum(costs.values()):.1f} s recorded"
                      + (f" ({unrecorded} estimated)" if unrecorded else "") + f" in {self.path.name}")
 
+    def pytest_report_header(self, config):
+        index, count = self.shard
+        return f"grelab shard {index}/{count}, balanced by {self.path} ({len(self.recorded)} cases recorded)"
+
     def pytest_report_collectionfinish(self, config):
-        return self.line or None  # not under xdist's controller: its workers collect and say nothing here
+        return self.line or None  # not under xdist's controller: its workers collect, and say nothing here
 
 
 class DurationsRecorder:

@@ -32,7 +32,7 @@ def add_arguments(parser) -> None:
   grelab run two_offices -k 'echo and not esp'     # one case, on the DUT --dut auto picks
   grelab run two_offices -k 'tcp and not esp' --keep-pcaps caps --report report   # and a report
   grelab run grelab_endpoint --dut uml -n 2 -k 'gre-in-esp and ipv6'             # 2 workers
-  grelab run two_offices gre_options --shard 1/2 --report part1   # half the cases (1/2 and 2/2 share none)
+  grelab run two_offices -k echo --shard 1/2      # one of the echo cases; --shard 2/2: the other
 exit status: 0 every case passed, 1 a case failed, 2 a usage or environment error (no DUT, ...)"""
 
 
