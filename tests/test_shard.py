@@ -143,10 +143,11 @@ def test_pytest_selects_the_same_parts_whatever_it_collected_first(tmp_path):
 
 @pytest.mark.skipif(not usable(), reason="no DUT that can be two routers at once")
 def test_stored_durations_keep_the_cases_not_run(tmp_path):
-    """--store-durations on two_offices' echo cases: those two entries rewritten, the rest kept as they were."""
+    """--store-durations on two_offices' echo cases, two xdist workers (the controller, which sees every report,
+    writes): those two entries rewritten, the rest kept as they were."""
     durations = tmp_path / "d.json"
     durations.write_text(json.dumps({"scenarios/two_offices.py::test_echo[gre]": 99.0, "elsewhere.py::test": 7.5}))
-    done = pytest_run(str(ROOT / "scenarios/two_offices.py"), "--rootdir", str(ROOT), "-q", "-k", "echo",
+    done = pytest_run(str(ROOT / "scenarios/two_offices.py"), "--rootdir", str(ROOT), "-q", "-k", "echo", "-n", "2",
                       "--store-durations", "--durations-file", str(durations), cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     stored = read_durations(durations)

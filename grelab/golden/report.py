@@ -6,8 +6,8 @@ golden recorder the plugin hands over (grelab.golden.ladder: each frame of the r
 to the node it was for, peeled, ESP decrypted, drops crossed out with the counters the case saw move, the first
 frame per link that differs from the golden marked). The process that sees every case (xdist's controller, or the
 only one) keeps each step's time (RunReport) and assembles the page at the end (grelab.golden.report_page draws it),
-with links to each case's golden, its decrypted companion when there is one, and this run's capture; it also
-keeps each step's time in DIR/run.json, so shards' reports merge into one page (grelab.golden.merge).
+with links to each case's golden, its decrypted companion when there is one, and this run's capture; the steps'
+times and the run's seconds go to DIR/run.json too, so shards' reports merge into one page (grelab.golden.merge).
 """
 from __future__ import annotations
 
