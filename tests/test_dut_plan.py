@@ -245,6 +245,19 @@ src 203.0.113.1 dst 198.51.100.1
 \tenc cbc(aes) 0x000102030405060708090a0b0c0d0e0f
 \tencap type espinudp sport 4500 dport 4500 addr 0.0.0.0
 \tsel src 0.0.0.0/0 dst 0.0.0.0/0
+src 203.0.113.1 dst 198.51.100.1
+\tproto esp spi 0xca107099(3390075033) reqid 16389(0x00004005) mode transport
+\treplay-window 0 seq 0x00000000 flag  (0x00000000)
+\taead rfc4106(gcm(aes)) 0xb19a8a3bcc03fe8e2a870efef322fac70f878141 (160 bits) 128
+\tanti-replay esn context:
+\t seq-hi 0x0, seq 0x0, oseq-hi 0x0, oseq 0x0
+\t replay_window 128, bitmap-length 4
+\t 00000000 00000000 00000000 00000000
+\tsel src 203.0.113.1/32 dst 198.51.100.1/32 proto gre uid 0
+src 203.0.113.1 dst 198.51.100.1
+\tproto esp spi 0x00002002 reqid 2 mode transport
+\treplay-window 0 seq 0x00000000 flag noecn esn (0x00000011)
+\taead rfc4106(gcm(aes)) 0xb19a8a3bcc03fe8e2a870efef322fac70f878141 (160 bits) 128
 """
 
 
@@ -252,9 +265,11 @@ def test_xfrm_states_as_charon_installs_them_read_back_into_grelab_sas():
     """`ip -s xfrm state` (what read_sas asks: numbers in both bases) and plain `ip xfrm state` both parse; the
     kernel's algorithm names map to grelab's rows, NAT-T and ESN flags come along."""
     from grelab.dut.daemon import parse_xfrm_state
-    gcm, cbc = parse_xfrm_state(IP_S_XFRM_STATE)
+    gcm, cbc, libreswans, esn = parse_xfrm_state(IP_S_XFRM_STATE)
     assert (gcm.spi, gcm.algorithm, gcm.src, gcm.dst, gcm.mode) == (0xCF1D8B2B, "gcm128", "198.51.100.1", "203.0.113.1",
                                                                    "transport")
     assert gcm.key == bytes.fromhex("087ff10f86e9ed9ec1adb4a3867585a9dae88d7a")
     assert (cbc.spi, cbc.mode, cbc.nat_t, cbc.esn, cbc.auth_key[:2]) == (0x2001, "tunnel", (4500, 4500), True, b"\1\2")
     assert cbc.algorithm.startswith("cbc128") and "sha1" in cbc.algorithm
+    # libreswan gives every state its replay window in the ESN form: "anti-replay esn context" with no esn flag
+    assert (gcm.esn, libreswans.esn, libreswans.spi, esn.esn) == (False, False, 0xCA107099, True)
