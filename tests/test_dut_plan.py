@@ -273,3 +273,36 @@ def test_xfrm_states_as_charon_installs_them_read_back_into_grelab_sas():
     assert cbc.algorithm.startswith("cbc128") and "sha1" in cbc.algorithm
     # libreswan gives every state its replay window in the ESN form: "anti-replay esn context" with no esn flag
     assert (gcm.esn, libreswans.esn, libreswans.spi, esn.esn) == (False, False, 0xCA107099, True)
+
+
+def test_a_daemon_from_an_unpacked_package_runs_from_its_root_with_binary_files_written_byte_for_byte(tmp_path):
+    """root: the guest mounts the host folder once (hostfs) and runs argv[0] and its library folders from there; the
+    host DUT runs the path under root. A config file given as bytes (an NSS database) is written as it is, every
+    byte (NUL too) through printf's octal escapes, by busybox's sh as by dash."""
+    import shutil
+    import subprocess
+
+    from grelab.dut import daemon
+    from grelab.dut.plan import Daemon
+    with pytest.raises(InputError, match="root"):
+        Daemon("pluto", ("/usr/libexec/ipsec/pluto",), root="var/cache/x")
+    blob = bytes(range(256)) * 3 + b"'\\%s\n"
+    pluto = Daemon("pluto", ("/usr/libexec/ipsec/pluto", "--rundir", "{dir}"), {"nss/key4.db": blob, "a.conf": "x"},
+                   library_paths=("/usr/libexec/ipsec",), root="/var/cache/grelab/libreswan")
+    guest = daemon.guest_script([pluto], loader=("/usr/lib/x86_64-linux-gnu/ld.so", "/usr/lib/x86_64-linux-gnu"))
+    assert ("[ -d /host-root/var/cache/grelab/libreswan/usr ] || { mkdir -p /host-root/var/cache/grelab/libreswan; "
+            "mount -r -t hostfs -o /var/cache/grelab/libreswan hostfs /host-root/var/cache/grelab/libreswan; }") in guest
+    assert ("ln -s /host-root/var/cache/grelab/libreswan/usr/libexec/ipsec /usr/libexec/ipsec") in guest
+    assert ("/host-usr/lib/x86_64-linux-gnu/ld.so --library-path /host-usr/lib/x86_64-linux-gnu:"
+            "/host-root/var/cache/grelab/libreswan/usr/libexec/ipsec "
+            "/host-root/var/cache/grelab/libreswan/usr/libexec/ipsec/pluto --rundir /tmp/grelab-daemons/pluto") in guest
+    host = daemon.host_script([pluto], str(tmp_path))
+    assert f"setsid /var/cache/grelab/libreswan/usr/libexec/ipsec/pluto --rundir {tmp_path}/pluto" in host
+    files = daemon._files(pluto, str(tmp_path / "pluto"))
+    for shell in ([shutil.which("busybox"), "sh"], ["dash"]):
+        if shell[0] is None:
+            continue
+        shutil.rmtree(tmp_path / "pluto", ignore_errors=True)
+        subprocess.run([*shell, "-c", files], check=True)
+        assert (tmp_path / "pluto/nss/key4.db").read_bytes() == blob
+        assert (tmp_path / "pluto/a.conf").read_text() == "x"

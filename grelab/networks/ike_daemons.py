@@ -83,7 +83,7 @@ SWANCTL_PLUGINS = "random pem pkcs1 pkcs8 x509 pubkey gmp"
 STRONGSWAN_PROPOSALS = {"ike": "aes128-sha256-modp2048", "esp": "aes128gcm16"}
 
 
-def swanctl_conf(end: End) -> dict[str, str]:
+def swanctl_conf(end: End, proposals: dict = STRONGSWAN_PROPOSALS) -> dict[str, str]:
     """swanctl's folder for end.me: one IKEv2 connection to the peer protecting GRE between the two addresses in
     transport mode; with certs, the CA's certificate, its own and its key, else the shared key."""
     certs = end.auth == "certs"
@@ -94,7 +94,7 @@ def swanctl_conf(end: End) -> dict[str, str]:
     version = 2
     local_addrs = {end.local}
     remote_addrs = {end.remote}
-    proposals = {STRONGSWAN_PROPOSALS['ike']}
+    proposals = {proposals['ike']}
     mobike = no
     local {{
       auth = {auth}
@@ -109,7 +109,7 @@ def swanctl_conf(end: End) -> dict[str, str]:
         mode = transport
         local_ts = dynamic[gre]
         remote_ts = dynamic[gre]
-        esp_proposals = {STRONGSWAN_PROPOSALS['esp']}
+        esp_proposals = {proposals['esp']}
       }}
     }}
   }}
@@ -151,10 +151,11 @@ swanctl {{
 """
 
 
-def charon(end: End) -> Plan:
-    """charon, then a swanctl loading its connection (and credentials) once charon's control socket is there."""
+def charon(end: End, proposals: dict = STRONGSWAN_PROPOSALS) -> Plan:
+    """charon, then a swanctl loading its connection (and credentials) once charon's control socket is there;
+    proposals: {"ike": ..., "esp": ...} in strongSwan's words."""
     conf = {"strongswan.conf": strongswan_conf(),
-            **{f"swanctl/{path}": text for path, text in swanctl_conf(end).items()}}
+            **{f"swanctl/{path}": text for path, text in swanctl_conf(end, proposals).items()}}
     daemon = Daemon("charon", (f"{CHARON_LIB}/charon",), conf, env={"STRONGSWAN_CONF": "{dir}/strongswan.conf"},
                     library_paths=(CHARON_LIB,))
     loader = Daemon("swanctl", ("/usr/sbin/swanctl", "--load-all", "--noprompt", "--uri", f"unix://{VICI}"),
@@ -186,7 +187,7 @@ IPSEC = "/usr/libexec/ipsec"  # pluto, whack, addconn: in the unpacked package (
 LIBRESWAN_PROPOSALS = {"ike": "aes128-sha2_256-modp2048", "esp": "aes_gcm128"}  # strongSwan's, in libreswan's words
 
 
-def ipsec_conf(end: End) -> str:
+def ipsec_conf(end: End, proposals: dict = LIBRESWAN_PROPOSALS) -> str:
     """pluto's connection: the same story in ipsec.conf's words. No updown script (there is no `ipsec` command in the
     guest, and transport mode needs no route), no PFS or ESN (what strongSwan's proposal asks), IKEv2 only."""
     certs = end.auth == "certs"
@@ -203,8 +204,8 @@ conn {CONNECTION}
 {auth}    type=transport
     leftprotoport=gre
     rightprotoport=gre
-    ike={LIBRESWAN_PROPOSALS['ike']}
-    esp={LIBRESWAN_PROPOSALS['esp']}
+    ike={proposals['ike']}
+    esp={proposals['esp']}
     pfs=no
     esn=no
     mobike=no
@@ -219,13 +220,14 @@ def ipsec_secrets(end: End) -> str:
     return "" if end.auth == "certs" else f'@{identity(end.me)} @{identity(end.peer)} : PSK "{PSK}"\n'
 
 
-def pluto(end: End) -> Plan:
+def pluto(end: End, proposals: dict = LIBRESWAN_PROPOSALS) -> Plan:
     """pluto with every compiled-in path moved to its folder (no /etc/ipsec.*, /run/pluto or /var/lib/ipsec/nss in
     the guest). pluto itself runs addconn --autoall on its --config once it listens (programs/pluto/server.c), from
-    its compiled-in /usr/libexec/ipsec: that folder is linked to the unpacked package's (library_paths)."""
+    its compiled-in /usr/libexec/ipsec: that folder is linked to the unpacked package's (library_paths). proposals:
+    {"ike": ..., "esp": ...} in libreswan's words."""
     root = str(unpack(LIBRESWAN))
     nss = nss_database(end.me if end.auth == "certs" else None)
-    files = {"ipsec.conf": ipsec_conf(end), "ipsec.secrets": ipsec_secrets(end),
+    files = {"ipsec.conf": ipsec_conf(end, proposals), "ipsec.secrets": ipsec_secrets(end),
              **{f"nss/{name}": nss[name] for name in NSS_FILES},
              "nss/pkcs11.txt": ("library=\nname=NSS Internal PKCS #11 Module\nparameters=configdir='sql:{dir}/nss' "
                                 "certPrefix='' keyPrefix='' secmod='secmod.db' flags=\n"

@@ -3,8 +3,8 @@ it, request or response, its payloads, and for the payloads in the clear (IKE_SA
 between them, the first ESP frame under each SPI (when each side began to use an SA).
 
     exchange(frames, {"198.51.100.1": "r1", "203.0.113.1": "r2"})     # frames: [(capture time, bytes), ...]
-    ['+0.0 ms r1->r2 IKE_SA_INIT request #0: SA[1: ENCR_AES_CBC-128 PRF_HMAC_SHA2_256 AUTH_HMAC_SHA2_256_128
-      2048MODPgr], KE(2048MODPgr), Nonce, N(NAT_DETECTION_SOURCE_IP), ...',
+    ['+0.0 ms r1->r2 IKE_SA_INIT request #0: SA[1: AES-CBC/128 PRF_HMAC_SHA2_256 SHA2-256-128 2048MODPgr],
+      KE(2048MODPgr), Nonce, N(NAT_DETECTION_SOURCE_IP), ...',
      '+1.9 ms r2->r1 IKE_SA_INIT response #0: N(NO_PROPOSAL_CHOSEN)', ...]
 
 How two daemons disagree (a proposal refused, a rekey answered with an error) is on the wire before it is in
@@ -108,25 +108,33 @@ def _payload(layer) -> str:
     from scapy.contrib.ikev2 import IKEv2NotifyMessageTypes
     name = layer.__class__.__name__
     if name == "IKEv2_SA":
-        return "SA[" + "; ".join(_proposal(p) for p in layer.prop) + "]"
+        return "SA[" + "; ".join(_proposal(p) for p in _chain(layer.prop)) + "]"
     if name == "IKEv2_Notify":
         return f"N({IKEv2NotifyMessageTypes.get(layer.type, layer.type)})"
     if name == "IKEv2_KE":
         return f"KE({layer.get_field('group').i2repr(layer, layer.group)})"
     if name == "IKEv2_Encrypted":
         return f"encrypted ({len(layer.load or b'')} bytes)"
-    if name == "IKEv2_Delete":
-        return f"Delete({layer.SPInum} SPI)"
     if name in ("Raw", "Padding"):
         return f"{len(bytes(layer))} bytes not dissected"
     return name.removeprefix("IKEv2_")
 
 
+def _chain(first) -> list:
+    """The proposals or transforms scapy holds as a list, or as one chained to the next by its payload."""
+    out = []
+    for head in first if isinstance(first, list) else [first]:
+        while head is not None and head.__class__.__name__ in ("IKEv2_Proposal", "IKEv2_Transform"):
+            out.append(head)
+            head = head.payload
+    return out
+
+
 def _proposal(proposal) -> str:
     transforms = []
-    for transform in proposal.trans:
+    for transform in _chain(proposal.trans):
         text = transform.get_field("transform_id").i2repr(transform, transform.transform_id)
-        if transform.key_length:
-            text += f"-{transform.key_length}"
+        if getattr(transform, "key_length", None):
+            text += f"/{transform.key_length}"
         transforms.append(text)
     return f"{proposal.proposal}: " + " ".join(transforms)
