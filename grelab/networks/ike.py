@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from concurrent.futures import ThreadPoolExecutor
 
@@ -113,7 +114,7 @@ def established(net, record_property) -> float:
     with shown_on_the_wire(net):
         for router, row in implementations.items():
             wait_until(net.dut(router), row.loaded.format(log=log_of(net, router)), timeout=left(),
-                       what=f"{row.name}'s connection loaded", logs=daemons(row))
+                       what=f"{row.name}'s connection loaded", logs=row.logs)
         r1 = net.dut("r1")
         r1.check(implementations["r1"].initiate(r1, int(left())))
         for router, row in implementations.items():
@@ -125,25 +126,14 @@ def established(net, record_property) -> float:
     return took
 
 
-def daemons(row: Implementation) -> list[str]:
-    """The names of the row's daemons (for their logs in a failure)."""
-    return [d.name for d in row.plan(End("r1", "r2", offices.R1_WAN, offices.R2_WAN, "psk")).daemons]
-
-
-class shown_on_the_wire:
+@contextmanager
+def shown_on_the_wire(net):
     """A failure inside (a deadline passed, a client refused) says also what IKE the transit carried so far, message
     by message: which exchange, who sent it, its payloads, the proposals and notifies of those not encrypted."""
-
-    def __init__(self, net):
-        self.net = net
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, error, trace):
-        if error is None or not isinstance(error, Exception):
-            return False
-        raise AssertionError(f"{error}\n{on_the_wire(self.net)}") from error
+    try:
+        yield
+    except Exception as error:
+        raise AssertionError(f"{error}\n{on_the_wire(net)}") from error
 
 
 def on_the_wire(net) -> str:

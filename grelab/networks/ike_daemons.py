@@ -15,6 +15,7 @@ grelab's cache (grelab.dut.unpacked), its certificates and keys in an NSS databa
 """
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,7 +42,7 @@ class End:
 @dataclass(frozen=True)
 class Implementation:
     """How one IKEv2 implementation is run and asked things. plan: its daemons (and their config) for one End;
-    daemon: the one whose log tells what it did; loaded: a shell test on that log ({log}) that the connection is
+    daemon: the one whose log tells what it did; logs: its daemons' names (their logs go with a failure); loaded: a shell test on that log ({log}) that the connection is
     loaded (so a peer's request finds it); initiate(dut, seconds): the client's command for a DUT, returning within
     those seconds (grelab then waits on the kernels, to a deadline); rekey(dut): likewise; authenticated: regexes
     over its log ({peer}: the peer's identity) whose group "how" says how it authenticated the peer; methods: {what grelab calls that: a regex that
@@ -50,6 +51,7 @@ class Implementation:
     name: str
     plan: Callable[[End], Plan]
     daemon: str
+    logs: tuple[str, ...]
     loaded: str
     initiate: Callable[[object, int], str]
     rekey: Callable[[object], str]
@@ -172,7 +174,7 @@ def swanctl(dut, *args: str) -> str:
 
 
 STRONGSWAN = Implementation(
-    "strongswan", charon, daemon="charon", loaded=f"grep -q 'added vici connection: {CONNECTION}' {{log}}",
+    "strongswan", charon, daemon="charon", logs=("charon", "swanctl"), loaded=f"grep -q 'added vici connection: {CONNECTION}' {{log}}",
     # swanctl --initiate waits for the exchange's end, at most --timeout seconds: its failure says what charon saw
     initiate=lambda dut, seconds: swanctl(dut, "--initiate", "--child", CONNECTION, "--timeout", str(max(1, seconds))),
     rekey=lambda dut: swanctl(dut, "--rekey", "--child", CONNECTION),
@@ -225,7 +227,7 @@ def pluto(end: End, proposals: dict = LIBRESWAN_PROPOSALS) -> Plan:
     the guest). pluto itself runs addconn --autoall on its --config once it listens (programs/pluto/server.c), from
     its compiled-in /usr/libexec/ipsec: that folder is linked to the unpacked package's (library_paths). proposals:
     {"ike": ..., "esp": ...} in libreswan's words."""
-    root = str(unpack(LIBRESWAN))
+    root = libreswan_root()
     nss = nss_database(end.me if end.auth == "certs" else None)
     files = {"ipsec.conf": ipsec_conf(end, proposals), "ipsec.secrets": ipsec_secrets(end),
              **{f"nss/{name}": nss[name] for name in NSS_FILES},
@@ -239,14 +241,20 @@ def pluto(end: End, proposals: dict = LIBRESWAN_PROPOSALS) -> Plan:
     return Plan(daemons=(daemon,))
 
 
+@functools.cache
+def libreswan_root() -> str:
+    """Debian's libreswan unpacked in grelab's cache (grelab.dut.unpacked), checked once per process."""
+    return str(unpack(LIBRESWAN))
+
+
 def whack(dut, *args: str) -> str:
     """A whack command line for `dut`, talking to the case's pluto there."""
     return client(dut, [f"{IPSEC}/whack", "--ctlsocket", f"{folder(dut, 'pluto')}/pluto.ctl", *args],
-                  root=str(unpack(LIBRESWAN)))
+                  root=libreswan_root())
 
 
 LIBRESWAN_ROW = Implementation(
-    "libreswan", pluto, daemon="pluto", loaded=f"grep -q '\"{CONNECTION}\": added IKEv2 connection' {{log}}",
+    "libreswan", pluto, daemon="pluto", logs=("pluto",), loaded=f"grep -q '\"{CONNECTION}\": added IKEv2 connection' {{log}}",
     # whack --initiate would wait through pluto's retransmissions (a minute): asynchronous, grelab waits on the kernels
     initiate=lambda dut, seconds: whack(dut, "--initiate", "--name", CONNECTION, "--asynchronous"),
     rekey=lambda dut: whack(dut, "--rekey-ipsec", "--name", CONNECTION, "--asynchronous"),
