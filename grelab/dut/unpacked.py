@@ -49,13 +49,15 @@ def unpack(package: Package, cache: Path = CACHE_ROOT) -> Path:
             missing = [p for p in package.programs if not (tree / p).is_file()]
             if missing:
                 raise DutError(f"package {package.name} {version} has no {', '.join(missing)}")
-            if target.exists():  # left by an earlier, broken unpack (or another process's, just now): replaced whole
-                shutil.rmtree(target, ignore_errors=True)
-            try:
-                os.rename(tree, target)
-            except OSError:
-                if not all((target / program).is_file() for program in package.programs):
-                    raise
+            if all((target / program).is_file() for program in package.programs):
+                pass  # another process (a pytest worker) unpacked it meanwhile: its tree stays, in use or not
+            else:
+                shutil.rmtree(target, ignore_errors=True)  # left by an earlier, broken unpack
+                try:
+                    os.rename(tree, target)
+                except OSError:
+                    if not all((target / program).is_file() for program in package.programs):
+                        raise
     _check_libraries(package, target)
     return target
 
