@@ -306,3 +306,17 @@ def test_a_daemon_from_an_unpacked_package_runs_from_its_root_with_binary_files_
         subprocess.run([*shell, "-c", files], check=True)
         assert (tmp_path / "pluto/nss/key4.db").read_bytes() == blob
         assert (tmp_path / "pluto/a.conf").read_text() == "x"
+
+
+def test_the_host_dut_says_it_cannot_run_an_unpacked_daemon_whose_helpers_live_in_a_folder_it_lacks():
+    """pluto runs addconn from its compiled-in /usr/libexec/ipsec: the UML guest links it to the unpacked package, the
+    host's namespaces share the host's /usr, where the package is not installed: not applicable, saying why."""
+    from grelab.dut.base import NotApplicable
+    from grelab.dut.host import Host
+    from grelab.dut.plan import Daemon
+    host = Host.__new__(Host)
+    host.name = "r1"
+    pluto = Daemon("pluto", ("/usr/libexec/ipsec/pluto",), library_paths=("/usr/libexec/grelab-absent",),
+                   root="/var/cache/grelab/libreswan")
+    with pytest.raises(NotApplicable, match="DUT r1 lacks daemons_unpacked: Daemon pluto from /var/cache/grelab/libreswan"):
+        host._daemons_script([pluto])
