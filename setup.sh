@@ -9,9 +9,13 @@ cd "$here"
 # from the host's /usr); make, gcc, libc6-dev, flex, bison, bc, xz-utils: building grelab's UML kernel from
 # Debian's kernel source (grelab.dut.uml.kernel); tcpreplay: grelab replay's comparison; chromium +
 # chromium-driver: the run report's browser test; frr, strongswan-*: real daemons the DUTs run for daemon
-# scenarios (grelab.dut.daemon), from the host's /usr.
+# scenarios (grelab.dut.daemon), from the host's /usr. libreswan conflicts with strongswan-libcharon: `grelab dut
+# prepare` (below) downloads its .deb and unpacks it into grelab's cache; here only the libraries its pluto needs
+# (libnss3-tools: certutil and pk12util for its NSS database too).
 debs=(iproute2 nftables tshark tcpdump busybox-static iptables netbase tcpreplay chromium chromium-driver
-      frr strongswan-charon strongswan-swanctl make gcc libc6-dev flex bison bc xz-utils)
+      frr strongswan-charon strongswan-swanctl make gcc libc6-dev flex bison bc xz-utils
+      libnss3-tools libldns3 libunbound8 libevent-core-2.1-7 libevent-pthreads-2.1-7 libcurl3-nss libcap-ng0
+      libaudit1 libldap-2.5-0 libpam0g)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -39,7 +43,7 @@ fi
 # initramfs from the Debian packages above, into grelab's cache; a second run finds both in well under a second.
 # A failure stops set-up (set -e) with grelab's message.
 .venv/bin/grelab kernel build >/dev/null
-.venv/bin/grelab dut prepare >/dev/null
+.venv/bin/grelab dut prepare >/dev/null   # and Debian's libreswan, unpacked into the cache
 # The test corpus of other projects' captures (tests/data/corpus/README.md): from Debian's tcpdump and wireshark
 # source packages (cached in /var/cache/grelab/corpus) and the shared folder beside the checkout; never committed.
 .venv/bin/python tests/corpus.py
