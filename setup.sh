@@ -9,10 +9,14 @@ cd "$here"
 # from the host's /usr); make, gcc, libc6-dev, flex, bison, bc, xz-utils: building grelab's UML kernel from
 # Debian's kernel source (grelab.dut.uml.kernel); tcpreplay: grelab replay's comparison; chromium +
 # chromium-driver: the run report's browser test; frr, strongswan-*: real daemons the DUTs run for daemon
-# scenarios (grelab.dut.daemon), from the host's /usr; openvswitch-switch: the OVS DUT (grelab.dut.ovs), which runs
-# its own ovsdb-server and ovs-vswitchd in a namespace of grelab's.
+# scenarios (grelab.dut.daemon), from the host's /usr. libreswan conflicts with strongswan-libcharon: `grelab dut
+# prepare` (below) downloads its .deb and unpacks it into grelab's cache; here only the libraries its pluto needs
+# (libnss3-tools: certutil and pk12util for its NSS database too). openvswitch-switch: the OVS DUT (grelab.dut.ovs),
+# which runs its own ovsdb-server and ovs-vswitchd in a namespace of grelab's.
 debs=(iproute2 nftables tshark tcpdump busybox-static iptables netbase tcpreplay chromium chromium-driver
-      frr strongswan-charon strongswan-swanctl make gcc libc6-dev flex bison bc xz-utils openvswitch-switch)
+      frr strongswan-charon strongswan-swanctl make gcc libc6-dev flex bison bc xz-utils
+      libnss3-tools libldns3 libunbound8 libevent-core-2.1-7 libevent-pthreads-2.1-7 libcurl3-nss libcap-ng0
+      libaudit1 libldap-2.5-0 libpam0g openvswitch-switch)
 # Open vSwitch's own services are never wanted: on a machine running systemd, its postinst would start
 # openvswitch-switch.service and ovs-record-hostname.service (deb-systemd-invoke), which require ovsdb-server and
 # ovs-vswitchd, in the root namespace, with the openvswitch kernel module. Before a first install their units are
@@ -48,7 +52,7 @@ fi
 # initramfs from the Debian packages above, into grelab's cache; a second run finds both in well under a second.
 # A failure stops set-up (set -e) with grelab's message.
 .venv/bin/grelab kernel build >/dev/null
-.venv/bin/grelab dut prepare >/dev/null
+.venv/bin/grelab dut prepare >/dev/null   # and Debian's libreswan, unpacked into the cache
 # The test corpus of other projects' captures (tests/data/corpus/README.md): from Debian's tcpdump and wireshark
 # source packages (cached in /var/cache/grelab/corpus) and the shared folder beside the checkout; never committed.
 .venv/bin/python tests/corpus.py

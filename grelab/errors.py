@@ -1,4 +1,7 @@
 """The errors grelab raises on purpose: each names what is wrong, so nobody reads a traceback from inside scapy."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
 
 
 class GrelabError(Exception):
@@ -11,6 +14,32 @@ class InputError(GrelabError, ValueError):
     def __init__(self, field: str, value, allowed: str):
         self.field, self.value, self.allowed = field, value, allowed
         super().__init__(f"{field}: {value!r} is not allowed; allowed: {allowed}")
+
+
+@dataclass(frozen=True)
+class Differing:
+    """The first thing a check found other than expected, in four words: where (a link, a DUT), what (a packet
+    field as "IPv6:2.hlim", a counter as "gre1.rx_fifo_errors", "frames"), the value expected and the one seen."""
+
+    where: str
+    field: str
+    expected: str
+    got: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.field} expected {self.expected}, got {self.got}"
+
+    def as_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+class Mismatch(AssertionError):
+    """A check saw something other than it expected: the message is for the person reading the red test,
+    `differing` the first differing field, for what records results (grelab matrix's cell names it)."""
+
+    def __init__(self, message: str, differing: Differing):
+        super().__init__(message)
+        self.differing = differing
 
 
 def check_range(field: str, value, low: int, high: int) -> int:

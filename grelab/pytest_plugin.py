@@ -6,7 +6,8 @@ Fixtures:
     golden        the case's golden recorder (grelab.golden.recorder): compared, or updated, after the case passes
     grelab_scope  the case's scope (grelab.scope): what is deferred there is closed when the case ends
 A scenario module gets its `net` fixture from its Scenario (grelab.scenario.spec.Scenario.fixture).
-Options: --dut, --kernel PATH, --update-golden, --keep-pcaps DIR, --grelab-report DIR, --not-applicable fail|skip.
+Options: --dut, --kernel PATH, --update-golden, --keep-pcaps DIR, --grelab-report DIR; grelab.shard's --shard I/N,
+--store-durations, --durations-file PATH.
 Markers: needs_gre, needs_esp, needs_ipv6_transport, needs_duts(n): with --dut auto, a case the selected DUT cannot run is
 skipped, saying why; with a DUT named explicitly it fails, and a DUT that cannot be selected at all is an error:
 a run that cannot test what it was asked to is never green.
@@ -17,6 +18,7 @@ import re
 from pathlib import Path
 import pytest
 
+from grelab import shard
 from grelab.dut.base import DutError, NotApplicable
 from grelab.dut.pool import DutPool
 
@@ -42,6 +44,7 @@ def pytest_addoption(parser):
                     "...\" (grelab matrix)")
     group.addoption("--grelab-report", metavar="DIR", help="write a run report to DIR/index.html: per case its "
                     "result, story, a ladder diagram of its packets, the golden diff, its pcapng")
+    shard.add_options(group)
 
 
 def pytest_configure(config):
@@ -59,6 +62,7 @@ def pytest_configure(config):
         pin_guests(0)
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
+    shard.configure(config)  # --shard I/N checked (a usage error), the part selected; --store-durations
     report = config.getoption("--grelab-report", None)
     if report and not hasattr(config, "workerinput"):  # this run's cases only, never a previous run's
         import shutil
@@ -358,10 +362,6 @@ def _keep_only(item) -> None:
 
 
 def pytest_terminal_summary(terminalreporter):
-    _summary(terminalreporter)
-
-
-def _summary(terminalreporter):
     """How many cases were skipped and why (one line per reason), so a mostly skipped run is seen for what it
     is; the figures tests recorded; with --update-golden: which goldens were created, changed, or left as they were."""
     reasons: dict[str, int] = {}

@@ -245,6 +245,19 @@ src 203.0.113.1 dst 198.51.100.1
 \tenc cbc(aes) 0x000102030405060708090a0b0c0d0e0f
 \tencap type espinudp sport 4500 dport 4500 addr 0.0.0.0
 \tsel src 0.0.0.0/0 dst 0.0.0.0/0
+src 203.0.113.1 dst 198.51.100.1
+\tproto esp spi 0xca107099(3390075033) reqid 16389(0x00004005) mode transport
+\treplay-window 0 seq 0x00000000 flag  (0x00000000)
+\taead rfc4106(gcm(aes)) 0xb19a8a3bcc03fe8e2a870efef322fac70f878141 (160 bits) 128
+\tanti-replay esn context:
+\t seq-hi 0x0, seq 0x0, oseq-hi 0x0, oseq 0x0
+\t replay_window 128, bitmap-length 4
+\t 00000000 00000000 00000000 00000000
+\tsel src 203.0.113.1/32 dst 198.51.100.1/32 proto gre uid 0
+src 203.0.113.1 dst 198.51.100.1
+\tproto esp spi 0x00002002 reqid 2 mode transport
+\treplay-window 0 seq 0x00000000 flag noecn esn (0x00000011)
+\taead rfc4106(gcm(aes)) 0xb19a8a3bcc03fe8e2a870efef322fac70f878141 (160 bits) 128
 """
 
 
@@ -252,9 +265,58 @@ def test_xfrm_states_as_charon_installs_them_read_back_into_grelab_sas():
     """`ip -s xfrm state` (what read_sas asks: numbers in both bases) and plain `ip xfrm state` both parse; the
     kernel's algorithm names map to grelab's rows, NAT-T and ESN flags come along."""
     from grelab.dut.daemon import parse_xfrm_state
-    gcm, cbc = parse_xfrm_state(IP_S_XFRM_STATE)
+    gcm, cbc, libreswans, esn = parse_xfrm_state(IP_S_XFRM_STATE)
     assert (gcm.spi, gcm.algorithm, gcm.src, gcm.dst, gcm.mode) == (0xCF1D8B2B, "gcm128", "198.51.100.1", "203.0.113.1",
                                                                    "transport")
     assert gcm.key == bytes.fromhex("087ff10f86e9ed9ec1adb4a3867585a9dae88d7a")
     assert (cbc.spi, cbc.mode, cbc.nat_t, cbc.esn, cbc.auth_key[:2]) == (0x2001, "tunnel", (4500, 4500), True, b"\1\2")
     assert cbc.algorithm.startswith("cbc128") and "sha1" in cbc.algorithm
+    # libreswan gives every state its replay window in the ESN form: "anti-replay esn context" with no esn flag
+    assert (gcm.esn, libreswans.esn, libreswans.spi, esn.esn) == (False, False, 0xCA107099, True)
+
+
+def test_a_daemon_from_an_unpacked_package_runs_from_its_root_with_binary_files_written_byte_for_byte(tmp_path):
+    """root: the guest mounts the host folder once (hostfs) and runs argv[0] and its library folders from there; the
+    host DUT runs the path under root. A config file given as bytes (an NSS database) is written as it is, every
+    byte (NUL too) through printf's octal escapes, by busybox's sh as by dash."""
+    import shutil
+    import subprocess
+
+    from grelab.dut import daemon
+    from grelab.dut.plan import Daemon
+    with pytest.raises(InputError, match="root"):
+        Daemon("pluto", ("/usr/libexec/ipsec/pluto",), root="var/cache/x")
+    blob = bytes(range(256)) * 3 + b"'\\%s\n"
+    pluto = Daemon("pluto", ("/usr/libexec/ipsec/pluto", "--rundir", "{dir}"), {"nss/key4.db": blob, "a.conf": "x"},
+                   library_paths=("/usr/libexec/ipsec",), root="/var/cache/grelab/libreswan")
+    guest = daemon.guest_script([pluto], loader=("/usr/lib/x86_64-linux-gnu/ld.so", "/usr/lib/x86_64-linux-gnu"))
+    assert ("[ -d /host-root/var/cache/grelab/libreswan/usr ] || { mkdir -p /host-root/var/cache/grelab/libreswan; "
+            "mount -r -t hostfs -o /var/cache/grelab/libreswan hostfs /host-root/var/cache/grelab/libreswan; }") in guest
+    assert ("ln -s /host-root/var/cache/grelab/libreswan/usr/libexec/ipsec /usr/libexec/ipsec") in guest
+    assert ("/host-usr/lib/x86_64-linux-gnu/ld.so --library-path /host-usr/lib/x86_64-linux-gnu:"
+            "/host-root/var/cache/grelab/libreswan/usr/libexec/ipsec "
+            "/host-root/var/cache/grelab/libreswan/usr/libexec/ipsec/pluto --rundir /tmp/grelab-daemons/pluto") in guest
+    host = daemon.host_script([pluto], str(tmp_path))
+    assert f"setsid /var/cache/grelab/libreswan/usr/libexec/ipsec/pluto --rundir {tmp_path}/pluto" in host
+    files = daemon._files(pluto, str(tmp_path / "pluto"))
+    for shell in ([shutil.which("busybox"), "sh"], ["dash"]):
+        if shell[0] is None:
+            continue
+        shutil.rmtree(tmp_path / "pluto", ignore_errors=True)
+        subprocess.run([*shell, "-c", files], check=True)
+        assert (tmp_path / "pluto/nss/key4.db").read_bytes() == blob
+        assert (tmp_path / "pluto/a.conf").read_text() == "x"
+
+
+def test_the_host_dut_says_it_cannot_run_an_unpacked_daemon_whose_helpers_live_in_a_folder_it_lacks():
+    """pluto runs addconn from its compiled-in /usr/libexec/ipsec: the UML guest links it to the unpacked package, the
+    host's namespaces share the host's /usr, where the package is not installed: not applicable, saying why."""
+    from grelab.dut.base import NotApplicable
+    from grelab.dut.host import Host
+    from grelab.dut.plan import Daemon
+    host = Host.__new__(Host)
+    host.name = "r1"
+    pluto = Daemon("pluto", ("/usr/libexec/ipsec/pluto",), library_paths=("/usr/libexec/grelab-absent",),
+                   root="/var/cache/grelab/libreswan")
+    with pytest.raises(NotApplicable, match="DUT r1 lacks daemons_unpacked: Daemon pluto from /var/cache/grelab/libreswan"):
+        host._daemons_script([pluto])

@@ -21,6 +21,8 @@ SUBCOMMANDS = {
     "kernel": ("grelab.cli.kernel", "build the UML DUT's kernel (grelab's, or from your tree), show which runs"),
     "list": ("grelab.cli.list", "scenarios and their cases: what each shows, whether the DUT can run it"),
     "run": ("grelab.cli.run", "run scenarios through pytest and print a results table"),
+    "matrix": ("grelab.cli.matrix", "run scenarios on several DUT kinds: one page and JSON of every case on each"),
+    "report": ("grelab.cli.report", "merge the run reports of a run's shards (--shard I/N) into one"),
     "soak": ("grelab.cli.soak", "run the catalogue N times under extra CPU load: every case that did not always pass"),
     "pcap": ("grelab.cli.pcap", "compare two pcaps field by field, or show each packet peeled, ESP decrypted"),
     "wireshark": ("grelab.cli.wireshark", "open a pcap in Wireshark with ESP decrypted (tshark's view without a display)"),

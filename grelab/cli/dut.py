@@ -1,5 +1,6 @@
-"""`grelab dut prepare` builds the UML guest's initramfs (cached); `grelab dut shell` boots a DUT and gives
-you its console (one command per line, each answered with its output and exit status)."""
+"""`grelab dut prepare` builds the UML guest's initramfs (cached) and unpacks the Debian packages DUT daemons run
+without their being installed (libreswan: grelab.dut.unpacked); `grelab dut shell` boots a DUT and gives you its
+console (one command per line, each answered with its output and exit status)."""
 from __future__ import annotations
 
 import sys
@@ -17,7 +18,8 @@ exit status: 0 done, 2 the DUT cannot be prepared or booted (the message says wh
 def add_arguments(parser) -> None:
     parser.epilog = EXAMPLES
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    sub.add_parser("prepare", help="build the UML guest's initramfs into the cache (quick when already built)",
+    sub.add_parser("prepare", help="build the UML guest's initramfs and unpack libreswan into the cache (quick when "
+                              "already there)",
                    epilog=EXAMPLES, formatter_class=parser.formatter_class)
     shell = sub.add_parser("shell", help="boot a DUT and run commands in it interactively",
                            epilog=EXAMPLES, formatter_class=parser.formatter_class)
@@ -32,6 +34,10 @@ def run(args) -> int:
         with status("building the user-mode-linux guest's image (cached)"):
             image, _ = prepare_uml()  # failures as a DutError saying what is missing, not a traceback
         print(f"uml guest ready: {image.kernel} with {image.initramfs} ({time.perf_counter() - start:.2f} s)")
+        from grelab.dut.unpacked import LIBRESWAN, unpack, version
+        with status("unpacking Debian's libreswan for the IKE scenario (cached)"):
+            root = unpack(LIBRESWAN)
+        print(f"libreswan {version(LIBRESWAN)} unpacked in {root}")
         return 0
     from grelab.progress import status
     choice = select(args.dut)

@@ -22,12 +22,17 @@ def add_arguments(parser) -> None:
     parser.add_argument("-k", dest="keyword", help="only cases matching this pytest -k expression")
     parser.add_argument("--report", metavar="DIR", help="write a run report to DIR/index.html (ladders of every "
                                                         "case's packets, golden diffs, pcapng links)")
+    parser.add_argument("--shard", metavar="I/N", type=shard, help="run only part I of N of the selected cases, "
+                        "balanced by durations.json (a CI job per part; grelab report merge joins their reports)")
+    parser.add_argument("--store-durations", action="store_true", help="record each case's duration into "
+                        "durations.json, which --shard balances by")
     parser.description = ("run scenarios through pytest against the DUT and print a table of every case's result;\n"
                           "with no SCENARIO, the whole catalogue (grelab list shows it; ~20 s at -n 2 here)")
     parser.epilog = """examples:
   grelab run two_offices -k 'echo and not esp'     # one case, on the DUT --dut auto picks
   grelab run two_offices -k 'tcp and not esp' --keep-pcaps caps --report report   # and a report
   grelab run grelab_endpoint --dut uml -n 2 -k 'gre-in-esp and ipv6'             # 2 workers
+  grelab run two_offices -k echo --shard 1/2      # one of the echo cases; --shard 2/2: the other
 exit status: 0 every case passed, 1 a case failed, 2 a usage or environment error (no DUT, ...)"""
 
 
@@ -38,6 +43,16 @@ def workers(text: str) -> str:
         return text
     raise argparse.ArgumentTypeError(f"{text!r} is not allowed; allowed: a number of workers from 0 to 256, "
                                      "auto or logical")
+
+
+def shard(text: str) -> str:
+    """--shard as grelab's pytest option takes it, checked here: one line, before anything runs."""
+    import argparse
+    from grelab.shard import parse_shard
+    try:
+        return "/".join(map(str, parse_shard(text)))
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(f"{exc.value!r} is not allowed; allowed: {exc.allowed}") from None
 
 
 def check_folder(option: str, path: str) -> None:
@@ -121,11 +136,16 @@ def run(args) -> int:
         pytest_args += ["-k", args.keyword]
     if args.report:
         pytest_args += ["--grelab-report", args.report]
+    if args.shard:
+        pytest_args += ["--shard", args.shard]
+    if args.store_durations:
+        pytest_args.append("--store-durations")
     table = ResultTable()
     code = pytest.main(pytest_args, plugins=[table])
     if code == pytest.ExitCode.NO_TESTS_COLLECTED or (code == pytest.ExitCode.OK and not table.rows):
         chosen = f"-k {args.keyword}" + (f" in {', '.join(args.scenarios)}" if args.scenarios else "") \
             if args.keyword else ", ".join(args.scenarios) or "the catalogue"
+        chosen += f" in shard {args.shard}" if args.shard else ""
         raise GrelabError(f"no case matches {chosen}; cases are listed by `grelab list`")  # tested nothing: no pass
     if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
         return 2  # pytest printed the reason (a --dut that cannot be used, -k matching nothing); no table of nothing

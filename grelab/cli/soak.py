@@ -90,13 +90,17 @@ def pass_on(signum: int) -> None:
 
 
 def soak_run(n: int, argv: list[str], out: Path) -> tuple[int, float]:
-    """One pytest run, its output in out/run-N.log: (exit status, seconds). A stop signal reaches it too (it
-    removes what it made), and this waits for it."""
+    """One pytest run, its output in out/run-N.log: (exit status, seconds)."""
+    return logged_run(argv + ["--junitxml", str(out / f"run-{n}.xml")], out / f"run-{n}.log")
+
+
+def logged_run(argv: list[str], log_path: Path) -> tuple[int, float]:
+    """Run argv (a pytest run), its output in log_path: (exit status, seconds). A stop signal reaches it too (it
+    removes what it made; pass_on, registered by the caller), and this waits for it. grelab matrix's runs too."""
     start = time.monotonic()
-    with open(out / f"run-{n}.log", "w") as log:
+    with open(log_path, "w") as log:
         try:
-            _child[:] = [subprocess.Popen(argv + ["--junitxml", str(out / f"run-{n}.xml")], stdout=log,
-                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)]
+            _child[:] = [subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)]
             _child[0].wait()
         except KeyboardInterrupt:
             for child in _child:

@@ -279,8 +279,18 @@ def _xfrm_states(text: str, source: str) -> list[tuple[SA, str]]:
         states.append((_sa(where, spi=_int(spi[1], f"{where}: spi"), algorithm=algorithm, key=key, auth_key=auth_key,
                            src=head[1], dst=head[2], mode=mode[1] if mode else None,
                            nat_t=(int(encap[1]), int(encap[2])) if encap else None,
-                           esn=bool(re.search(r"\bflag\b[^:]*?\besn\b", block))), where))
+                           esn=_esn(block)), where))
     return states
+
+
+# The state flags iproute2 names (ip/xfrm_state.c), after "flag": the list ends at the first other word (in `ip xfrm
+# state` output "(0x...)"): "anti-replay esn context", which the kernel shows for any state given a replay window in
+# its ESN form (libreswan's, ESN off too), is not a flag.
+_XFRM_FLAGS = re.compile(r"\bflag((?: (?:noecn|decap-dscp|nopmtudisc|wildrecv|icmp|af-unspec|align4|esn)\b)*)")
+
+
+def _esn(block: str) -> bool:
+    return any("esn" in found.split() for found in _XFRM_FLAGS.findall(block))
 
 
 def _xfrm_algorithm(block: str, where: str) -> tuple[str, bytes, bytes]:

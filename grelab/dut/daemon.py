@@ -28,9 +28,11 @@ from grelab.errors import InputError
 
 GUEST_DIR = "/tmp/grelab-daemons"
 HOST_USR = "/host-usr"
+HOST_ROOT = "/host-root"  # where the guest mounts a daemon's root (an unpacked package): /host-root/var/cache/...
 LOADER = Path("/lib64/ld-linux-x86-64.so.2")
 
 
+OCTAL = [f"\\{b:03o}" for b in range(256)]
 DAEMON_NAME_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 CONFIG_PATH_RE = re.compile(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*")
 
@@ -44,8 +46,10 @@ class Daemon:
     first and its output goes to `log`. library_paths: folders under /usr its plugins or libraries are
     found in (/usr/lib/ipsec). after: a path ("{dir}/../zebra/zserv.api") the daemon waits for, at most 10 s,
     before it starts: the socket of a daemon it needs, which it would otherwise retry only seconds later (FRR's
-    ospfd: 10 s). The UML guest runs it from the host's /usr through the host's loader, the host DUT in its
-    namespace (grelab.dut.daemon renders both)."""
+    ospfd: 10 s). root: a host folder holding the program's package unpacked, not installed (grelab.dut.unpacked:
+    libreswan's pluto), where argv[0] and library_paths are found; the host's libraries still serve it. A config
+    file's text may be bytes (an NSS database), written as they are. The UML guest runs it from the host's /usr (or
+    root) through the host's loader, the host DUT in its namespace (grelab.dut.daemon renders both)."""
 
     name: str
     argv: tuple[str, ...]
@@ -54,6 +58,7 @@ class Daemon:
     library_paths: tuple[str, ...] = ()
     after: str = ""
     oneshot: bool = False  # a command that does its job and exits 0 (swanctl --load-all), not a daemon that stays
+    root: str = ""
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not DAEMON_NAME_RE.fullmatch(self.name):
@@ -63,7 +68,7 @@ class Daemon:
             raise InputError(f"daemon {self.name} argv", self.argv, "words, the first a program's path under /usr")
         object.__setattr__(self, "argv", argv)
         files = self.config_files.items() if isinstance(self.config_files, dict) else self.config_files
-        files = tuple((str(k), str(v)) for k, v in files)
+        files = tuple((str(k), v if isinstance(v, bytes) else str(v)) for k, v in files)
         for path, _ in files:
             if not CONFIG_PATH_RE.fullmatch(path) or ".." in path.split("/"):
                 raise InputError(f"daemon {self.name} config file", path, "a relative path such as ospfd.conf")
@@ -83,6 +88,9 @@ class Daemon:
             raise InputError(f"daemon {self.name} after", self.after, "a path such as {dir}/../zebra/zserv.api")
         if not isinstance(self.oneshot, bool):
             raise InputError(f"daemon {self.name} oneshot", self.oneshot, "True or False")
+        if not isinstance(self.root, str) or self.root and not (
+                re.fullmatch(r"(/[A-Za-z0-9_.+-]+)+", self.root) and ".." not in self.root.split("/")):
+            raise InputError(f"daemon {self.name} root", self.root, "a host folder such as /var/cache/grelab/libreswan")
 
 
 def _host_loader() -> tuple[str, str]:
@@ -104,7 +112,11 @@ def _files(daemon: Daemon, folder: str) -> str:
     if subfolders:
         out += "mkdir -p " + " ".join(shlex.quote(f"{folder}/{s}") for s in subfolders) + "\n"
     for path, text in daemon.config_files:  # "{dir}" in a file too: a socket's path in charon's strongswan.conf
-        out += f"printf '%s' {shlex.quote(text.replace('{dir}', folder))} > {shlex.quote(folder + '/' + path)}\n"
+        if isinstance(text, bytes):  # every byte as an octal escape of printf's format (NUL too: busybox and dash)
+            escaped = "".join(OCTAL[b] for b in text)
+            out += f"printf '{escaped}' > {shlex.quote(folder + '/' + path)}\n"
+        else:
+            out += f"printf '%s' {shlex.quote(text.replace('{dir}', folder))} > {shlex.quote(folder + '/' + path)}\n"
     return out
 
 
@@ -126,35 +138,42 @@ def guest_script(daemons, loader: tuple[str, str] | None = None) -> str:
     background through the host's loader, its pid added to $GRELAB_DAEMON_PIDS and printed as
     "@@daemon NAME PID". Once per boot, what daemons expect of a Debian system: /dev/urandom and /dev/random
     (the initramfs has no devtmpfs), /var/run, /var/tmp, a root user in /etc/passwd and /etc/group (FRR looks
-    its user up, and insists that it be in the group of its vty sockets, frrvty), and each library folder at
-    its own path (plugins are found by compiled-in paths such as /usr/lib/ipsec/plugins)."""
+    its user up, and insists that it be in the group of its vty sockets, frrvty), each library folder at
+    its own path (plugins are found by compiled-in paths such as /usr/lib/ipsec/plugins), and a daemon's root
+    (an unpacked package) mounted read-only from the host at /host-root/ROOT."""
     if not daemons:
         return ""
     loader_path, libdir = loader or _host_loader()
-    guest = lambda path: HOST_USR + path.removeprefix("/usr")  # noqa: E731
     out = ("[ -e /dev/urandom ] || { mknod /dev/urandom c 1 9; mknod /dev/random c 1 8; mkdir -p /var/tmp /usr/lib; "
            "ln -s /run /var/run; printf 'root:x:0:0:root:/root:/bin/sh\\n' > /etc/passwd; "
            "printf 'root:x:0:\\nfrrvty:x:85:root\\n' > /etc/group; }\n")
     for daemon in daemons:
+        if daemon.root:
+            mounted = shlex.quote(HOST_ROOT + daemon.root)
+            out += (f"[ -d {mounted}/usr ] || {{ mkdir -p {mounted}; "
+                    f"mount -r -t hostfs -o {shlex.quote(daemon.root)} hostfs {mounted}; }}\n")
         for path in daemon.library_paths:
-            out += f"[ -e {path} ] || {{ mkdir -p {path.rpartition('/')[0]}; ln -s {guest(path)} {path}; }}\n"
+            out += f"[ -e {path} ] || {{ mkdir -p {path.rpartition('/')[0]}; ln -s {_in_guest(path, daemon.root)} {path}; }}\n"
         folder = f"{GUEST_DIR}/{daemon.name}"
         out += _files(daemon, folder)
         argv, env = _words(daemon, folder)
-        libraries = ":".join([guest(libdir)] + [guest(p) for p in daemon.library_paths])
-        command = [guest(loader_path), "--library-path", libraries, guest(argv[0])] + argv[1:]
-        out += (_background(daemon, folder, shlex.join(command), env) +
+        command = guest_command(argv, daemon.library_paths, (loader_path, libdir), daemon.root)
+        out += (_background(daemon, folder, command, env) +
                 f'GRELAB_DAEMON_PIDS="$GRELAB_DAEMON_PIDS $!"; echo "@@daemon {daemon.name} $!"\n')
     return out
 
 
-def guest_command(argv: list[str], library_paths=(), loader: tuple[str, str] | None = None) -> str:
-    """A shell command running a program of the host's /usr in the UML guest (a daemon's client: vtysh,
-    swanctl), through the host's loader."""
+def _in_guest(path: str, root: str = "") -> str:
+    """Where a path of the host's /usr (or of an unpacked package's, under root) is in the UML guest."""
+    return HOST_ROOT + root + path if root else HOST_USR + path.removeprefix("/usr")
+
+
+def guest_command(argv: list[str], library_paths=(), loader: tuple[str, str] | None = None, root: str = "") -> str:
+    """A shell command running a program of the host's /usr (or of an unpacked package under root, mounted by its
+    daemon's start) in the UML guest (a daemon's client: vtysh, swanctl, whack), through the host's loader."""
     loader_path, libdir = loader or _host_loader()
-    guest = lambda path: HOST_USR + path.removeprefix("/usr")  # noqa: E731
-    libraries = ":".join([guest(libdir)] + [guest(p) for p in library_paths])
-    return shlex.join([guest(loader_path), "--library-path", libraries, guest(argv[0])] + list(argv[1:]))
+    libraries = ":".join([_in_guest(libdir)] + [_in_guest(p, root) for p in library_paths])
+    return shlex.join([_in_guest(loader_path), "--library-path", libraries, _in_guest(argv[0], root)] + list(argv[1:]))
 
 
 def host_script(daemons, base: str) -> str:
@@ -168,6 +187,7 @@ def host_script(daemons, base: str) -> str:
         folder = f"{base}/{daemon.name}"
         out += _files(daemon, folder)
         argv, env = _words(daemon, folder)
+        argv[0] = daemon.root + argv[0]
         out += (_background(daemon, folder, f"setsid {shlex.join(argv)}", env) +
                 f'echo "@@daemon {daemon.name} $!"\n')
     return out
@@ -215,14 +235,14 @@ def folder(dut, name: str) -> str:
     return getattr(dut, "daemon_folder", lambda n: f"{GUEST_DIR}/{n}")(name)
 
 
-def client(dut, argv: list[str], library_paths=(), env=()) -> str:
-    """A shell command for `dut` running a daemon's client (vtysh, swanctl) of the host's /usr: as it is in the host
-    DUT's namespace, through the host's loader in the UML guest. "{dir}" in a word: the client's daemon's folder
-    is spelt out by the caller (folder())."""
+def client(dut, argv: list[str], library_paths=(), env=(), root: str = "") -> str:
+    """A shell command for `dut` running a daemon's client (vtysh, swanctl, whack) of the host's /usr (or of an
+    unpacked package under root): as it is in the host DUT's namespace, through the host's loader in the UML guest.
+    "{dir}" in a word: the client's daemon's folder is spelt out by the caller (folder())."""
     assignments = "".join(f"{k}={shlex.quote(v)} " for k, v in env)
     if hasattr(dut, "daemon_folder"):
-        return assignments + shlex.join(argv)
-    return assignments + guest_command(argv, library_paths)
+        return assignments + shlex.join([root + argv[0], *argv[1:]])
+    return assignments + guest_command(argv, library_paths, root=root)
 
 
 def daemon_log(dut, name: str) -> str:

@@ -80,7 +80,19 @@ OVS_DIVERGENCES = (
            f"{OVS} lib/netdev-native-tnl.c:313, netdev_tnl_ip_build_header"),
 )
 
-DIVERGENCES: tuple[Divergence, ...] = OVS_DIVERGENCES
+DIVERGENCES: tuple[Divergence, ...] = (
+    # Seen on the wire (scenarios/ikev2.py): r2's first ESP under its new SPI leaves before (or with) its
+    # CREATE_CHILD_SA response, and r1 drops it as XfrmAcquireError (ESP for an SPI it has only reserved). strongSwan
+    # as the responder sends under the new SA only once the initiator deleted the old one
+    # (src/libcharon/sa/ikev2/tasks/child_create.c:709-713 at 5.9.8): none lost.
+    Divergence("libreswan", "ikev2.py::test_a_rekey_mid_stream_loses_no_echo[*-libreswan]",
+               "as the responder of a Child SA rekey, pluto installs the new outbound SA with the inbound one when "
+               "the request arrives, so it sends under the new SPI before the initiator holds it: the echo replies "
+               "of the rekey's round trip are dropped by the initiator's kernel (XfrmAcquireError)",
+               "programs/pluto/ikev2_child.c:382-383 at v4.10 (process_v2_child_request_payloads: "
+               "install_ipsec_sa(&larval_child->sa, true), inbound and outbound at once)"),
+    *OVS_DIVERGENCES,
+)
 
 
 def case_id(nodeid: str) -> str:
@@ -96,10 +108,11 @@ def implementations_of(dut_kind: str, variant_implementation: str | None) -> set
 
 
 def divergences_for(nodeid: str, implementations: set[str],
-                    table: tuple[Divergence, ...] = DIVERGENCES) -> list[Divergence]:
-    """The rows that say how one of `implementations` behaves in this case."""
+                    table: tuple[Divergence, ...] | None = None) -> list[Divergence]:
+    """The rows of `table` (DIVERGENCES as it is when called) that say how one of `implementations` behaves in this
+    case."""
     case = case_id(nodeid)
-    return [row for row in table if row.implementation in implementations and _matches(row.cases, case)]
+    return [row for row in (DIVERGENCES if table is None else table) if row.implementation in implementations and _matches(row.cases, case)]
 
 
 def _matches(pattern: str, case: str) -> bool:

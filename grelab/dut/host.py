@@ -146,6 +146,13 @@ class Host(ShellDut):
         from grelab.lab.ownership import current_run
         if not daemons:
             return ""
+        for d in daemons:  # a package unpacked, not installed, whose program runs its helpers from compiled-in
+            # folders (libreswan's pluto: /usr/libexec/ipsec/addconn): the guest links them, this host has them not
+            missing = [path for path in d.library_paths if d.root and not Path(path).exists()]
+            if missing:
+                from grelab.dut.base import NotApplicable
+                raise NotApplicable(self.name, "daemons_unpacked", f"Daemon {d.name} from {d.root} runs its helpers "
+                                    f"from {missing[0]}, which this host lacks (the package is not installed)")
         self.__dict__.setdefault("_oneshots", set()).update(d.name for d in daemons if d.oneshot)
         self._daemon_base = str(current_run().path / "daemons" / self.namespace)
         return daemon.host_script(daemons, self._daemon_base)

@@ -4,16 +4,17 @@
     expect(cap, [first, second, third])  # each once, in this order
     expect_none(cap, within=0.2)         # nothing but ARP/ND/MLD chatter
 
-A failure raises AssertionError with the report of grelab.expect.report, so pytest shows it as the
-assertion message. Frames the capture dropped fail every expectation: an incomplete capture proves
-nothing.
+A failure raises Mismatch (an AssertionError) with the report of grelab.expect.report, so pytest shows it as the
+assertion message, and the first differing field (grelab matrix names it). Frames the capture dropped fail every
+expectation: an incomplete capture proves nothing.
 """
 from __future__ import annotations
 
 from grelab.capture.capture import Capture, CaptureResult
 from grelab.craft.esp import decrypt_frame
-from grelab.errors import GrelabError
-from grelab.expect.match import Template, is_chatter, is_noise
+from grelab.craft.dissect import frame
+from grelab.errors import Differing, GrelabError, Mismatch
+from grelab.expect.match import Template, is_chatter, is_noise, telling
 from grelab.expect.report import failure_report, silence_report
 
 
@@ -88,7 +89,9 @@ def expect(capture: Capture, packets, ignore=(), count: int = 1, ordered: bool =
         problem = f"expected {wanted} matching frames, got {wanted + progress.extra}"
     if problem:
         template = progress.wanted[min(len(progress.matched), wanted - 1)]
-        raise AssertionError(failure_report(problem, template, result, progress.others))
+        differing = first_differing(template, progress.others, result.ifname) or \
+            Differing(result.ifname, "frames", f"{wanted} matching", f"{len(progress.matched) + progress.extra}")
+        raise Mismatch(failure_report(problem, template, result, progress.others), differing)
     return CaptureResult(progress.matched, True, result.passed, result.dropped, result.ifname).packets()
 
 
@@ -102,4 +105,15 @@ def expect_none(capture: Capture, packets=None, ignore=(), within: float = 0.2, 
     if result.dropped or offending:
         what = f"{len(offending)} frames arrived where none should" if offending else \
             f"the capture dropped {result.dropped} frames: cannot tell that nothing arrived"
-        raise AssertionError(silence_report(what, result, offending))
+        got = frame(offending[0]).summary() if offending else f"{result.dropped} dropped"
+        raise Mismatch(silence_report(what, result, offending), Differing(result.ifname, "frames", "none", got))
+
+
+def first_differing(template: Template, candidates: list[bytes], where: str) -> Differing | None:
+    """The field where the closest of `candidates` differs from the template (failure_report's first; a length or
+    checksum only when nothing else differs), or None when nothing else arrived."""
+    closest = min((template.differences(frame(raw)) for raw in dict.fromkeys(candidates)), key=len, default=None)
+    if not closest:
+        return None
+    first = telling(closest)
+    return Differing(where, f"{first.layer}.{first.field}", first.expected, first.got)

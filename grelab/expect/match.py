@@ -96,6 +96,16 @@ class Template:
         return found
 
 
+# Fields computed from the others: a length or checksum differs because something else does, which tells more.
+DERIVED_FIELDS = frozenset({"len", "plen", "ihl", "chksum", "cksum", "dataofs"})
+
+
+def telling(differences: list[Difference]) -> Difference:
+    """Of a packet's differences, the one to name first: the first that is not a length or checksum (those follow
+    from the others), else the first."""
+    return next((d for d in differences if d.field not in DERIVED_FIELDS), differences[0])
+
+
 def is_noise(frame: bytes) -> bool:
     """ARP, neighbour discovery or MLD: the chatter of links, not the traffic under test."""
     ethertype = frame[12:14]

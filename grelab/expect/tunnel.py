@@ -25,8 +25,8 @@ from scapy.utils import checksum
 from grelab.craft.dissect import dissect, dissect_ip, ip_length
 from grelab.craft.esp import padding_problem
 from grelab.craft.peel import peel
-from grelab.errors import GrelabError, InputError, MalformedPacket
-from grelab.expect.match import Template
+from grelab.errors import Differing, GrelabError, InputError, MalformedPacket, Mismatch
+from grelab.expect.match import Template, telling
 
 ETHERTYPE_IPV4, ETHERTYPE_IPV6 = 0x0800, 0x86DD
 _FRAME = Ether(src="02:00:00:00:00:00", dst="02:00:00:00:00:00")  # only to compare passengers as frames
@@ -43,12 +43,13 @@ def expect_tunnel_carries(transit: list[bytes], passengers: list[bytes], sas=(),
         if not isinstance(packet, (bytes, bytearray)):
             raise InputError(f"passenger {n}", type(packet).__name__, "the bytes of an IP or IPv6 packet")
         dissect_ip(bytes(packet))  # MalformedPacket if not even its header is there
-    problems, carried = [], []
+    problems, carried, first = [], [], []  # first: the first differing field of each problem (Differing)
     for n, frame in enumerate(transit, 1):
         try:
             passenger = _passenger(frame, sas, proto, allowed)
         except _Bad as bad:
             problems.append(f"transit frame {n}: {bad}")
+            first.append(Differing("transit", f"frame {n}", "the tunnel's carrier", str(bad)))
             continue
         carried.append(passenger)
     want, got = _by_source(passengers), _by_source(carried)
@@ -59,10 +60,16 @@ def expect_tunnel_carries(transit: list[bytes], passengers: list[bytes], sas=(),
                 if w != g:
                     problems.append(f"  passenger {n} from {_address(source)}: expected {_summary(w)}, "
                                     f"carried {_summary(g)}")
-                    problems.extend(f"    {d}" for d in _differences(w, g))
+                    fields = _differences(w, g)
+                    problems.extend(f"    {d}" for d in fields)
+                    named = telling(fields) if fields else None
+                    first.append(Differing("transit", f"passenger {n} {named.layer}.{named.field}", named.expected,
+                                           named.got) if named else
+                                 Differing("transit", f"passenger {n} from {_address(source)}", _summary(w), _summary(g)))
                     break
     if problems:
-        raise AssertionError("transit does not hold exactly the tunnelled passengers:\n" + "\n".join(problems))
+        first.append(Differing("transit", "passengers", str(len(passengers)), str(len(carried))))
+        raise Mismatch("transit does not hold exactly the tunnelled passengers:\n" + "\n".join(problems), first[0])
 
 
 class _Bad(Exception):

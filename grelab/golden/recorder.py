@@ -59,6 +59,11 @@ class GoldenRecorder:
         self.where: dict[str, tuple[str, str]] = {}  # link name -> (node, ifname) of its capture
         self.counts: list[Counted] = []
 
+    @property
+    def differing(self):
+        """When finish found the capture differs from the golden: its first differing field (grelab.errors.Differing)."""
+        return self.store.differing
+
     def leave_out_routing(self, routing) -> None:
         """Leave daemons' control-plane traffic out of the golden (grelab.expect.match.is_routing): it is timed
         by the daemons, so how much of it a case sees varies run to run. ESP sequence numbers are then

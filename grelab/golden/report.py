@@ -6,7 +6,8 @@ golden recorder the plugin hands over (grelab.golden.ladder: each frame of the r
 to the node it was for, peeled, ESP decrypted, drops crossed out with the counters the case saw move, the first
 frame per link that differs from the golden marked). The process that sees every case (xdist's controller, or the
 only one) keeps each step's time (RunReport) and assembles the page at the end (grelab.golden.report_page draws it),
-with links to each case's golden, its decrypted companion when there is one, and this run's capture.
+with links to each case's golden, its decrypted companion when there is one, and this run's capture; the steps'
+times and the run's seconds go to DIR/run.json too, so shards' reports merge into one page (grelab.golden.merge).
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from grelab.golden.decrypted import companion_path, decrypted_frames, needs_comp
 from grelab.golden.recorder import GoldenRecorder
 from grelab.outputs import write_all
 
+RUN_FILE = "run.json"  # beside DIR/cases: the run's seconds and each case's steps (grelab report merge reads them)
 FACTS = ("nodeid", "scenario", "case", "scenario_story", "story", "outcome", "failure", "dut")
 
 
@@ -93,9 +95,9 @@ def save_case(folder: Path, data: dict) -> None:
     write_all(writers)
 
 
-def write_page(folder: Path, steps: dict[str, dict] | None = None, took: float | None = None) -> Path:
+def write_page(folder: Path, steps: dict[str, dict] | None = None, took: float | list[float] | None = None) -> Path:
     """DIR/index.html from every case saved in DIR/cases; steps: {nodeid: {"setup": s, "call": s, "teardown": s,
-    "teardown_failure": text}} as pytest reported them; took: the run's seconds."""
+    "teardown_failure": text}} as pytest reported them; took: the run's seconds (each shard's, merged)."""
     from grelab.golden.report_page import render
     steps = steps or {}
     cases = [json.loads(p.read_text()) for p in sorted((folder / "cases").glob("*.json"))]
@@ -140,7 +142,10 @@ class RunReport:
 
     def pytest_sessionfinish(self, session):
         if (self.folder / "cases").is_dir():
-            self.page = write_page(self.folder, self.steps, time.monotonic() - self.started)
+            took = time.monotonic() - self.started
+            run = json.dumps({"took": took, "steps": self.steps})  # what the cases' files lack, for a merge
+            write_all({str(self.folder / RUN_FILE): lambda tmp: Path(tmp).write_text(run)})
+            self.page = write_page(self.folder, self.steps, took)
 
     def pytest_terminal_summary(self, terminalreporter):
         if self.page is not None:

@@ -19,16 +19,21 @@ DIFF_LINE = re.compile(r"^(\s*)(\S+\.\S+: expected .*, got .*|comment: .* != .*)
 e = html.escape
 
 
-def render(cases: list[dict], took: float | None = None) -> str:
-    """The whole page for these cases (grelab.golden.report's dicts, with "steps" and "links")."""
+def render(cases: list[dict], took: float | list[float] | None = None) -> str:
+    """The whole page for these cases (grelab.golden.report's dicts, with "steps" and "links"); took: the run's
+    seconds, or each shard's when the page joins shards' reports (grelab report merge)."""
     counts = {r: sum(c["outcome"] == r for c in cases) for r in RESULTS}
     title = f"grelab run: {counts['passed']} of {len(cases)} cases passed" + "".join(
         f", {counts[r]} {r}" for r in ("failed", "error", "skipped") if counts[r])
     scenarios = list(dict.fromkeys(c["scenario"] for c in cases))
     body = [f"<h1>{e(title)}</h1>"]
     body += [f'<p class="dut">DUT: {e(line)}</p>' for line in sorted({c.get("dut", "") for c in cases} - {""})]
+    if isinstance(took, list):
+        took_text = f"The run's {len(took)} shards took " + ", ".join(f"{t:.1f}" for t in took) + " s"
+    elif took is not None:
+        took_text = f"The run took {took:.1f} s"
     if took is not None:
-        body.append(f'<p class="took">The run took {took:.1f} s; the cases\' steps {sum(_seconds(c) for c in cases):.1f} s '
+        body.append(f'<p class="took">{took_text}; the cases\' steps {sum(_seconds(c) for c in cases):.1f} s '
                     'of worker time.</p>')
     body.append(summary(cases, scenarios))
     body.append(filters(cases, scenarios, counts))

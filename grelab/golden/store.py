@@ -16,9 +16,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from grelab.craft.dissect import frame as dissect_frame
+from grelab.errors import Differing
 from grelab.golden.case import Frame, read_pcapng, write_pcapng
 from grelab.golden.decrypted import companion_path, decrypted_frames, needs_companion
-from grelab.expect.match import Template
+from grelab.expect.match import Template, telling
 
 ESP_SA_FILE = "esp_sa"
 
@@ -33,19 +34,24 @@ def case_file_name(test_name: str) -> str:
 class GoldenStore:
     def __init__(self, root: Path):
         self.root = Path(root)
+        self.differing: Differing | None = None  # the last compare's first differing field (grelab matrix's cell)
 
     def path(self, scenario: str, case: str) -> Path:
         return self.root / scenario / f"{case}.pcapng"
 
     def compare(self, scenario: str, case: str, frames: list[Frame], update_hint: str) -> str | None:
-        """None when the frames equal the golden; otherwise the failure message to show."""
+        """None when the frames equal the golden; otherwise the failure message to show (and first_differing
+        has its first differing field)."""
         path = self.path(scenario, case)
+        self.differing = None
         if not path.exists():
+            self.differing = Differing(f"golden {path.name}", "file", "a golden pcap", "none yet")
             return (f"no golden pcap {path} yet; look at the capture, and if it is right create the golden with:\n"
                     f"    {update_hint}")
         golden = read_pcapng(path)
         if same(golden, frames):
             return None
+        self.differing = first_differing(golden, frames)
         return f"capture differs from golden {path}\n" + describe_difference(golden, frames) + \
             f"\nif the new packets are right, update the golden with:\n    {update_hint}"
 
@@ -132,28 +138,52 @@ def describe_difference(golden: list[Frame], got: list[Frame], names: tuple[str,
     """Per link: the frame counts, then the first differing frame pair (every one, with every=True), field
     by field. names: what the two sides are called."""
     width = max(map(len, names))
-    lines = []
+    lines, seen = [], set()
+    for link, want, have, i, w, h in _differing_frames(golden, got):
+        if link in seen and not every:
+            continue
+        if link not in seen:
+            seen.add(link)
+            lines.append(f"link {link or '(unnamed)'}: {names[0]} has {len(want)} frames, {names[1]} has {len(have)}")
+        lines.append(f"  {'difference' if every else 'first difference'} at frame {i + 1} on {link or '(unnamed)'}:")
+        lines.append(f"    {names[0]:{width}}: {_summary(w)}")
+        lines.append(f"    {names[1]:{width}}: {_summary(h)}")
+        if w is not None and h is not None:
+            if w.comment != h.comment:
+                lines.append(f"    comment: {w.comment!r} != {h.comment!r}")
+            lines.extend(f"    {d}" for d in Template(w.data).differences(dissect_frame(h.data)))
+    return "\n".join(lines)
+
+
+def first_differing(golden: list[Frame], got: list[Frame]) -> Differing | None:
+    """What describe_difference shows first: on the first link that differs, its first differing frame's telling
+    field (grelab.expect.match.telling; the frame itself when one side has none there, its comment when only that
+    differs)."""
+    for link, _, _, i, w, h in _differing_frames(golden, got):
+        where = f"golden {link or '(unnamed)'} frame {i + 1}"
+        if w is None or h is None:
+            return Differing(where, "frame", _summary(w), _summary(h))
+        fields = Template(w.data).differences(dissect_frame(h.data))
+        if fields:
+            named = telling(fields)
+            return Differing(where, f"{named.layer}.{named.field}", named.expected, named.got)
+        return Differing(where, "comment", w.comment, h.comment)
+    return None
+
+
+def _differing_frames(golden: list[Frame], got: list[Frame]):
+    """(link, its golden frames, its captured frames, i, golden's i-th frame or None, the capture's) for every
+    frame pair that differs, link by link in name order."""
     for link in sorted({f.link for f in golden} | {f.link for f in got}):
         want = [f for f in golden if f.link == link]
         have = [f for f in got if f.link == link]
         if [f.key() for f in want] == [f.key() for f in have]:
             continue
-        lines.append(f"link {link or '(unnamed)'}: {names[0]} has {len(want)} frames, {names[1]} has {len(have)}")
         for i in range(max(len(want), len(have))):
             w = want[i] if i < len(want) else None
             h = have[i] if i < len(have) else None
-            if w is not None and h is not None and w.key() == h.key():
-                continue
-            lines.append(f"  {'difference' if every else 'first difference'} at frame {i + 1} on {link or '(unnamed)'}:")
-            lines.append(f"    {names[0]:{width}}: {_summary(w)}")
-            lines.append(f"    {names[1]:{width}}: {_summary(h)}")
-            if w is not None and h is not None:
-                if w.comment != h.comment:
-                    lines.append(f"    comment: {w.comment!r} != {h.comment!r}")
-                lines.extend(f"    {d}" for d in Template(w.data).differences(dissect_frame(h.data)))
-            if not every:
-                break
-    return "\n".join(lines)
+            if w is None or h is None or w.key() != h.key():
+                yield link, want, have, i, w, h
 
 
 def _summary(frame: Frame | None) -> str:

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 
 from grelab.capture.capture import SO_RCVBUFFORCE
+from grelab.errors import Differing, Mismatch
 from grelab.lab import netns
 
 ICMPV6_ECHO_REQUEST, ICMPV6_ECHO_REPLY = 128, 129
@@ -59,7 +60,8 @@ def ping(lab, node: str, dst: str, ident: int = 0x4242, seq: int = 1, payload: b
                 kind, _, _, got_ident, got_seq = struct.unpack_from("!BBHHH", icmp)
                 if kind == reply and (got_ident, got_seq) == (ident, seq):
                     return EchoReply(addr[0], got_ident, got_seq, icmp[8:], (time.monotonic() - start) * 1000)
-        raise AssertionError(f"no echo reply from {dst} to {node} within {timeout} s (ident {ident}, seq {seq})")
+        raise Mismatch(f"no echo reply from {dst} to {node} within {timeout} s (ident {ident}, seq {seq})",
+                       Differing(node, f"echo reply from {dst}", f"within {timeout} s", "none"))
     return lab.run_in(node, body)
 
 

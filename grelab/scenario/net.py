@@ -14,6 +14,8 @@ ND, MLD), also inside the tunnel, never counts.
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import threading
 import time
 import warnings
@@ -26,7 +28,7 @@ from grelab.expect import expect as _expect
 from grelab.expect.expect import expect_none
 from grelab.expect.match import is_chatter, is_routing
 from grelab.expect.tunnel import expect_tunnel_carries
-from grelab.errors import GrelabError
+from grelab.errors import Differing, GrelabError, Mismatch
 from grelab.scenario import hosts
 from grelab.together import side_by_side
 # Scenario and Variant (grelab.scenario.spec) are only named in annotations here: spec makes a Net (its fixture),
@@ -49,16 +51,28 @@ class Link:
 
     def carries_exactly(self, passengers: list[bytes], proto: int = 0x86DD) -> None:
         """Only the carrier (GRE of `proto`, inside ESP in an ESP variant) crossed, carrying exactly these."""
-        expect_tunnel_carries(self.frames(), passengers, sas=self.net.sas, proto=proto, endpoints=self.net.endpoints)
+        with self._named():
+            expect_tunnel_carries(self.frames(), passengers, sas=self.net.sas, proto=proto, endpoints=self.net.endpoints)
 
     def expect(self, packets, **options) -> list:
         """grelab.expect.expect on this link, ESP of the variant decrypted first."""
         options.setdefault("sas", self.net.sas)
-        return _expect(self.capture, packets, **options)
+        with self._named():
+            return _expect(self.capture, packets, **options)
 
     def expect_none(self, packets=None, **options) -> None:
         options.setdefault("sas", self.net.sas)
-        expect_none(self.capture, packets, **options)
+        with self._named():
+            expect_none(self.capture, packets, **options)
+
+    @contextlib.contextmanager
+    def _named(self):
+        """A mismatch on this link says where by the link's name (transit), not its capture's interface."""
+        try:
+            yield
+        except Mismatch as exc:
+            exc.differing = dataclasses.replace(exc.differing, where=self.name)
+            raise
 
 
 class Net:
@@ -209,8 +223,9 @@ class Net:
             if delta.flat().get(name, 0) >= moved:
                 return delta
             if time.monotonic() > deadline:
-                raise AssertionError(f"DUT {dut}: {name} moved {delta.flat().get(name, 0)} within {timeout} s, "
-                                     f"not {moved}; what moved: {delta.flat()}")
+                got = delta.flat().get(name, 0)
+                raise Mismatch(f"DUT {dut}: {name} moved {got} within {timeout} s, not {moved}; what moved: "
+                               f"{delta.flat()}", Differing(f"DUT {dut}", name, f"{moved} or more", str(got)))
 
     def address(self, host: str) -> str:
         try:
@@ -289,8 +304,10 @@ class Net:
                 return moved
             reached = all(moved["xfrm"].get(name, 0) >= n for name, n in xfrm.items())
             if reached or time.monotonic() > deadline:
-                raise AssertionError(f"DUT {dut}: /proc/net/xfrm_stat moved by {moved['xfrm'] or 'nothing'}, "
-                                     f"expected exactly {xfrm}; SNMP moved by {moved['snmp']}, links by {moved['links']}")
+                raise Mismatch(f"DUT {dut}: /proc/net/xfrm_stat moved by {moved['xfrm'] or 'nothing'}, expected "
+                               f"exactly {xfrm}; SNMP moved by {moved['snmp']}, links by {moved['links']}",
+                               first_counter(f"DUT {dut}", {f"xfrm.{k}": n for k, n in xfrm.items()},
+                                             {f"xfrm.{k}": n for k, n in moved["xfrm"].items()}))
 
     def expect_moved(self, dut: str, before, moved: dict[str, int], watched) -> dict[str, int]:
         """Of the `watched` counters (Counters.flat names: gre1.rx_crc_errors, snmp.IcmpOutDestUnreachs), exactly
@@ -299,7 +316,9 @@ class Net:
         after = self.dut(dut).counters()
         delta = after.delta(before).flat()
         seen = {k: delta[k] for k in watched if k in delta}
-        assert seen == moved, f"DUT {dut}: of {', '.join(watched)}, {seen or 'nothing'} moved, expected exactly {moved}"
+        if seen != moved:
+            raise Mismatch(f"DUT {dut}: of {', '.join(watched)}, {seen or 'nothing'} moved, expected exactly {moved}",
+                           first_counter(f"DUT {dut}", moved, seen))
         self.golden.counted(dut, before.at, after.at, moved)
         return delta
 
@@ -341,3 +360,10 @@ class Net:
         from scapy.utils import mac2str
         node, ifname, *_ = self.scenario.links[self._link_of(host)]
         return mac2str(self.lab.link_end(node, ifname).mac)
+
+
+def first_counter(where: str, expected: dict[str, int], got: dict[str, int]) -> Differing:
+    """The first counter (in the order expected names them, then the others) that moved other than expected (one
+    expected to move by 0 that is not among those seen counts too: the dicts differ)."""
+    name = next(k for k in [*expected, *got] if expected.get(k) != got.get(k))
+    return Differing(where, name, str(expected.get(name, 0)), str(got.get(name, 0)))
