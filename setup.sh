@@ -11,11 +11,20 @@ cd "$here"
 # chromium-driver: the run report's browser test; frr, strongswan-*: real daemons the DUTs run for daemon
 # scenarios (grelab.dut.daemon), from the host's /usr. libreswan conflicts with strongswan-libcharon: `grelab dut
 # prepare` (below) downloads its .deb and unpacks it into grelab's cache; here only the libraries its pluto needs
-# (libnss3-tools: certutil and pk12util for its NSS database too).
+# (libnss3-tools: certutil and pk12util for its NSS database too). openvswitch-switch: the OVS DUT (grelab.dut.ovs),
+# which runs its own ovsdb-server and ovs-vswitchd in a namespace of grelab's.
 debs=(iproute2 nftables tshark tcpdump busybox-static iptables netbase tcpreplay chromium chromium-driver
       frr strongswan-charon strongswan-swanctl make gcc libc6-dev flex bison bc xz-utils
       libnss3-tools libldns3 libunbound8 libevent-core-2.1-7 libevent-pthreads-2.1-7 libcurl3-nss libcap-ng0
-      libaudit1 libldap-2.5-0 libpam0g)
+      libaudit1 libldap-2.5-0 libpam0g openvswitch-switch)
+# Open vSwitch's own services are never wanted: on a machine running systemd, its postinst would start
+# openvswitch-switch.service and ovs-record-hostname.service (deb-systemd-invoke), which require ovsdb-server and
+# ovs-vswitchd, in the root namespace, with the openvswitch kernel module. Before a first install their units are
+# masked: deb-systemd-invoke starts only units `systemctl is-enabled` calls enabled, and the postinst's
+# `deb-systemd-helper unmask` removes only masks it made itself. (`systemctl unmask` them to use OVS as a service.)
+if [ -d /run/systemd/system ] && ! dpkg-query -W -f='${Status}' openvswitch-switch 2>/dev/null | grep -q 'install ok installed'; then
+  systemctl mask openvswitch-switch.service ovs-record-hostname.service ovsdb-server.service ovs-vswitchd.service >/dev/null
+fi
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

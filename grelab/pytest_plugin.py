@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-
 import pytest
 
 from grelab import shard
-from grelab.dut.base import DutError
+from grelab.dut.base import DutError, NotApplicable
 from grelab.dut.pool import DutPool
 
 MARKERS = {
@@ -34,7 +33,7 @@ CAPABILITY_OF_MARKER = {"needs_gre": "gre", "needs_esp": "esp", "needs_ipv6_tran
 
 def pytest_addoption(parser):
     group = parser.getgroup("grelab")
-    group.addoption("--dut", default="auto", help="device under test: auto (default), host, uml or module:Class")
+    group.addoption("--dut", default="auto", help="device under test: auto (default), host, uml, ovs or module:Class")
     group.addoption("--kernel", metavar="PATH", help="the uml DUT boots this user-mode-linux kernel (also "
                     "GRELAB_KERNEL; default: grelab's own build): grelab kernel build --source DIR makes one")
     group.addoption("--update-golden", action="store_true", help="rewrite the selected cases' golden pcaps")
@@ -119,8 +118,7 @@ def pytest_testnodedown(node, error):
 
 def pytest_unconfigure(config):
     if _xdist_controller(config):  # every worker is down: none of them leaves anything
-        from grelab.lab.ownership import sweep_dead_runs
-        sweep_dead_runs()
+        pytest_testnodedown(None, None)
 
 
 def pytest_report_header(config):
@@ -227,17 +225,19 @@ def _mark_divergences(item, dut_kind: str) -> None:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_setup(item):
-    """Before the case's fixtures: what its markers ask of the DUT (_check_needs), and its divergences. Then a plan
-    item the DUT has no equivalent for (NotApplicable, raised by its apply while the lab is built) is "not
-    applicable" under --not-applicable=skip, else the case fails saying what the DUT lacks."""
-    from grelab.dut.base import NotApplicable
+    """Before the case's fixtures: what its markers ask of the DUT (_check_needs), and its divergences. NotApplicable
+    (from a DUT's apply, here or in a case body) skips the case as "not applicable" under --not-applicable=skip."""
     _check_needs(item)
+    return (yield from _applicable(item))
+
+
+def _applicable(item):
     try:
         return (yield)
     except NotApplicable as exc:
         if item.config.getoption("--not-applicable") == "skip":
             pytest.skip(f"not applicable: {exc}")
-        pytest.fail(f"--dut {_pool(item.config).spec} cannot run this case: {exc}", pytrace=False)
+        pytest.fail(f"--dut {_pool(item.config).spec} cannot run this case: {exc}", pytrace=False)  # else fails
 
 
 @pytest.fixture
@@ -315,7 +315,7 @@ def pytest_runtest_makereport(item, call):
 def pytest_runtest_call(item):
     """After a case body passes, its golden is compared (or rewritten); captures are kept either way."""
     try:
-        result = yield
+        result = yield from _applicable(item)
     except BaseException:
         _keep_only(item)
         raise

@@ -151,7 +151,7 @@ def test_your_own_dut_by_entry_point(monkeypatch):
     assert choice.start(name="mine").name == "mine"
     with pytest.raises(DutError, match="is not a subclass"):
         selection.select("other")
-    with pytest.raises(DutError, match="not auto, host, uml, module:Class, or an entry point of group grelab.dut"):
+    with pytest.raises(DutError, match="not auto, host, uml, ovs, module:Class, or an entry point of group grelab.dut"):
         selection.select("nosuchname")
 
 

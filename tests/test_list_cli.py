@@ -100,8 +100,12 @@ def test_verbose_gives_each_case_its_sentence_once_and_each_id_its_duts(collecte
 def test_json_carries_every_case_with_its_sentence_needs_and_duts(collected, catalogue):
     assert {s["name"]: [c["id"] for c in s["cases"]] for s in catalogue["scenarios"]} == collected
     duts = catalogue["duts"]
-    assert set(duts) == {"host", "uml"}
+    assert set(duts) == {"host", "uml", "ovs"}
     assert duts["uml"]["capabilities"] == ["esp", "gre", "ipv6_transport", "several"]
+    assert duts["ovs"]["capabilities"] == ["gre", "ipv6_transport", "several"]  # Open vSwitch: no ESP
+    endpoint = {c["id"]: c["duts"] for s in catalogue["scenarios"] if s["name"] == "grelab_endpoint" for c in s["cases"]}
+    assert "ovs" in endpoint["reply_through_r1[gre-ipv6-echo]"]
+    assert "ovs" not in endpoint["reply_through_r1[gre-in-esp-ipv6-echo]"]
     assert catalogue["auto"] in ("host", "uml") and duts[catalogue["auto"]]["usable_here"]
     cases = {(s["name"], c["id"]): c for s in catalogue["scenarios"] for c in s["cases"]}
     echo = cases["two_offices", "echo[gre-in-esp]"]
@@ -131,7 +135,7 @@ def test_a_dut_of_yours_is_listed_beside_host_and_uml(tmp_path):
     lines = done.stdout.splitlines()
     assert max(map(len, lines)) <= 100
     row = next(line for line in lines if line.startswith("grelab_endpoint "))
-    assert re.search(r" 6  (host )?(uml )?lesser:GreOnly\(3/6\) +grelab as the far end", row), row
+    assert re.search(r" 6  (host )?(uml )?(ovs\(3/6\) )?lesser:GreOnly\(3/6\) +grelab as the far end", row), row
     assert "lesser:GreOnly: declares gre; usable here (named by --dut lesser:GreOnly)" in done.stdout
 
 

@@ -47,7 +47,7 @@ def test_grelab_run_with_an_unknown_dut_fails_with_one_line(tmp_path):
     done = grelab("run", "two_offices", "--dut", "nosuch")
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
-    assert lines == ["grelab run: --dut nosuch: not auto, host, uml, module:Class, or an entry point of group grelab.dut"]
+    assert lines == ["grelab run: --dut nosuch: not auto, host, uml, ovs, module:Class, or an entry point of group grelab.dut"]
     assert "passed" not in done.stdout and "skipped" not in done.stdout  # no table of nothing
 
 

@@ -15,7 +15,7 @@ from grelab.dut.base import DutError
 from grelab.dut import host
 from grelab.dut.host import try_in_scratch_namespace
 from grelab.dut.host import kernel_lacks
-from grelab.dut.select import TUN, missing_capabilities, select, tun_problem, uml_choice
+from grelab.dut.select import TUN, missing_capabilities, ovs_choice, select, tun_problem, uml_choice
 
 HOST_ROWS = (("gre", "host GRE (ip_gre)"), ("ipv6_transport", "host GRE over IPv6 (ip6_gre)"),
              ("esp", "host ESP (esp4 + AES-GCM)"))
@@ -60,6 +60,10 @@ def checks() -> list[tuple[str, bool, str]]:
     rows.append(("TUN/TAP", tun is None, f"{TUN} opens (taps can be made)" if tun is None else tun))
     rows.append(("UML kernel", *kernel_row()))
     rows.append(("UML (booted once)", *uml))
+    try:
+        rows.append(("Open vSwitch (--dut ovs)", True, ovs_choice().why))
+    except DutError as exc:
+        rows.append(("Open vSwitch (--dut ovs)", False, str(exc).removeprefix("ovs: ")))
     tshark = shutil.which("tshark")
     rows.append(("tshark", bool(tshark), tshark or "apt-get install tshark (pcaps are checked with it)"))
     return rows
@@ -80,7 +84,7 @@ def kernel_row() -> tuple[bool, str]:
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--dut", default="auto", help="which DUT to check: auto (default), host, uml, module:Class")
+    parser.add_argument("--dut", default="auto", help="which DUT to check: auto (default), host, uml, ovs, module:Class")
     parser.add_argument("--kernel", metavar="PATH", help="check this user-mode-linux kernel instead of grelab's build")
     parser.add_argument("--boot", action="store_true", help="also start the chosen DUT once and time it")
 

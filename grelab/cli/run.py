@@ -12,7 +12,7 @@ from grelab.scenario.catalog import scenarios_dir
 def add_arguments(parser) -> None:
     parser.add_argument("scenarios", nargs="*", metavar="SCENARIO",
                         help="scenario module names (e.g. two_offices); default: all")
-    parser.add_argument("--dut", default="auto", help="device under test: auto, host, uml or module:Class")
+    parser.add_argument("--dut", default="auto", help="device under test: auto, host, uml, ovs or module:Class")
     parser.add_argument("--kernel", metavar="PATH", help="the uml DUT boots this user-mode-linux kernel "
                                                          "(default: grelab's build; grelab kernel build makes one)")
     parser.add_argument("-n", dest="workers", default="0", type=workers,

@@ -38,7 +38,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("-n", dest="workers", default="auto", type=workers,
                         help="pytest-xdist workers per run (default auto: one per CPU, as CI runs it)")
     parser.add_argument("-k", dest="keyword", help="only cases matching this pytest -k expression")
-    parser.add_argument("--dut", default="auto", help="device under test: auto, host, uml or module:Class")
+    parser.add_argument("--dut", default="auto", help="device under test: auto, host, uml, ovs or module:Class")
     parser.add_argument("--out", metavar="DIR", help="keep each run's output and junit XML here "
                                                      "(default: a temporary folder, removed when every run passed)")
 

@@ -21,6 +21,65 @@ class Divergence:
     source: str  # where that is decided: "ofproto/tunnel.c: ..." or a changelog entry
 
 
+def _rows(implementation: str, cases: tuple[str, ...], behaviour: str, source: str) -> tuple[Divergence, ...]:
+    """One behaviour seen in several cases: a row for each."""
+    return tuple(Divergence(implementation, case, behaviour, source) for case in cases)
+
+
+# Open vSwitch 3.1.0 (Debian 12's openvswitch-switch), userspace datapath: `--dut ovs` (grelab.dut.ovs).
+OVS = "openvswitch v3.1.0"
+OVS_DIVERGENCES = (
+    *_rows("ovs", ("gre_options.py::test_option[gre-wrong-key]", "gre_options.py::test_option[gre-missing-key]",
+                   "gre_options.py::test_option[gre-ikey-okey]", "hub_and_spoke.py::test_key_from_the_other_spoke[*]"),
+           "GRE that no tunnel takes (a wrong or missing key) is dropped with a log line, never answered with ICMP "
+           "port unreachable", f"{OVS} ofproto/tunnel.c:316-322, tnl_port_receive: receive tunnel port not found"),
+    Divergence("ovs", "gre_options.py::test_option[gre-csum-not-asked-for]",
+               "a GRE checksum is verified whenever it is present and the packet then taken: no tunnel option asks "
+               "for one or refuses one (the kernel's drops it with rx_crc_errors unless icsum)",
+               f"{OVS} lib/netdev-native-tnl.c:384-395, parse_gre_header"),
+    Divergence("ovs", "anycast.py::test_failover[gre]",
+               "a tunnel ends only on an address of a device that is no loopback: the pops' anycast address on lo "
+               "takes no GRE (it goes to the namespace's kernel, which has no GRE)",
+               f"{OVS} lib/tnl-ports.c:382, insert_ipdev__: NETDEV_LOOPBACK devices are skipped"),
+    *_rows("ovs", ("keepalives.py::test_keepalive[*]", "keepalives.py::test_monitor_reports_down[*]"),
+           "GRE is taken out of its outer IP header in userspace before the namespace's IP stack sees it: "
+           "IpInReceives and IpInDelivers count the passengers only, never the GRE packets",
+           f"{OVS} ofproto/ofproto-dpif-xlate.c:4206, terminate_native_tunnel (tnl_port_map_lookup, then tnl_pop)"),
+    *_rows("ovs", ("malformed.py::test_malformed[gre-strict-source-route-bit]",
+                   "malformed.py::test_malformed[gre-recursion-control]",
+                   "malformed.py::test_malformed[gre-reserved-flag-bit-8]"),
+           "GRE with any flag but C, K and S set is dropped (RFC 2784's MUST), where the kernel ignores the strict "
+           "source route bit, recursion control and flag bit 8", f"{OVS} lib/netdev-native-tnl.c:374, parse_gre_header"),
+    Divergence("ovs", "malformed.py::test_malformed[gre-nested-gre]",
+               "GRE is decapsulated once: GRE inside GRE leaves the tunnel as a passenger (to the namespace's "
+               "kernel, which has no GRE and answers protocol unreachable); a tunnel ends only where a packet is output "
+               "to a port holding the tunnel's address, addressed to that port's MAC",
+               f"{OVS} ofproto/ofproto-dpif-xlate.c:4204-4206, terminate_native_tunnel; lib/tnl-ports.c:104-130, map_insert"),
+    Divergence("ovs", "malformed.py::test_malformed[gre-empty-passenger-12-byte-header]",
+               "an empty passenger behind a 12-byte header is handed on like any other (the tunnel counts it "
+               "received): no length error", f"{OVS} lib/netdev-native-tnl.c:378, parse_gre_header checks the header only"),
+    Divergence("ovs", "mtu.py::test_path_mtu_shrinks[gre]",
+               "a userspace tunnel keeps no path MTU: it sets DF and never reads the ICMP fragmentation-needed that "
+               "comes back (the namespace's kernel takes it), so the tunnel's MTU stays 1476",
+               f"{OVS} lib/netdev-native-tnl.c:297, netdev_tnl_ip_build_header"),
+    Divergence("ovs", "mtu.py::test_nopmtudisc_fragments_on_the_way[gre]",
+               "fragmented GRE is never reassembled: a fragment matches no tunnel port and goes to the namespace's "
+               "kernel", f"{OVS} lib/tnl-ports.c:126-127, map_insert: 'XXX: No fragments support.'"),
+    Divergence("ovs", "ttl_tos_ecn.py::test_decapsulation[gre-not-ect]",
+               "a not-ECT passenger in a CE outer header is dropped (RFC 6040) with a log line, counted in no "
+               "statistic of the tunnel (the kernel's: rx_frame_errors, rx_errors)",
+               f"{OVS} ofproto/tunnel.c:350-353, tnl_process_ecn"),
+    Divergence("ovs", "ttl_tos_ecn.py::test_decapsulation[gre-ect0]",
+               "only CE is copied inward: an outer ECT(1) leaves an ECT(0) passenger ECT(0) (RFC 6040 makes it ECT(1))",
+               f"{OVS} ofproto/tunnel.c:349-357, tnl_process_ecn"),
+    *_rows("ovs", ("ipsec_over_ipv6.py::test_echo[gre]", "ipsec_over_ipv6.py::test_tcp[gre]",
+                   "ipv6_transport.py::test_passenger[*]", "ipv6_transport.py::test_encapsulation_limit[gre-default-4]",
+                   "ipv6_transport.py::test_tunnel_mtu[*-limit-1448]"),
+           "GRE over IPv6 carries no tunnel encapsulation limit option (RFC 2473): GRE follows the IPv6 header at "
+           "once, 8 bytes fewer than the kernel's default (encaplimit 4), so its MTU is 1456, never 1448",
+           f"{OVS} lib/netdev-native-tnl.c:313, netdev_tnl_ip_build_header"),
+)
+
 DIVERGENCES: tuple[Divergence, ...] = (
     # Seen on the wire (scenarios/ikev2.py): r2's first ESP under its new SPI leaves before (or with) its
     # CREATE_CHILD_SA response, and r1 drops it as XfrmAcquireError (ESP for an SPI it has only reserved). strongSwan
@@ -32,6 +91,7 @@ DIVERGENCES: tuple[Divergence, ...] = (
                "of the rekey's round trip are dropped by the initiator's kernel (XfrmAcquireError)",
                "programs/pluto/ikev2_child.c:382-383 at v4.10 (process_v2_child_request_payloads: "
                "install_ipsec_sa(&larval_child->sa, true), inbound and outbound at once)"),
+    *OVS_DIVERGENCES,
 )
 
 

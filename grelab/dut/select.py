@@ -1,7 +1,8 @@
-"""Which DUT to use: `--dut auto|host|uml|module:Class|entry-point-name`.
+"""Which DUT to use: `--dut auto|host|uml|ovs|module:Class|entry-point-name`.
 
 `auto` (the default) picks `host` when the host kernel can do GRE and ESP in a namespace, else `uml`
-when user-mode-linux is set up; when neither works the error says what is missing and how to get it.
+when user-mode-linux is set up; when neither works the error says what is missing and how to get it. `ovs` (Open
+vSwitch's userspace GRE, grelab.dut.ovs) is only ever named, never picked by auto: it is another implementation.
 Your own DUT: `--dut mypackage.mydut:MyDut` (a grelab.dut.base.Dut subclass), or register it under
 the entry point group `grelab.dut` in your package and pass its name.
 """
@@ -184,14 +185,26 @@ def uml_choice() -> Choice:
     return Choice("uml", Uml, Uml.capabilities, f"{uml.describe()}; guest image {image.initramfs}", uml.describe())
 
 
+def ovs_choice() -> Choice:
+    from grelab.dut.ovs.daemons import missing
+    from grelab.dut.ovs.switch import Ovs
+    problem = missing()
+    if problem:
+        raise DutError(f"ovs: {problem}")
+    version = subprocess.run(["ovs-vswitchd", "--version"], capture_output=True, text=True).stdout.split("\n")[0]
+    return Choice("ovs", Ovs, Ovs.capabilities, f"{version.strip()}, userspace datapath, in a namespace",
+                  f"the host's {os.uname().release} with {version.strip()}")
+
+
 def declared_capabilities() -> dict[str, frozenset[str]]:
     """What each kind of DUT grelab has declares it can do, for telling which cases it could run: uml its class's
     capabilities; host what the probe of this kernel found (nothing when that is not GRE and ESP both: it refuses
     to start then). Whether a kind is usable on this machine is select()'s question."""
     from grelab.dut.host import probe
+    from grelab.dut.ovs.mapping import CAPABILITIES as OVS
     from grelab.dut.uml.guest import Uml
     found = probe()
-    return {"host": found.capabilities if found.usable else frozenset(), "uml": Uml.capabilities}
+    return {"host": found.capabilities if found.usable else frozenset(), "uml": Uml.capabilities, "ovs": OVS}
 
 
 def custom_choice(spec: str) -> Choice:
@@ -205,7 +218,7 @@ def custom_choice(spec: str) -> Choice:
     else:
         points = [p for p in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP) if p.name == spec]
         if not points:
-            raise DutError(f"--dut {spec}: not auto, host, uml, module:Class, or an entry point of group {ENTRY_POINT_GROUP}")
+            raise DutError(f"--dut {spec}: not auto, host, uml, ovs, module:Class, or an entry point of group {ENTRY_POINT_GROUP}")
         try:
             factory = points[0].load()
         except (ImportError, AttributeError) as exc:
@@ -234,6 +247,8 @@ def select(spec: str = "auto") -> Choice:
                            "which picks it") from None
     if spec == "uml":
         return uml_choice()
+    if spec == "ovs":
+        return ovs_choice()
     if spec != "auto":
         return custom_choice(spec)
     failures = []

@@ -170,11 +170,11 @@ def as_json(entries: list[Entry], kinds: dict[str, frozenset[str]], here: dict[s
 
 
 def usable_here() -> dict[str, tuple[bool, str]]:
-    """{host, uml: (whether it can be used on this machine, why or why not)}."""
-    from grelab.dut.select import host_choice, privilege_problem, uml_choice
+    """{host, uml, ovs: (whether it can be used on this machine, why or why not)}."""
+    from grelab.dut.select import host_choice, ovs_choice, privilege_problem, uml_choice
     problem = privilege_problem()
     here = {}
-    for kind, choose in (("host", host_choice), ("uml", uml_choice)):
+    for kind, choose in (("host", host_choice), ("uml", uml_choice), ("ovs", ovs_choice)):
         try:
             if problem:
                 raise DutError(problem)
