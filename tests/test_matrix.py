@@ -165,7 +165,7 @@ def test_a_mismatch_names_its_first_telling_field():
 
 def test_a_dut_kind_unknown_or_unusable_is_one_line(tmp_path):
     unknown = one_line_error(grelab("matrix", "two_offices", "--dut", "uml,nosuch", "--out", tmp_path), "matrix")
-    assert "'nosuch'" in unknown and "allowed: DUT kinds separated by commas, each one of host, uml" in unknown
+    assert "'nosuch'" in unknown and "allowed: DUT kinds separated by commas, each one of host, ovs, uml" in unknown
     broken = one_line_error(grelab("matrix", "two_offices", "--dut", "uml,tests.matrix_duts:Missing",
                                    "--out", tmp_path / "out"), "matrix")
     assert broken.startswith("grelab matrix: --dut tests.matrix_duts:Missing: cannot load it")
