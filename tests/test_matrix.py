@@ -130,8 +130,11 @@ def test_the_json_is_the_schema_and_the_page_shows_every_cell(tmp_path):
             assert {"status", "detail", "seconds", "nodeid", "dut"} <= set(found)
     text = html.read_text()
     assert "transit: GRE.seqnum_present expected 1, got 0" in text
-    assert "not applicable: DUT r1 lacks gre_iseq: Tunnel gre1 iseq=True" in text
+    assert "<b>not applicable</b><div class=\"detail\">DUT r1 lacks gre_iseq: Tunnel gre1 iseq=True</div>" in text
     assert "ovs: &lt;keys&gt; its own way (a.c:1)" in text and "<keys>" not in text
+    long = build([record(phase("setup"), phase("call", "skipped", xfail="ovs: " + "does its own thing " * 10), dut="ovs")],
+                 ["ovs"], [], {})
+    assert "<details><summary>ovs: does its own thing" in page.render(long)  # a long behaviour folded under its start
     assert all(f"<th data-sort=\"status\">{c}</th>" in text for c in ("uml", KIND, "ovs"))
     assert page.render(matrix) == text
     (tmp_path / "bad.json").write_text('{"schema": "other"}')

@@ -71,9 +71,22 @@ def cases_table(columns: list[str], rows: dict) -> str:
 def cell(c: dict | None) -> str:
     if c is None:  # the implementation did not run this case (another variant's, or not selected)
         return '<td class="none" data-v="9">–</td>'
-    detail = f'<div class="detail">{e(c["detail"])}</div>' if c.get("detail") else ""
+    detail = f'<div class="detail">{_detail(c)}</div>' if c.get("detail") else ""
     return (f'<td class="{_css(c["status"])}" data-v="{STATUSES.index(c["status"])}" title="{e(c["nodeid"])} on '
             f'--dut {e(c["dut"])}, {c["seconds"]:.2f} s"><b>{e(LABEL[c["status"]])}</b>{detail}</td>')
+
+
+SHORT = 90  # a cell's text longer than this is folded: its start shown, the whole of it a click away
+
+
+def _detail(c: dict) -> str:
+    """What a cell says, without repeating its status ("not applicable: DUT ovs lacks esp" -> "DUT ovs lacks esp");
+    a long one (a divergence's behaviour and source) folded under its start."""
+    text = c["detail"].removeprefix("not applicable: ")
+    if len(text) <= SHORT:
+        return e(text)
+    cut = text[:SHORT].rsplit(" ", 1)[0]
+    return f"<details><summary>{e(cut)} …</summary>{e(text[len(cut):])}</details>"
 
 
 def _css(status: str) -> str:
@@ -89,7 +102,9 @@ th, td { border: 1px solid #ccc; padding: .2em .6em; vertical-align: top; }
 th[data-sort] { cursor: pointer; background: #f3f3f3; }
 th[aria-sort=ascending]::after { content: " \\25B2"; } th[aria-sort=descending]::after { content: " \\25BC"; }
 .bad { color: #c0392b; font-weight: bold; }
-#matrix td { max-width: 28em; font-size: .9em; } #matrix td.case { font-family: monospace; white-space: nowrap; max-width: none; }
+#matrix td { min-width: 10em; max-width: 24em; font-size: .9em; }
+#matrix td.case { font-family: monospace; white-space: nowrap; max-width: none; min-width: 0; }
+#matrix summary { cursor: pointer; }
 #matrix .detail { font-size: .85em; color: #444; overflow-wrap: anywhere; }
 td.pass { background: #e8f5e9; } td.pass b, label.pass { color: #2a8a2a; }
 td.fail, td.error { background: #fdecea; } td.fail b, td.error b, label.fail, label.error { color: #c0392b; }
