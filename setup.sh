@@ -9,9 +9,11 @@ cd "$here"
 # from the host's /usr); make, gcc, libc6-dev, flex, bison, bc, xz-utils: building grelab's UML kernel from
 # Debian's kernel source (grelab.dut.uml.kernel); tcpreplay: grelab replay's comparison; chromium +
 # chromium-driver: the run report's browser test; frr, strongswan-*: real daemons the DUTs run for daemon
-# scenarios (grelab.dut.daemon), from the host's /usr.
+# scenarios (grelab.dut.daemon), from the host's /usr; libcharon-extra-plugins: charon's kernel-libipsec (userspace
+# ESP, libipsec.so) and libstrongswan-standard-plugins its gcm plugin (userspace_esp's AES-GCM).
 debs=(iproute2 nftables tshark tcpdump busybox-static iptables netbase tcpreplay chromium chromium-driver
-      frr strongswan-charon strongswan-swanctl make gcc libc6-dev flex bison bc xz-utils)
+      frr strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins
+      make gcc libc6-dev flex bison bc xz-utils)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

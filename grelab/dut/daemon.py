@@ -124,9 +124,9 @@ def _background(daemon: Daemon, folder: str, command: str, env: list[tuple[str, 
 def guest_script(daemons, loader: tuple[str, str] | None = None) -> str:
     """Shell lines for init's shell in the UML guest: each daemon's folder and files, then the daemon in the
     background through the host's loader, its pid added to $GRELAB_DAEMON_PIDS and printed as
-    "@@daemon NAME PID". Once per boot, what daemons expect of a Debian system: /dev/urandom and /dev/random
-    (the initramfs has no devtmpfs), /var/run, /var/tmp, a root user in /etc/passwd and /etc/group (FRR looks
-    its user up, and insists that it be in the group of its vty sockets, frrvty), and each library folder at
+    "@@daemon NAME PID". Once per boot, what daemons expect of a Debian system: /dev/urandom, /dev/random and
+    /dev/net/tun (the initramfs has no devtmpfs), /var/run, /var/tmp, a root user in /etc/passwd and /etc/group (FRR
+    looks its user up, and insists that it be in the group of its vty sockets, frrvty), and each library folder at
     its own path (plugins are found by compiled-in paths such as /usr/lib/ipsec/plugins)."""
     if not daemons:
         return ""
@@ -134,7 +134,8 @@ def guest_script(daemons, loader: tuple[str, str] | None = None) -> str:
     guest = lambda path: HOST_USR + path.removeprefix("/usr")  # noqa: E731
     out = ("[ -e /dev/urandom ] || { mknod /dev/urandom c 1 9; mknod /dev/random c 1 8; mkdir -p /var/tmp /usr/lib; "
            "ln -s /run /var/run; printf 'root:x:0:0:root:/root:/bin/sh\\n' > /etc/passwd; "
-           "printf 'root:x:0:\\nfrrvty:x:85:root\\n' > /etc/group; }\n")
+           "printf 'root:x:0:\\nfrrvty:x:85:root\\n' > /etc/group; }\n"
+           "[ -e /dev/net/tun ] || { mkdir -p /dev/net; mknod /dev/net/tun c 10 200; }\n")  # charon's kernel-libipsec
     for daemon in daemons:
         for path in daemon.library_paths:
             out += f"[ -e {path} ] || {{ mkdir -p {path.rpartition('/')[0]}; ln -s {guest(path)} {path}; }}\n"
