@@ -9,32 +9,35 @@ kernel-netlink, so only kernel-netlink's routing part is used. For each outbound
 into ipsec0 in charon's routing table (220); the GRE packets the kernel routes there are read by charon, matched
 to its policies, encrypted and sent from its own UDP socket; ESP that arrives there is decrypted and written back
 to ipsec0, where the kernel's ip_gre takes the GRE. strongSwan 5.9.8's libipsec knows only tunnel mode and only
-ESP in UDP (it fakes a NAT in IKE to get it), hence the pairings' tunnel-mode children (TRANSPORT the exception,
-there to show the difference). Its traffic selectors name the IKE peer itself (GRE between r1 and r2), which the
-plugin refuses unless `allow_peer_ts`: the route to r2 would swallow IKE too, so charon's own packets carry a
-firewall mark the routing rule skips (kernel-netlink's fwmark !0x42, socket-default's 0x42).
+ESP in UDP (it fakes a NAT in IKE to get it), hence the pairings' tunnel-mode children (a case asks for transport
+mode at run time, ask_for, to show the difference). Its traffic selectors name the IKE peer itself (GRE between r1
+and r2), which the plugin refuses unless `allow_peer_ts`: the route to r2 would swallow IKE too, so charon's own
+packets carry a firewall mark the routing rule skips (kernel-netlink's fwmark !0x42, socket-default's 0x42).
 
 Keys are read back from r2's kernel, which holds both directions (grelab.dut.daemon.read_sas).
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 
 from scapy.layers.inet import IP
-from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6
+from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6EchoRequest, IPv6
 from scapy.layers.l2 import GRE, Ether
 
-from grelab.dut.daemon import Daemon, folder, read_sas, wait_until
 from grelab.craft.peel import peel
+from grelab.dut.daemon import folder, read_sas, wait_until
 from grelab.dut.plan import Plan
 from grelab.networks import ike, offices
 from grelab.scenario.spec import Scenario, Variant
 
 TUN = "ipsec0"  # the TUN device kernel-libipsec makes ("ipsec%d": the first)
-TUN_MTU = 1400  # kernel_libipsec_plugin.c's TUN_DEFAULT_MTU
 ROUTING_TABLE, FWMARK = 220, "0x42"
 REPLAY_WINDOW = 32  # packets: charon's replay_window
+# libipsec's ESP arrives on charon's UDP socket, which socket-default leaves at the kernel's default size (208 KiB):
+# a burst while charon was held up (a rekey on a busy machine) overflowed it, UdpRcvbufErrors the echoes lost.
+SOCKET_BUFFER = 4 << 20
 # libipsec does ESP with strongSwan's own crypto: its gcm plugin for AES-GCM (Debian's libstrongswan-standard-plugins).
 USERSPACE_PLUGINS = ike.CHARON_PLUGINS.replace("kernel-netlink", "gcm kernel-libipsec kernel-netlink")
 USERSPACE, KERNEL = "strongswan-libipsec", "strongswan"  # the implementations' names in the matrix
@@ -42,23 +45,26 @@ USERSPACE, KERNEL = "strongswan-libipsec", "strongswan"  # the implementations' 
 
 @dataclass(frozen=True)
 class Pairing:
-    """Who initiates (r1, libipsec; or r2, the kernel's xfrm), how the peers authenticate, which mode is asked."""
+    """Who initiates (r1, libipsec; or r2, the kernel's xfrm) and how the peers authenticate."""
 
     initiator: str
     certs: bool = False
-    mode: str = "tunnel"
 
     def variant(self) -> Variant:
+        """The variant (ESP in tunnel mode, AES-GCM-128), its implementation initiator→responder."""
         role = "initiator" if self.initiator == "r1" else "responder"
-        auth = "certs" if self.certs else "psk"
-        mode = "" if self.mode == "tunnel" else f"-{self.mode}"
         order = (USERSPACE, KERNEL) if self.initiator == "r1" else (KERNEL, USERSPACE)
-        return Variant(f"libipsec-{role}-{auth}{mode}-{ike.ESP_ALGORITHM}", esp=ike.ESP_ALGORITHM, mode=self.mode,
-                       implementation="→".join(order))
+        return Variant(f"libipsec-{role}-{'certs' if self.certs else 'psk'}-{ike.ESP_ALGORITHM}", esp=ike.ESP_ALGORITHM,
+                       mode="tunnel", implementation="→".join(order))
 
 
 PAIRINGS = {p.variant().id: p for p in (Pairing("r1"), Pairing("r1", certs=True), Pairing("r2"))}
 VARIANTS = tuple(p.variant() for p in PAIRINGS.values())
+
+
+def authentication(variant: Variant) -> str:
+    """How charon logs a peer authenticated in this variant (ike.authenticated)."""
+    return "RSA_EMSA_PKCS1_SHA2_256" if PAIRINGS[variant.id].certs else "pre-shared key"
 
 
 def swanctl_conf(me: str, peer: str, local: str, remote: str, certs: bool, mode: str) -> dict[str, str]:
@@ -73,8 +79,8 @@ def strongswan_conf(userspace: bool) -> str:
     """ike.strongswan_conf, with no NAT keepalives (a faked NAT would send one every 20 s: not the case's traffic)
     and the ESP replay window said (charon's default, 32, which kernel-netlink gives the kernel's SAs); in the
     userspace router, kernel-libipsec's plugins and its routes kept off charon's own packets."""
-    conf = ike.strongswan_conf().replace("  install_routes = no\n",
-                                         f"  install_routes = no\n  keep_alive = 0\n  replay_window = {REPLAY_WINDOW}\n")
+    said = f"  install_routes = no\n  keep_alive = 0\n  replay_window = {REPLAY_WINDOW}\n"
+    conf = ike.strongswan_conf().replace("  install_routes = no\n", said)
     if not userspace:
         return conf
     return conf.replace(ike.CHARON_PLUGINS, USERSPACE_PLUGINS).replace("  plugins {\n", f"""  plugins {{
@@ -90,23 +96,22 @@ def strongswan_conf(userspace: bool) -> str:
 """)
 
 
-def charon(me: str, peer: str, local: str, remote: str, pairing: Pairing, userspace: bool) -> Plan:
+def charon(me: str, peer: str, local: str, remote: str, certs: bool, mode: str, userspace: bool) -> Plan:
     """ike.charon's daemon and loader, with this module's settings and connection."""
-    plan = ike.charon(me, peer, local, remote, pairing.certs)
-    daemon, loader = plan.daemons
+    daemon, loader = ike.charon(me, peer, local, remote, certs).daemons
     files = {"strongswan.conf": strongswan_conf(userspace),
-             **{f"swanctl/{path}": text
-                for path, text in swanctl_conf(me, peer, local, remote, pairing.certs, pairing.mode).items()}}
-    daemon = Daemon(daemon.name, daemon.argv, files, daemon.env, daemon.library_paths)
-    return Plan(daemons=(daemon, loader))
+             **{f"swanctl/{path}": text for path, text in swanctl_conf(me, peer, local, remote, certs, mode).items()}}
+    return Plan(daemons=(dataclasses.replace(daemon, config_files=files), loader))
 
 
 def routers(variant: Variant, sas) -> dict[str, Plan]:
-    """The offices' GRE tunnel; charon with libipsec in r1, charon with the kernel's xfrm in r2."""
-    pairing = PAIRINGS[variant.id]
+    """The offices' GRE tunnel; charon with libipsec in r1 (its sockets' buffers SOCKET_BUFFER), charon with the
+    kernel's xfrm in r2."""
+    certs = PAIRINGS[variant.id].certs
     plans = offices.connect(offices.PLAIN_GRE, sas)
-    plans["r1"] += charon("r1", "r2", offices.R1_WAN, offices.R2_WAN, pairing, userspace=True)
-    plans["r2"] += charon("r2", "r1", offices.R2_WAN, offices.R1_WAN, pairing, userspace=False)
+    plans["r1"] += charon("r1", "r2", offices.R1_WAN, offices.R2_WAN, certs, variant.mode, userspace=True)
+    plans["r2"] += charon("r2", "r1", offices.R2_WAN, offices.R1_WAN, certs, variant.mode, userspace=False)
+    plans["r1"] += Plan(sysctls={"net.core.rmem_default": str(SOCKET_BUFFER)})
     return plans
 
 
@@ -132,11 +137,14 @@ def loaded(net) -> None:
 def initiate(net):
     """The pairing's initiator starts the child SA (swanctl --initiate, its output: charon's log of it)."""
     initiator = net.dut(PAIRINGS[net.variant.id].initiator)
-    return initiator.cmd(ike.swanctl(initiator, "--initiate", "--child", "gre", "--timeout", str(max(1, int(_left(net))))))
+    timeout = str(max(1, int(_left(net))))
+    return initiator.cmd(ike.swanctl(initiator, "--initiate", "--child", "gre", "--timeout", timeout))
 
 
 @dataclass(frozen=True)
 class Established:
+    """What established() saw."""
+
     took: float  # seconds from the daemons' start to the SAs in both routers
     tun: dict  # r1's TUN device's counters before any ESP (its own IPv6 chatter silenced first)
 
@@ -210,6 +218,7 @@ def userspace_counted(net, up: Established, timeout: float = 2.0) -> dict[str, i
         sent = {"tx_packets": sources.count(offices.R1_WAN), "rx_packets": sources.count(offices.R2_WAN)}
         if counted == sent or time.monotonic() > deadline:
             break
+        time.sleep(0.05)
     assert counted == sent, (f"r1's {TUN} counted {counted}; on the transit r1 sent {sent['tx_packets']} ESP "
                              f"packets, r2 {sent['rx_packets']}")
     return counted
@@ -217,10 +226,11 @@ def userspace_counted(net, up: Established, timeout: float = 2.0) -> dict[str, i
 
 def rekey_mid_stream(net, at: int, after: int = 20, interval: float = 0.002) -> tuple[dict, list[int]]:
     """ike.rekey_mid_stream's plot with libipsec in r1: h1 streams echoes to h2, r1's charon rekeys the child SA once
-    echo `at` left, and the stream goes on until r2's kernel no longer holds its old outbound SA (the old child's delete exchanged; the
-    inbound ones stay charon's delete_rekeyed_delay, 5 s, in both) and `after` echoes more, at most 5 s. Returns ({"r1->r2" /
-    "r2->r1": {"old": stream frames under the SAs before, "new": under the new ones}}, the echoes left unanswered);
-    the new SAs, read from r2's kernel, become the case's; the stream stays out of the golden."""
+    echo `at` left, and the stream goes on until r2's kernel no longer holds its old outbound SA (the old child's
+    delete exchanged; inbound SAs stay charon's delete_rekeyed_delay, 5 s, on both sides) and `after` echoes more,
+    at most 5 s. Returns ({"r1->r2" / "r2->r1": {"old": stream frames under the SAs before, "new": under the new
+    ones}}, the echoes left unanswered); the new SAs, read from r2's kernel, become the case's; the stream stays out
+    of the golden."""
     from concurrent.futures import ThreadPoolExecutor
 
     from grelab.scenario.hosts import echo_stream
@@ -259,14 +269,21 @@ def rekey_mid_stream(net, at: int, after: int = 20, interval: float = 0.002) -> 
 def for_h1(seq: int) -> IP:
     """What r2 would send for h1, crafted by grelab: IPv4/GRE/IPv6/ICMPv6 echo request from h2's address, its ICMPv6
     sequence number seq (to go inside ESP of r2's SA to r1, from the isp's side of the transit)."""
-    return (IP(src=offices.R2_WAN, dst=offices.R1_WAN, ttl=64) / GRE()
-            / IPv6(src=offices.H2, dst=offices.H1, hlim=64) / ICMPv6EchoRequest(id=0x4343, seq=seq, data=b"from grelab"))
+    return (IP(src=offices.R2_WAN, dst=offices.R1_WAN, ttl=64) / GRE() / IPv6(src=offices.H2, dst=offices.H1, hlim=64)
+            / ICMPv6EchoRequest(id=0x4343, seq=seq, data=b"from grelab"))
 
 
 def delivered_to_h1(seq: int) -> Ether:
     """for_h1(seq) as h1 gets it from r1, out of the tunnel."""
     return (Ether(src=offices.R1_LAN_MAC, dst=offices.H1_MAC) / IPv6(src=offices.H2, dst=offices.H1, hlim=63)
             / ICMPv6EchoRequest(id=0x4343, seq=seq, data=b"from grelab"))
+
+
+def answer_at_h2(seq: int) -> Ether:
+    """h1's answer to for_h1(seq), as h2 gets it from r2 (who sent the echo: grelab, as r2): the case ends once it is
+    there, so no answer is still in flight when the golden is taken."""
+    return (Ether(src="02:00:00:00:02:01", dst=offices.H2_MAC) / IPv6(src=offices.H1, dst=offices.H2, hlim=62)
+            / ICMPv6EchoReply(id=0x4343, seq=seq, data=b"from grelab"))
 
 
 def send_to_r1(net, seq: int, esp_seq: int, comment: str) -> bytes:
