@@ -57,6 +57,7 @@ def test_a_rekey_mid_stream_loses_no_echo(net, record_property):
     carried, lost = libipsec.rekey_mid_stream(net, at=20)
     udp = {k: n for k, n in net.dut("r1").counters().delta(before)["snmp"].items() if k.startswith("Udp")}
     assert lost == [], f"echoes lost across the rekey: {lost}; r1's UDP counters moved by {udp}"
+    print(f"stream frames by SA: {carried}")
     assert all(carried[direction]["old"] and carried[direction]["new"] for direction in carried), carried
     net.ping("h1", "h2")  # under the new SAs
     libipsec.userspace_counted(net, up)
