@@ -10,7 +10,7 @@ into ipsec0 in charon's routing table (220); the GRE packets the kernel routes t
 to its policies, encrypted and sent from its own UDP socket; ESP that arrives there is decrypted and written back
 to ipsec0, where the kernel's ip_gre takes the GRE. strongSwan 5.9.8's libipsec knows only tunnel mode and only
 ESP in UDP (it fakes a NAT in IKE to get it), hence the pairings' tunnel-mode children (a case asks for transport
-mode at run time, ask_for, to show the difference). Its traffic selectors name the IKE peer itself (GRE between r1
+mode at run time, initiate_in, to show the difference). Its traffic selectors name the IKE peer itself (GRE between r1
 and r2), which the plugin refuses unless `allow_peer_ts`: the route to r2 would swallow IKE too, so charon's own
 packets carry a firewall mark the routing rule skips (kernel-netlink's fwmark !0x42, socket-default's 0x42).
 
@@ -26,10 +26,11 @@ from scapy.layers.inet import IP
 from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6EchoRequest, IPv6
 from scapy.layers.l2 import GRE, Ether
 
-from grelab.craft.peel import peel
+from grelab.craft.peel import describe, peel
 from grelab.dut.daemon import folder, read_sas, wait_until
 from grelab.dut.plan import Plan
 from grelab.networks import ike, offices
+from grelab.networks.refusals import OUT_OF_SEQUENCE
 from grelab.scenario.spec import Scenario, Variant
 
 TUN = "ipsec0"  # the TUN device kernel-libipsec makes ("ipsec%d": the first)
@@ -62,9 +63,9 @@ PAIRINGS = {p.variant().id: p for p in (Pairing("r1"), Pairing("r1", certs=True)
 VARIANTS = tuple(p.variant() for p in PAIRINGS.values())
 
 
-def authentication(variant: Variant) -> str:
-    """How charon logs a peer authenticated in this variant (ike.authenticated)."""
-    return "RSA_EMSA_PKCS1_SHA2_256" if PAIRINGS[variant.id].certs else "pre-shared key"
+def authenticated_as(variant: Variant) -> dict[str, str]:
+    """{router: how its charon logs the other authenticated} in this variant (ike.authenticated's answer)."""
+    return dict.fromkeys(("r1", "r2"), "RSA_EMSA_PKCS1_SHA2_256" if PAIRINGS[variant.id].certs else "pre-shared key")
 
 
 def swanctl_conf(me: str, peer: str, local: str, remote: str, certs: bool, mode: str) -> dict[str, str]:
@@ -181,15 +182,16 @@ def _left(net) -> float:
     return max(0.0, ike.CONVERGENCE_S - (time.monotonic() - _started(net)))
 
 
-def ask_for(net, mode: str) -> None:
-    """Both charons' child asks for `mode` from now on: their swanctl.conf rewritten and loaded again (swanctl
-    --load-conns), before anything is initiated."""
+def initiate_in(net, mode: str):
+    """Both charons' child asks for `mode` (their swanctl.conf rewritten and loaded again, swanctl --load-conns, before
+    anything was initiated), then the pairing's initiator starts it: swanctl --initiate's result (initiate)."""
     loaded(net)
     for router in ("r1", "r2"):
         dut = net.dut(router)
         conf = f"{folder(dut, 'charon')}/swanctl/swanctl.conf"
         dut.check(f"sed -i 's/mode = [a-z]*/mode = {mode}/' {conf} && grep -q 'mode = {mode}' {conf}")
         dut.check(ike.swanctl(dut, "--load-conns", "--file", conf))
+    return initiate(net)
 
 
 def esp_frames(net, link: str = "transit") -> list[tuple[str, int, int, int]]:
@@ -203,10 +205,29 @@ def esp_frames(net, link: str = "transit") -> list[tuple[str, int, int, int]]:
     return out
 
 
+def sequence_numbers(net) -> dict[int, list[int]]:
+    """{SPI: the sequence numbers of the ESP under it on the transit, in capture order}."""
+    numbers: dict[int, list[int]] = {}
+    for _, _, spi, seq in esp_frames(net):
+        numbers.setdefault(spi, []).append(seq)
+    return numbers
+
+
+def on_the_wire(net) -> str:
+    """The transit's frames (IKE and chatter left out), a line each, peeled with the case's SAs: for failures."""
+    return "\n".join(describe(frame, net.sas) for frame in net.transit.frames())
+
+
+def esp_from(net, source: str, link: str = "transit") -> int:
+    """How many ESP packets from `source` the link carried so far."""
+    return sum(1 for src, *_ in esp_frames(net, link) if src == source)
+
+
 def userspace_counted(net, up: Established, timeout: float = 2.0) -> dict[str, int]:
     """What shows that r1's ESP was done in userspace: r1's kernel holds no SA and no policy, and its TUN device
     took in exactly as many packets as r1 sent ESP on the transit (tx) and gave out exactly as many as r2 sent (rx),
-    since `up` (before any ESP); polled to a deadline (the capture and the counters are read apart). Returns the
+    since `up` (before any ESP), at least one each way; polled to a deadline (the capture and the counters are read
+    apart). Returns the
     TUN device's tx_packets and rx_packets since then."""
     r1 = net.dut("r1")
     assert r1.check("/sbin/ip xfrm state; /sbin/ip xfrm policy").strip() == "", "r1's kernel holds xfrm states"
@@ -214,27 +235,27 @@ def userspace_counted(net, up: Established, timeout: float = 2.0) -> dict[str, i
     while True:
         tun = r1.counters().link(TUN)
         counted = {k: tun.get(k, 0) - up.tun.get(k, 0) for k in ("tx_packets", "rx_packets")}
-        sources = [src for src, *_ in esp_frames(net)]
-        sent = {"tx_packets": sources.count(offices.R1_WAN), "rx_packets": sources.count(offices.R2_WAN)}
+        sent = {"tx_packets": esp_from(net, offices.R1_WAN), "rx_packets": esp_from(net, offices.R2_WAN)}
         if counted == sent or time.monotonic() > deadline:
             break
         time.sleep(0.05)
-    assert counted == sent, (f"r1's {TUN} counted {counted}; on the transit r1 sent {sent['tx_packets']} ESP "
-                             f"packets, r2 {sent['rx_packets']}")
+    assert counted == sent and min(sent.values()) >= 1, (f"r1's {TUN} counted {counted}; on the transit r1 sent "
+                                                         f"{sent['tx_packets']} ESP packets, r2 {sent['rx_packets']}")
     return counted
 
 
-def rekey_mid_stream(net, at: int, after: int = 20, interval: float = 0.002) -> tuple[dict, list[int]]:
+def rekey_mid_stream(net, at: int, after: int = 20, interval: float = 0.002) -> tuple[dict, list[int], dict]:
     """ike.rekey_mid_stream's plot with libipsec in r1: h1 streams echoes to h2, r1's charon rekeys the child SA once
     echo `at` left, and the stream goes on until r2's kernel no longer holds its old outbound SA (the old child's
     delete exchanged; inbound SAs stay charon's delete_rekeyed_delay, 5 s, on both sides) and `after` echoes more,
     at most 5 s. Returns ({"r1->r2" / "r2->r1": {"old": stream frames under the SAs before, "new": under the new
-    ones}}, the echoes left unanswered); the new SAs, read from r2's kernel, become the case's; the stream stays out
-    of the golden."""
+    ones}}, the echoes left unanswered, what r1's UDP counters did meanwhile: UdpRcvbufErrors its charon's socket
+    overflowing); the new SAs, read from r2's kernel, become the case's; the stream stays out of the golden."""
     from concurrent.futures import ThreadPoolExecutor
 
     from grelab.scenario.hosts import echo_stream
     net.leave_out(lambda frame: len(frame) > ike.STREAM_FRAME)
+    before = net.dut("r1").counters()
     old = {sa.spi for sa in net.sas}
     r2_out = next(sa.spi for sa in net.sas if sa.src == offices.R2_WAN)
     r1, r2 = net.dut("r1"), net.dut("r2")
@@ -263,7 +284,9 @@ def rekey_mid_stream(net, at: int, after: int = 20, interval: float = 0.002) -> 
         if peeled.esp_spi is not None:
             direction = "r1->r2" if peeled.packet[IP].src == offices.R1_WAN else "r2->r1"
             carried[direction]["old" if peeled.esp_spi in old else "new"] += 1
-    return carried, sorted(set(range(1, answered.sent + 1)) - set(answered))
+    print(f"stream frames by SA: {carried}")
+    udp = {k: n for k, n in r1.counters().delta(before)["snmp"].items() if k.startswith("Udp")}
+    return carried, sorted(set(range(1, answered.sent + 1)) - set(answered)), udp
 
 
 def for_h1(seq: int) -> IP:
@@ -291,3 +314,39 @@ def send_to_r1(net, seq: int, esp_seq: int, comment: str) -> bytes:
     end of the transit as if r2 had sent it. Returns the frame."""
     sa = next(sa for sa in net.sas if sa.src == offices.R2_WAN)
     return net.send("isp", net.protect(for_h1(seq), seq=esp_seq, sa=sa), comment=comment)
+
+
+def replay_to_r1(net) -> tuple[int, int]:
+    """grelab, as r2, sends r1 an echo for h1 in ESP, the same ESP again, then the next; once h1 got each echo (once:
+    expect is exact) and h2 h1's answers, (how many packets r1's TUN device gave out since the first echo, how many
+    ESP packets reached r1 since then, r2's chatter included, but the replay)."""
+    frame = send_to_r1(net, 1, esp_seq=5, comment="crafted by grelab as r2 would send it, then sent again as it is: "
+                       f"r1 must take it once and refuse the replay {OUT_OF_SEQUENCE}")
+    net.link("lan1").expect(delivered_to_h1(1), timeout=3)
+    before, arrived = net.dut("r1").counters().link(TUN), esp_from(net, offices.R2_WAN)
+    net.send("isp", frame[14:], protect=False)  # the same bytes: the comment above says it
+    send_to_r1(net, 2, esp_seq=6, comment="crafted by grelab, the next sequence number: r1 must take it")
+    net.link("lan1").expect([delivered_to_h1(1), delivered_to_h1(2)], timeout=3)
+    net.link("lan2").expect([answer_at_h2(1), answer_at_h2(2)], timeout=3)
+    moved = net.dut("r1").counters().link(TUN)["rx_packets"] - before.get("rx_packets", 0)
+    return moved, esp_from(net, offices.R2_WAN) - arrived - 1
+
+
+def left_of_the_window(net) -> list[int]:
+    """grelab, as r2, sends r1 echoes 1, 2 and 3 for h1 in ESP numbered 50, then 40 below (left of a REPLAY_WINDOW
+    window, never seen), then 51; once h1 got 1 and 3 and h2 h1's answers, which of them h1 got. r2's inbound SA
+    has that window first (kernel-netlink gives the kernel's SAs charon's replay_window)."""
+    inbound = net.dut("r2").check(f"/sbin/ip xfrm state list dst {offices.R2_WAN}")
+    assert f"replay-window {REPLAY_WINDOW} " in inbound, inbound
+    send_to_r1(net, 1, esp_seq=50, comment=f"crafted by grelab as r2 would send it: r1 must take it "
+                                           f"{OUT_OF_SEQUENCE}")
+    net.link("lan1").expect(delivered_to_h1(1), timeout=3)
+    send_to_r1(net, 2, esp_seq=50 - REPLAY_WINDOW - 8, comment=f"crafted by grelab, left of a {REPLAY_WINDOW}-packet "
+                                                                f"window: r1 must refuse it {OUT_OF_SEQUENCE}")
+    send_to_r1(net, 3, esp_seq=51, comment=f"crafted by grelab, the next sequence number: r1 must take it "
+                                           f"{OUT_OF_SEQUENCE}")
+    net.link("lan1").expect(delivered_to_h1(3), timeout=3)
+    net.link("lan2").expect([answer_at_h2(1), answer_at_h2(3)], timeout=3)
+    frames = [frame[14:] for frame in net.link("lan1").frames()]
+    return [seq for seq in (1, 2, 3) if bytes(delivered_to_h1(seq))[14:] in frames]
+
