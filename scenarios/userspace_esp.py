@@ -11,9 +11,10 @@ The plot: the SAs come up within 5 s of the daemons' start (convergence_s); h1's
 transit holding only ESP that decrypts, with the keys read back from r2's kernel, to exactly the GRE the hosts'
 packets became, its sequence numbers 1, 2, 3, ... per SA; r1's kernel holds no SA or policy and its xfrm_stat does
 not move, while its TUN device counts exactly the ESP packets r1 sent and received (the proof that the ESP was done
-in userspace); a rekey mid-stream loses no echo. Where libipsec is not the kernel (ESP in UDP with no NAT between
-the routers; no transport mode), the case asks for what the kernel does and fails showing what was on the wire,
-a strict expected failure naming strongSwan's source line (grelab.dut.divergences).
+in userspace); a rekey mid-stream loses no echo; ESP grelab replays to r1 is dropped. Where libipsec is not the
+kernel (ESP in UDP with no NAT between the routers; no transport mode; a replay window of its own), the case asks
+for what the kernel does and fails showing what happened instead, a strict expected failure naming strongSwan's
+source line (grelab.dut.divergences).
 """
 from grelab.networks import ike, libipsec
 
