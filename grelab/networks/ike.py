@@ -57,8 +57,8 @@ def routers(v: Variant, sas) -> dict[str, offices.Plan]:
     """The offices' GRE tunnel, and in each router its implementation's daemons to protect it."""
     r1, r2, auth = telling(v)
     plans = offices.connect(offices.PLAIN_GRE, sas)
-    plans["r1"] += r1.plan(End("r1", "r2", offices.R1_WAN, offices.R2_WAN, auth))
-    plans["r2"] += r2.plan(End("r2", "r1", offices.R2_WAN, offices.R1_WAN, auth))
+    plans["r1"] += r1.plan(End("r1", "r2", offices.R1_WAN, offices.R2_WAN, auth, v.mode))
+    plans["r2"] += r2.plan(End("r2", "r1", offices.R2_WAN, offices.R1_WAN, auth, v.mode))
     return plans
 
 
@@ -74,8 +74,8 @@ def rows(net) -> dict[str, Implementation]:
     return {"r1": r1, "r2": r2}
 
 
-def log_of(net, router: str) -> str:
-    return folder(net.dut(router), rows(net)[router].daemon) + "/log"
+def log_of(net, router: str, implementations: dict[str, Implementation] | None = None) -> str:
+    return folder(net.dut(router), (implementations or rows(net))[router].daemon) + "/log"
 
 
 def expected_authentication(net) -> dict[str, str]:
@@ -88,13 +88,14 @@ def expected_authentication(net) -> dict[str, str]:
     return {"r1": r1.signature if r2.mirrors else r2.signature, "r2": r1.signature}
 
 
-def authenticated(net) -> dict[str, str]:
+def authenticated(net, implementations: dict[str, Implementation] | None = None) -> dict[str, str]:
     """{router: how its daemon says it authenticated the other router}, from its log, in grelab's words
-    (ike_daemons.PSK_AUTH ...), else its own."""
+    (ike_daemons.PSK_AUTH ...), else its own; implementations: {router: its row}, else the variant's (rows)."""
+    implementations = implementations or rows(net)
     out = {}
     for me, peer in (("r1", "r2"), ("r2", "r1")):
-        log = net.dut(me).cmd(f"cat {log_of(net, me)}").output
-        out[me] = rows(net)[me].how_authenticated(log, peer)
+        log = net.dut(me).cmd(f"cat {log_of(net, me, implementations)}").output
+        out[me] = implementations[me].how_authenticated(log, peer)
     return out
 
 
