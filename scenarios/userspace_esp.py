@@ -24,7 +24,7 @@ net = libipsec.two_offices_libipsec().fixture()
 def test_h1_reaches_h2_in_userspace_esp(net, record_property):
     """The SAs come up; h1's echo crosses in ESP that r1's charon made, r1's kernel xfrm untouched, its TUN busy."""
     before, up = net.dut("r1").counters(), libipsec.established(net, record_property)
-    assert up.took <= ike.CONVERGENCE_S and ike.authenticated(net) == libipsec.authenticated_as(net.variant)
+    assert up.took <= ike.CONVERGENCE_S and ike.authenticated(net, libipsec.ROWS) == libipsec.authenticated_as(net.variant)
     assert net.ping("h1", "h2").payload == b"grelab echo"
     net.transit.carries_exactly(net.sent_by("h1", "h2"))
     libipsec.userspace_counted(net, up)

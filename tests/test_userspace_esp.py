@@ -11,6 +11,7 @@ import pytest
 from cli_user import ROOT
 from grelab.dut.divergences import DIVERGENCES, divergences_for, implementations_of
 from grelab.networks import libipsec
+from grelab.networks.ike_daemons import libipsec_conf, strongswan_conf
 
 DIVERGING = {"test_esp_is_raw_with_no_nat_between_the_routers", "test_transport_mode_as_the_kernel_pairing_asks",
              "test_replay_window_is_charons"}
@@ -47,7 +48,9 @@ def test_each_pairing_is_a_column_initiator_first():
 
 
 def test_only_r1s_charon_does_esp_in_userspace():
-    userspace, kernel = libipsec.strongswan_conf(userspace=True), libipsec.strongswan_conf(userspace=False)
+    plans = libipsec.routers(libipsec.VARIANTS[0], lambda local, remote: ())
+    userspace, kernel = (dict(plans[router].daemons[0].config_files)["strongswan.conf"] for router in ("r1", "r2"))
+    assert userspace == libipsec_conf() and kernel == strongswan_conf()  # r2: the strongswan row as it is
     load = re.search(r"load = (.*)", userspace).group(1).split()
     # The first kernel-ipsec registered is the one charon uses (kernel_interface.c, add_ipsec_interface).
     assert load.index("kernel-libipsec") < load.index("kernel-netlink") and "gcm" in load
@@ -55,8 +58,8 @@ def test_only_r1s_charon_does_esp_in_userspace():
     assert re.search(r"kernel-netlink \{\s*fwmark = !0x42", userspace)
     assert re.search(r"socket-default \{\s*fwmark = 0x42", userspace)
     assert re.search(r"allow_peer_ts = yes", userspace)
-    for conf in (userspace, kernel):
-        assert "keep_alive = 0" in conf and f"replay_window = {libipsec.REPLAY_WINDOW}" in conf
-    plans = libipsec.routers(libipsec.VARIANTS[0], lambda local, remote: ())
+    assert "keep_alive = 0" in userspace and f"replay_window = {libipsec.REPLAY_WINDOW}" in userspace
+    for router in ("r1", "r2"):  # the child SA in the variant's mode, tunnel: libipsec's only one
+        assert "mode = tunnel" in dict(plans[router].daemons[0].config_files)["swanctl/swanctl.conf"]
     assert dict(plans["r1"].sysctls)["net.core.rmem_default"] == str(libipsec.SOCKET_BUFFER)
     assert "net.core.rmem_default" not in dict(plans["r2"].sysctls)

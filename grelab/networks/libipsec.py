@@ -1,6 +1,8 @@
 """strongSwan's userspace ESP as data: charon with the kernel-libipsec plugin in r1 does ESP itself, through a TUN
-device, against charon with the kernel's xfrm in r2 (grelab.networks.ike), the two negotiating with IKEv2 to
-protect the two offices' GRE (grelab.networks.offices).
+device, against charon with the kernel's xfrm in r2, the two negotiating with IKEv2 to protect the two offices' GRE
+(grelab.networks.offices). The two are rows of grelab.networks.ike_daemons (STRONGSWAN_LIBIPSEC: strongSwan's, its
+plugins and settings libipsec's; STRONGSWAN); this module keeps what is userspace ESP's own: the TUN device's
+counters, the replay experiments, the child SA in tunnel mode.
 
     h1 -- r1: gre1 -> route (table 220) -> ipsec0 (TUN) -> charon/libipsec: ESP in UDP 4500 ==isp== r2: xfrm -- h2
 
@@ -12,13 +14,13 @@ to ipsec0, where the kernel's ip_gre takes the GRE. strongSwan 5.9.8's libipsec 
 ESP in UDP (it fakes a NAT in IKE to get it), hence the pairings' tunnel-mode children (a case asks for transport
 mode at run time, initiate_in, to show the difference). Its traffic selectors name the IKE peer itself (GRE between r1
 and r2), which the plugin refuses unless `allow_peer_ts`: the route to r2 would swallow IKE too, so charon's own
-packets carry a firewall mark the routing rule skips (kernel-netlink's fwmark !0x42, socket-default's 0x42).
+packets carry a firewall mark the routing rule skips (kernel-netlink's fwmark !0x42, socket-default's 0x42:
+ike_daemons.libipsec_conf).
 
 Keys are read back from r2's kernel, which holds both directions (grelab.dut.daemon.read_sas).
 """
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -30,18 +32,17 @@ from grelab.craft.peel import describe, peel
 from grelab.dut.daemon import folder, read_sas, wait_until
 from grelab.dut.plan import Plan
 from grelab.networks import ike, offices
+from grelab.networks.ike_daemons import PSK_AUTH, REPLAY_WINDOW, STRONGSWAN, STRONGSWAN_LIBIPSEC, End, swanctl
 from grelab.networks.refusals import OUT_OF_SEQUENCE
 from grelab.scenario.spec import Scenario, Variant
 
 TUN = "ipsec0"  # the TUN device kernel-libipsec makes ("ipsec%d": the first)
-ROUTING_TABLE, FWMARK = 220, "0x42"
-REPLAY_WINDOW = 32  # packets: charon's replay_window
+ROUTING_TABLE = 220  # charon's, where libipsec's routes into the TUN device go
 # libipsec's ESP arrives on charon's UDP socket, which socket-default leaves at the kernel's default size (208 KiB):
 # a burst while charon was held up (a rekey on a busy machine) overflowed it, UdpRcvbufErrors the echoes lost.
 SOCKET_BUFFER = 4 << 20
-# libipsec does ESP with strongSwan's own crypto: its gcm plugin for AES-GCM (Debian's libstrongswan-standard-plugins).
-USERSPACE_PLUGINS = ike.CHARON_PLUGINS.replace("kernel-netlink", "gcm kernel-libipsec kernel-netlink")
-USERSPACE, KERNEL = "strongswan-libipsec", "strongswan"  # the implementations' names in the matrix
+ROWS = {"r1": STRONGSWAN_LIBIPSEC, "r2": STRONGSWAN}  # {router: the implementation it runs}, whoever initiates
+USERSPACE, KERNEL = STRONGSWAN_LIBIPSEC.name, STRONGSWAN.name  # the implementations' names in the matrix
 
 
 @dataclass(frozen=True)
@@ -64,54 +65,18 @@ VARIANTS = tuple(p.variant() for p in PAIRINGS.values())
 
 
 def authenticated_as(variant: Variant) -> dict[str, str]:
-    """{router: how its charon logs the other authenticated} in this variant (ike.authenticated's answer)."""
-    return dict.fromkeys(("r1", "r2"), "RSA_EMSA_PKCS1_SHA2_256" if PAIRINGS[variant.id].certs else "pre-shared key")
-
-
-def swanctl_conf(me: str, peer: str, local: str, remote: str, certs: bool, mode: str) -> dict[str, str]:
-    """ike.swanctl_conf's connection with the child in `mode` (libipsec: tunnel only), its traffic selectors GRE
-    between the two routers; the same credentials."""
-    files = ike.swanctl_conf(me, peer, local, remote, certs)
-    files["swanctl.conf"] = files["swanctl.conf"].replace("mode = transport", f"mode = {mode}")
-    return files
-
-
-def strongswan_conf(userspace: bool) -> str:
-    """ike.strongswan_conf, with no NAT keepalives (a faked NAT would send one every 20 s: not the case's traffic)
-    and the ESP replay window said (charon's default, 32, which kernel-netlink gives the kernel's SAs); in the
-    userspace router, kernel-libipsec's plugins and its routes kept off charon's own packets."""
-    said = f"  install_routes = no\n  keep_alive = 0\n  replay_window = {REPLAY_WINDOW}\n"
-    conf = ike.strongswan_conf().replace("  install_routes = no\n", said)
-    if not userspace:
-        return conf
-    return conf.replace(ike.CHARON_PLUGINS, USERSPACE_PLUGINS).replace("  plugins {\n", f"""  plugins {{
-    kernel-libipsec {{
-      allow_peer_ts = yes
-    }}
-    kernel-netlink {{
-      fwmark = !{FWMARK}
-    }}
-    socket-default {{
-      fwmark = {FWMARK}
-    }}
-""")
-
-
-def charon(me: str, peer: str, local: str, remote: str, certs: bool, mode: str, userspace: bool) -> Plan:
-    """ike.charon's daemon and loader, with this module's settings and connection."""
-    daemon, loader = ike.charon(me, peer, local, remote, certs).daemons
-    files = {"strongswan.conf": strongswan_conf(userspace),
-             **{f"swanctl/{path}": text for path, text in swanctl_conf(me, peer, local, remote, certs, mode).items()}}
-    return Plan(daemons=(dataclasses.replace(daemon, config_files=files), loader))
+    """{router: how its charon must say it authenticated the other} in this variant (ike.authenticated's answer):
+    strongSwan on both sides, each signing as strongSwan does."""
+    return dict.fromkeys(ROWS, STRONGSWAN.signature if PAIRINGS[variant.id].certs else PSK_AUTH)
 
 
 def routers(variant: Variant, sas) -> dict[str, Plan]:
     """The offices' GRE tunnel; charon with libipsec in r1 (its sockets' buffers SOCKET_BUFFER), charon with the
-    kernel's xfrm in r2."""
-    certs = PAIRINGS[variant.id].certs
+    kernel's xfrm in r2 (ike_daemons' rows), the child SA in the variant's mode."""
+    auth = "certs" if PAIRINGS[variant.id].certs else "psk"
     plans = offices.connect(offices.PLAIN_GRE, sas)
-    plans["r1"] += charon("r1", "r2", offices.R1_WAN, offices.R2_WAN, certs, variant.mode, userspace=True)
-    plans["r2"] += charon("r2", "r1", offices.R2_WAN, offices.R1_WAN, certs, variant.mode, userspace=False)
+    plans["r1"] += ROWS["r1"].plan(End("r1", "r2", offices.R1_WAN, offices.R2_WAN, auth, variant.mode))
+    plans["r2"] += ROWS["r2"].plan(End("r2", "r1", offices.R2_WAN, offices.R1_WAN, auth, variant.mode))
     plans["r1"] += Plan(sysctls={"net.core.rmem_default": str(SOCKET_BUFFER)})
     return plans
 
@@ -129,17 +94,16 @@ USERSPACE_INSTALLED = (f"grep -q 'CHILD_SA gre{{[0-9]*}} established' {{log}} &&
 
 def loaded(net) -> None:
     """Until both charons hold the connection (charon logs its loading), within CONVERGENCE_S of their start."""
-    for router in ("r1", "r2"):
-        dut = net.dut(router)
-        wait_until(dut, f"grep -q 'added vici connection: gre' {folder(dut, 'charon')}/log", timeout=_left(net),
-                   what="charon's connection loaded", logs=["charon", "swanctl"])
+    for router, row in ROWS.items():
+        wait_until(net.dut(router), row.loaded.format(log=ike.log_of(net, router, ROWS)), timeout=_left(net),
+                   what=f"{row.name}'s connection loaded", logs=row.logs)
 
 
 def initiate(net):
     """The pairing's initiator starts the child SA (swanctl --initiate, its output: charon's log of it)."""
-    initiator = net.dut(PAIRINGS[net.variant.id].initiator)
-    timeout = str(max(1, int(_left(net))))
-    return initiator.cmd(ike.swanctl(initiator, "--initiate", "--child", "gre", "--timeout", timeout))
+    router = PAIRINGS[net.variant.id].initiator
+    initiator = net.dut(router)
+    return initiator.cmd(ROWS[router].initiate(initiator, int(_left(net))))
 
 
 @dataclass(frozen=True)
@@ -165,7 +129,7 @@ def established(net, record_property) -> Established:
     initiated = initiate(net)
     assert initiated.ok, f"swanctl --initiate failed:\n{initiated.output}"
     wait_until(r2, ike.INSTALLED, timeout=_left(net), what="the IKE-negotiated SAs in the kernel", logs=["charon"])
-    wait_until(r1, USERSPACE_INSTALLED.replace("{log}", folder(r1, "charon") + "/log"), timeout=_left(net),
+    wait_until(r1, USERSPACE_INSTALLED.replace("{log}", ike.log_of(net, "r1", ROWS)), timeout=_left(net),
                what="libipsec's child SA and its route into the TUN device", logs=["charon"])
     took = time.monotonic() - _started(net)
     record_property("convergence_s", round(took, 2))
@@ -188,9 +152,9 @@ def initiate_in(net, mode: str):
     loaded(net)
     for router in ("r1", "r2"):
         dut = net.dut(router)
-        conf = f"{folder(dut, 'charon')}/swanctl/swanctl.conf"
+        conf = f"{folder(dut, ROWS[router].daemon)}/swanctl/swanctl.conf"
         dut.check(f"sed -i 's/mode = [a-z]*/mode = {mode}/' {conf} && grep -q 'mode = {mode}' {conf}")
-        dut.check(ike.swanctl(dut, "--load-conns", "--file", conf))
+        dut.check(swanctl(dut, "--load-conns", "--file", conf))
     return initiate(net)
 
 
@@ -262,7 +226,7 @@ def rekey_mid_stream(net, at: int, after: int = 20, interval: float = 0.002) -> 
     rekeying, ended = [], []
 
     def rekey() -> None:
-        r1.check(ike.swanctl(r1, "--rekey", "--child", "gre"))
+        r1.check(ROWS["r1"].rekey(r1))
         wait_until(r2, f"! /sbin/ip xfrm state | grep -q 'spi 0x{r2_out:08x}'", timeout=5,
                    what="r2's old outbound SA gone after the rekey", logs=["charon"])
 
