@@ -9,12 +9,14 @@ cd "$here"
 # from the host's /usr); make, gcc, libc6-dev, flex, bison, bc, xz-utils: building grelab's UML kernel from
 # Debian's kernel source (grelab.dut.uml.kernel); tcpreplay: grelab replay's comparison; chromium +
 # chromium-driver: the run report's browser test; frr, strongswan-*: real daemons the DUTs run for daemon
-# scenarios (grelab.dut.daemon), from the host's /usr. libreswan conflicts with strongswan-libcharon: `grelab dut
-# prepare` (below) downloads its .deb and unpacks it into grelab's cache; here only the libraries its pluto needs
-# (libnss3-tools: certutil and pk12util for its NSS database too). openvswitch-switch: the OVS DUT (grelab.dut.ovs),
-# which runs its own ovsdb-server and ovs-vswitchd in a namespace of grelab's.
+# scenarios (grelab.dut.daemon), from the host's /usr; libcharon-extra-plugins: charon's kernel-libipsec (userspace
+# ESP, libipsec.so) and libstrongswan-standard-plugins its gcm plugin (userspace_esp's AES-GCM). libreswan conflicts
+# with strongswan-libcharon: `grelab dut prepare` (below) downloads its .deb and unpacks it into grelab's cache; here
+# only the libraries its pluto needs (libnss3-tools: certutil and pk12util for its NSS database too). openvswitch-switch: the OVS DUT
+# (grelab.dut.ovs), which runs its own ovsdb-server and ovs-vswitchd in a namespace of grelab's.
 debs=(iproute2 nftables tshark tcpdump busybox-static iptables netbase tcpreplay chromium chromium-driver
-      frr strongswan-charon strongswan-swanctl make gcc libc6-dev flex bison bc xz-utils
+      frr strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins
+      make gcc libc6-dev flex bison bc xz-utils
       libnss3-tools libldns3 libunbound8 libevent-core-2.1-7 libevent-pthreads-2.1-7 libcurl3-nss libcap-ng0
       libaudit1 libldap-2.5-0 libpam0g openvswitch-switch)
 # Open vSwitch's own services are never wanted: on a machine running systemd, its postinst would start

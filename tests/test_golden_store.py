@@ -1,6 +1,7 @@
 """Golden pcaps: normalization, comparison with a readable diff, safe rewrite, esp_sa merge."""
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from scapy.layers.inet import IP, TCP
@@ -66,6 +67,16 @@ def test_esp_sa_merge_under_concurrency(tmp_path):
     writers = [subprocess.Popen([sys.executable, "-c", MERGE, str(tmp_path), row]) for row in rows]
     assert [w.wait(timeout=60) for w in writers] == [0] * len(rows)
     assert sorted((tmp_path / "esp_sa").read_text().splitlines()) == sorted(rows)
+
+
+def test_the_projects_esp_sa_is_as_the_store_writes_it(tmp_path):
+    """pcaps/esp_sa sorted and each row once, as merge_esp_sa writes it: a merge conflict resolved by hand stays so,
+    or the next --update-golden reorders rows in an unrelated change. Its rows merged again change nothing."""
+    project = Path(__file__).resolve().parents[1] / "pcaps" / "esp_sa"
+    text = project.read_text()
+    assert text.splitlines() == sorted(set(text.splitlines())), "pcaps/esp_sa: rows out of order or twice"
+    (tmp_path / "esp_sa").write_text(text)
+    assert not GoldenStore(tmp_path).merge_esp_sa(text.splitlines()) and (tmp_path / "esp_sa").read_text() == text
 
 
 def test_normalizer_takes_out_ip_id_and_tcp_isn():

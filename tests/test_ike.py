@@ -47,6 +47,8 @@ def test_both_say_the_same_story_in_their_own_words():
     assert ipsec_secrets(end) == "@r1.grelab.test @r2.grelab.test : PSK \"grelab's test key: not a secret\"\n"
     assert ipsec_secrets(End("r1", "r2", R1, R2, "certs")) == ""
     assert "leftcert=r1.grelab.test" in ipsec_conf(End("r1", "r2", R1, R2, "certs"))
+    tunnel = End("r1", "r2", R1, R2, "psk", mode="tunnel")  # the variant's mode (userspace_esp's: tunnel)
+    assert "mode = tunnel" in swanctl_conf(tunnel)["swanctl.conf"] and "type=tunnel" in ipsec_conf(tunnel)
 
 
 # Lines as the daemons logged them in this story's cases.

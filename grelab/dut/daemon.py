@@ -136,17 +136,18 @@ def _background(daemon: Daemon, folder: str, command: str, env: list[tuple[str, 
 def guest_script(daemons, loader: tuple[str, str] | None = None) -> str:
     """Shell lines for init's shell in the UML guest: each daemon's folder and files, then the daemon in the
     background through the host's loader, its pid added to $GRELAB_DAEMON_PIDS and printed as
-    "@@daemon NAME PID". Once per boot, what daemons expect of a Debian system: /dev/urandom and /dev/random
-    (the initramfs has no devtmpfs), /var/run, /var/tmp, a root user in /etc/passwd and /etc/group (FRR looks
-    its user up, and insists that it be in the group of its vty sockets, frrvty), each library folder at
-    its own path (plugins are found by compiled-in paths such as /usr/lib/ipsec/plugins), and a daemon's root
-    (an unpacked package) mounted read-only from the host at /host-root/ROOT."""
+    "@@daemon NAME PID". Once per boot, what daemons expect of a Debian system: /dev/urandom, /dev/random and
+    /dev/net/tun (the initramfs has no devtmpfs), /var/run, /var/tmp, a root user in /etc/passwd and /etc/group (FRR
+    looks its user up, and insists that it be in the group of its vty sockets, frrvty), each library folder at its
+    own path (plugins are found by compiled-in paths such as /usr/lib/ipsec/plugins), and a daemon's root (an
+    unpacked package) mounted read-only from the host at /host-root/ROOT."""
     if not daemons:
         return ""
     loader_path, libdir = loader or _host_loader()
     out = ("[ -e /dev/urandom ] || { mknod /dev/urandom c 1 9; mknod /dev/random c 1 8; mkdir -p /var/tmp /usr/lib; "
            "ln -s /run /var/run; printf 'root:x:0:0:root:/root:/bin/sh\\n' > /etc/passwd; "
-           "printf 'root:x:0:\\nfrrvty:x:85:root\\n' > /etc/group; }\n")
+           "printf 'root:x:0:\\nfrrvty:x:85:root\\n' > /etc/group; }\n"
+           "[ -e /dev/net/tun ] || { mkdir -p /dev/net; mknod /dev/net/tun c 10 200; }\n")  # charon's kernel-libipsec
     for daemon in daemons:
         if daemon.root:
             mounted = shlex.quote(HOST_ROOT + daemon.root)

@@ -91,6 +91,21 @@ DIVERGENCES: tuple[Divergence, ...] = (
                "of the rekey's round trip are dropped by the initiator's kernel (XfrmAcquireError)",
                "programs/pluto/ikev2_child.c:382-383 at v4.10 (process_v2_child_request_payloads: "
                "install_ipsec_sa(&larval_child->sa, true), inbound and outbound at once)"),
+    # strongSwan 5.9.8's userspace ESP (charon's kernel-libipsec plugin, libipsec), scenarios/userspace_esp.py.
+    Divergence("strongswan-libipsec", "userspace_esp.py::test_esp_is_raw_with_no_nat_between_the_routers[*]",
+               "libipsec does ESP only in UDP 4500: charon fakes a NAT in IKE to get it, with no NAT between the peers",
+               "strongSwan 5.9.8 src/libcharon/plugins/kernel_libipsec/kernel_libipsec_ipsec.c:234 (get_features: "
+               "KERNEL_REQUIRE_UDP_ENCAPSULATION), src/libcharon/sa/ikev2/tasks/ike_natd.c:149 (a faked NAT-D hash), "
+               "src/libipsec/ipsec_sa.c:288 (\"only UDP encapsulation is supported\"); raw ESP came in 5.9.11"),
+    Divergence("strongswan-libipsec", "userspace_esp.py::test_transport_mode_as_the_kernel_pairing_asks[*]",
+               "libipsec refuses a transport-mode SA (\"IPsec SA: unsupported mode\"): as initiator charon deletes the "
+               "child, as responder it answers NO_PROPOSAL_CHOSEN; GRE then crosses in the clear",
+               "strongSwan 5.9.8 src/libipsec/ipsec_sa.c:303 (mode != MODE_TUNNEL)"),
+    Divergence("strongswan-libipsec", "userspace_esp.py::test_replay_window_is_charons[*]",
+               "libipsec's replay window is always 128 packets, whatever charon's replay_window says (the kernel's "
+               "SAs get 32): ESP 40 below the highest number taken is accepted",
+               "strongSwan 5.9.8 src/libipsec/esp_context.c:30 (ESP_DEFAULT_WINDOW_SIZE 128, set at :336); "
+               "src/libcharon/plugins/kernel_libipsec/kernel_libipsec_ipsec.c:255 (add_sa passes no replay_window)"),
     *OVS_DIVERGENCES,
 )
 

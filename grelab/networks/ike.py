@@ -15,12 +15,14 @@ two daemons do not agree, the failure shows the IKE exchange as the transit carr
 """
 from __future__ import annotations
 
-import ipaddress
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from concurrent.futures import ThreadPoolExecutor
 
+from scapy.layers.inet import IP
+
+from grelab.craft.peel import peel
 from grelab.dut.daemon import folder, read_sas, wait_until
 from grelab.networks import offices
 from grelab.networks.ike_daemons import IMPLEMENTATIONS, PSK_AUTH, End, Implementation
@@ -57,8 +59,8 @@ def routers(v: Variant, sas) -> dict[str, offices.Plan]:
     """The offices' GRE tunnel, and in each router its implementation's daemons to protect it."""
     r1, r2, auth = telling(v)
     plans = offices.connect(offices.PLAIN_GRE, sas)
-    plans["r1"] += r1.plan(End("r1", "r2", offices.R1_WAN, offices.R2_WAN, auth))
-    plans["r2"] += r2.plan(End("r2", "r1", offices.R2_WAN, offices.R1_WAN, auth))
+    plans["r1"] += r1.plan(End("r1", "r2", offices.R1_WAN, offices.R2_WAN, auth, v.mode))
+    plans["r2"] += r2.plan(End("r2", "r1", offices.R2_WAN, offices.R1_WAN, auth, v.mode))
     return plans
 
 
@@ -74,8 +76,8 @@ def rows(net) -> dict[str, Implementation]:
     return {"r1": r1, "r2": r2}
 
 
-def log_of(net, router: str) -> str:
-    return folder(net.dut(router), rows(net)[router].daemon) + "/log"
+def log_of(net, router: str, implementations: dict[str, Implementation] | None = None) -> str:
+    return folder(net.dut(router), (implementations or rows(net))[router].daemon) + "/log"
 
 
 def expected_authentication(net) -> dict[str, str]:
@@ -88,13 +90,14 @@ def expected_authentication(net) -> dict[str, str]:
     return {"r1": r1.signature if r2.mirrors else r2.signature, "r2": r1.signature}
 
 
-def authenticated(net) -> dict[str, str]:
+def authenticated(net, implementations: dict[str, Implementation] | None = None) -> dict[str, str]:
     """{router: how its daemon says it authenticated the other router}, from its log, in grelab's words
-    (ike_daemons.PSK_AUTH ...), else its own."""
+    (ike_daemons.PSK_AUTH ...), else its own; implementations: {router: its row}, else the variant's (rows)."""
+    implementations = implementations or rows(net)
     out = {}
     for me, peer in (("r1", "r2"), ("r2", "r1")):
-        log = net.dut(me).cmd(f"cat {log_of(net, me)}").output
-        out[me] = rows(net)[me].how_authenticated(log, peer)
+        log = net.dut(me).cmd(f"cat {log_of(net, me, implementations)}").output
+        out[me] = implementations[me].how_authenticated(log, peer)
     return out
 
 
@@ -166,35 +169,40 @@ def ike_late(ms: int) -> str:
 class Rekeyed:
     """What a rekey mid-stream showed: {"r1->r2" / "r2->r1": {"old": stream frames under the SA before, "new": under
     the new one}}, the echoes sent, those left unanswered, and where they went (empty when none was lost): the xfrm
-    counters each router moved during the stream and the transit's IKE and first ESP frame of each SPI, in time."""
+    and UDP counters each router moved during the stream (UdpRcvbufErrors: a daemon's socket overflowing) and the
+    transit's IKE and first ESP frame of each SPI, in time."""
     carried: dict
     sent: int
     lost: list[int]
     where: str
 
 
-def rekey_mid_stream(net, at: int, after: int = 20, interval: float = 0.002) -> Rekeyed:
+def rekey_mid_stream(net, at: int, after: int = 20, interval: float = 0.002, implementations=None,
+                     keys_from: str = "r1", late_ms: int = IKE_LATE_MS) -> Rekeyed:
     """h1 streams echoes to h2 (one every `interval` s, never waiting for replies); once echo `at` left, r1's daemon
     is asked to rekey the child SA (swanctl --rekey, whack --rekey-ipsec; in a thread of its own: the stream goes
-    on), its answer from r2 IKE_LATE_MS late, and the stream goes on until the rekey is over (neither router's kernel
-    holds its old outbound SA: the old SAs' delete exchanged) and `after` echoes more, at most 5 s. The new SAs become the case's (Net.negotiated); the
-    stream stays out of the golden (which SA carries which echo is the daemons' timing), what comes before and after
-    it stays in."""
+    on), its answer from r2 `late_ms` late (0: not delayed), and the stream goes on until the rekey is over (neither
+    router's kernel holds its old outbound SA: the old SAs' delete exchanged) and `after` echoes more, at most 5 s.
+    implementations: {router: its row}, else the variant's (rows). The new SAs, read from `keys_from`'s kernel,
+    become the case's (Net.negotiated); the stream stays out of the golden (which SA carries which echo is the
+    daemons' timing), what comes before and after it stays in."""
     from grelab.scenario.hosts import echo_stream
+    implementations = implementations or rows(net)
     net.leave_out(lambda frame: len(frame) > STREAM_FRAME)
     old = {sa.spi for sa in net.sas}
     outbound = {router: next(sa.spi for sa in net.sas if sa.src == address)
                 for router, address in (("r1", offices.R1_WAN), ("r2", offices.R2_WAN))}
-    net.dut("r2").check(ike_late(IKE_LATE_MS))
+    if late_ms:
+        net.dut("r2").check(ike_late(late_ms))
     before = {router: net.dut(router).counters() for router in outbound}
     rekeying, ended = [], []  # the rekey's future once echo `at` left; the echoes sent when it was over
 
     def rekey() -> None:
         r1 = net.dut("r1")
-        r1.check(rows(net)["r1"].rekey(r1))
-        for router, spi in outbound.items():
+        r1.check(implementations["r1"].rekey(r1))
+        for router, spi in outbound.items():  # (a kernel that never held it, libipsec's, is done at once)
             wait_until(net.dut(router), f"! /sbin/ip xfrm state | grep -q 'spi 0x{spi:08x}'", timeout=5,
-                       what=f"{router}'s old outbound SA gone after the rekey", logs=[rows(net)[router].daemon])
+                       what=f"{router}'s old outbound SA gone after the rekey", logs=[implementations[router].daemon])
 
     def until(sent: int) -> bool:
         if rekeying and rekeying[0].done() and not ended:
@@ -206,16 +214,20 @@ def rekey_mid_stream(net, at: int, after: int = 20, interval: float = 0.002) -> 
                                limit=at + int(5 / interval))
         rekeying[0].result()  # its failure, if any, raised here
     assert ended, f"the rekey was not over after {answered.sent} echoes"
-    net.negotiated(read_sas(net.dut("r1")))
+    net.negotiated(read_sas(net.dut(keys_from)))
     carried = {direction: {"old": 0, "new": 0} for direction in ("r1->r2", "r2->r1")}
     for _, frame in net.golden.frames("transit"):
-        if len(frame) > STREAM_FRAME and frame[12:14] == b"\x08\x00" and frame[23] == 50:  # IPv4 / ESP
-            spi = int.from_bytes(frame[34:38], "big")
-            direction = "r1->r2" if frame[26:30] == ipaddress.ip_address(offices.R1_WAN).packed else "r2->r1"
-            carried[direction]["old" if spi in old else "new"] += 1
+        peeled = peel(frame) if len(frame) > STREAM_FRAME else None
+        if peeled and peeled.esp_spi is not None:  # raw or in UDP
+            direction = "r1->r2" if peeled.packet[IP].src == offices.R1_WAN else "r2->r1"
+            carried[direction]["old" if peeled.esp_spi in old else "new"] += 1
+    print(f"stream frames by SA: {carried}")
     lost = sorted(set(range(1, answered.sent + 1)) - set(answered))
     where = ""
     if lost:
-        moved = {router: net.dut(router).counters().delta(before[router])["xfrm"] for router in outbound}
-        where = (f"xfrm counters moved during the stream: {moved}\n{on_the_wire(net)}")
+        moved = {}
+        for router in outbound:
+            delta = net.dut(router).counters().delta(before[router])
+            moved[router] = {**delta["xfrm"], **{k: n for k, n in delta["snmp"].items() if k.startswith("Udp")}}
+        where = f"xfrm and UDP counters moved during the stream: {moved}\n{on_the_wire(net)}"
     return Rekeyed(carried, answered.sent, lost, where)

@@ -15,6 +15,7 @@ grelab's cache (grelab.dut.unpacked), its certificates and keys in an NSS databa
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 from collections.abc import Callable
@@ -31,12 +32,14 @@ PSK = "grelab's test key: not a secret"
 
 @dataclass(frozen=True)
 class End:
-    """One router's side of the connection: who it is, who the peer is, their addresses, "psk" or "certs"."""
+    """One router's side of the connection: who it is, who the peer is, their addresses, "psk" or "certs", and the
+    child SA's ESP mode (the variant's)."""
     me: str
     peer: str
     local: str
     remote: str
     auth: str
+    mode: str = "transport"
 
 
 @dataclass(frozen=True)
@@ -87,7 +90,7 @@ STRONGSWAN_PROPOSALS = {"ike": "aes128-sha256-modp2048", "esp": "aes128gcm16"}
 
 def swanctl_conf(end: End, proposals: dict = STRONGSWAN_PROPOSALS) -> dict[str, str]:
     """swanctl's folder for end.me: one IKEv2 connection to the peer protecting GRE between the two addresses in
-    transport mode; with certs, the CA's certificate, its own and its key, else the shared key."""
+    end.mode; with certs, the CA's certificate, its own and its key, else the shared key."""
     certs = end.auth == "certs"
     auth = "pubkey" if certs else "psk"
     own_cert = f"\n      certs = {end.me}.pem" if certs else ""
@@ -108,7 +111,7 @@ def swanctl_conf(end: End, proposals: dict = STRONGSWAN_PROPOSALS) -> dict[str, 
     }}
     children {{
       {CONNECTION} {{
-        mode = transport
+        mode = {end.mode}
         local_ts = dynamic[gre]
         remote_ts = dynamic[gre]
         esp_proposals = {proposals['esp']}
@@ -125,17 +128,18 @@ def swanctl_conf(end: End, proposals: dict = STRONGSWAN_PROPOSALS) -> dict[str, 
                                    f'    id-peer = {identity(end.peer)}\n    secret = "{PSK}"\n  }}\n}}\n'}
 
 
-def strongswan_conf() -> str:
+def strongswan_conf(plugins: str = CHARON_PLUGINS, settings: str = "", plugin_settings: str = "") -> str:
     """charon's and swanctl's settings: plugins by name, no routes of its own (transport mode needs none), IKE
     retransmitted after 0.5 s (the default 4 s: a peer may not listen yet when the first request comes), the
-    control socket in charon's folder, the log on stderr (its log there)."""
+    control socket in charon's folder, the log on stderr (its log there); settings and plugin_settings: lines more
+    in charon's section and in its plugins' (a row's own, e.g. STRONGSWAN_LIBIPSEC's)."""
     return f"""charon {{
-  load = {CHARON_PLUGINS}
+  load = {plugins}
   install_routes = no
-  retransmit_timeout = 0.5
+{settings}  retransmit_timeout = 0.5
   retransmit_base = 1.4
   plugins {{
-    vici {{
+{plugin_settings}    vici {{
       socket = unix://{{dir}}/charon.vici
     }}
   }}
@@ -153,10 +157,10 @@ swanctl {{
 """
 
 
-def charon(end: End, proposals: dict = STRONGSWAN_PROPOSALS) -> Plan:
+def charon(end: End, proposals: dict = STRONGSWAN_PROPOSALS, settings: str | None = None) -> Plan:
     """charon, then a swanctl loading its connection (and credentials) once charon's control socket is there;
-    proposals: {"ike": ..., "esp": ...} in strongSwan's words."""
-    conf = {"strongswan.conf": strongswan_conf(),
+    proposals: {"ike": ..., "esp": ...} in strongSwan's words; settings: its strongswan.conf (strongswan_conf's)."""
+    conf = {"strongswan.conf": strongswan_conf() if settings is None else settings,
             **{f"swanctl/{path}": text for path, text in swanctl_conf(end, proposals).items()}}
     daemon = Daemon("charon", (f"{CHARON_LIB}/charon",), conf, env={"STRONGSWAN_CONF": "{dir}/strongswan.conf"},
                     library_paths=(CHARON_LIB,))
@@ -183,6 +187,36 @@ STRONGSWAN = Implementation(
     # charon.rsa_pss defaults to no: PKCS#1 v1.5, with the strongest hash both sides support of its default set
     signature=PKCS1_SHA256)
 
+# --- strongSwan with kernel-libipsec: charon does ESP itself, through a TUN device (grelab.networks.libipsec) ---
+
+LIBIPSEC_FWMARK = "0x42"  # on charon's own packets, which the rule into libipsec's routing table skips
+# The first kernel-ipsec plugin loaded is the one charon uses (kernel_interface.c, add_ipsec_interface): libipsec's,
+# kernel-netlink's routing part still used. libipsec does ESP with strongSwan's own crypto: gcm for AES-GCM.
+LIBIPSEC_PLUGINS = CHARON_PLUGINS.replace("kernel-netlink", "gcm kernel-libipsec kernel-netlink")
+REPLAY_WINDOW = 32  # packets: charon's replay_window (its default), said
+
+
+def libipsec_conf() -> str:
+    """strongswan_conf with kernel-libipsec's plugins, no NAT keepalives (the NAT libipsec fakes would send one every
+    20 s: not a case's traffic), the replay window said; libipsec allowed traffic selectors naming the IKE peer (GRE
+    between the routers), its routes kept off charon's own packets by their firewall mark."""
+    return strongswan_conf(LIBIPSEC_PLUGINS, f"  keep_alive = 0\n  replay_window = {REPLAY_WINDOW}\n", f"""\
+    kernel-libipsec {{
+      allow_peer_ts = yes
+    }}
+    kernel-netlink {{
+      fwmark = !{LIBIPSEC_FWMARK}
+    }}
+    socket-default {{
+      fwmark = {LIBIPSEC_FWMARK}
+    }}
+""")
+
+
+STRONGSWAN_LIBIPSEC = dataclasses.replace(
+    STRONGSWAN, name="strongswan-libipsec", plan=lambda end, proposals=STRONGSWAN_PROPOSALS: charon(
+        end, proposals, libipsec_conf()))
+
 # --- libreswan: pluto, which loads its connections itself (addconn) -------------------------------------------
 
 IPSEC = "/usr/libexec/ipsec"  # pluto, whack, addconn: in the unpacked package (grelab.dut.unpacked)
@@ -203,7 +237,7 @@ conn {CONNECTION}
     leftid=@{identity(end.me)}
     right={end.remote}
     rightid=@{identity(end.peer)}
-{auth}    type=transport
+{auth}    type={end.mode}
     leftprotoport=gre
     rightprotoport=gre
     ike={proposals['ike']}
@@ -272,4 +306,4 @@ LIBRESWAN_ROW = Implementation(
     # ikev2_ike_auth.c:997-1037, saved in ikev2_auth.c:567-569 at v4.10)
     signature=PSS_SHA512, mirrors=True)
 
-IMPLEMENTATIONS = {row.name: row for row in (STRONGSWAN, LIBRESWAN_ROW)}
+IMPLEMENTATIONS = {row.name: row for row in (STRONGSWAN, STRONGSWAN_LIBIPSEC, LIBRESWAN_ROW)}
