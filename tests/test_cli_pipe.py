@@ -10,6 +10,10 @@ from cli_user import ROOT
 
 GOLDEN = "pcaps/two_offices/echo-gre.pcapng"
 OTHER = "pcaps/two_offices/tcp-gre.pcapng"
+# A command whose exit status is its answer keeps it when its output reached the reader: diff's few lines (well
+# under a pipe's 64 KiB, written in one flush) reach `head -1` whole, and "they differ" is 1. A reader gone before
+# the first write (`| true`), or a listing cut mid-way, ends it 0: the reader has what it wanted.
+ANSWER = {"pcap diff (different)": 1}
 PRINTING = {
     "help": ["--help"],
     "pcap help": ["pcap", "--help"],
@@ -53,7 +57,7 @@ def into_closed_pipe(args, tmp_path, read_first_line: bool):
 def test_a_closed_output_pipe_ends_the_command_quietly(name, read_first_line, tmp_path):
     code, first, stderr = into_closed_pipe(PRINTING[name], tmp_path, read_first_line)
     said = [line for line in stderr.splitlines() if not line.startswith(SAYS)]
-    assert code == 0 and not said, (code, stderr)
+    assert code == (ANSWER.get(name, 0) if read_first_line else 0) and not said, (code, stderr)
     if read_first_line:
         assert first.strip(), "the command printed nothing before its pipe closed"
 
