@@ -9,11 +9,11 @@ import pytest
 from cli_user import ROOT
 
 GOLDEN = "pcaps/two_offices/echo-gre.pcapng"
-OTHER = "pcaps/two_offices/echo-gre-in-esp.pcapng"  # its diff from GOLDEN: ~2.5 KB, one write (below)
-# A command whose exit status is its answer keeps it when its output reached the reader: diff's few lines (under
-# stdout's 8 KiB buffer, so one write at its final flush) reach `head -1` whole, and "they differ" is 1. A reader
-# gone before the first write (`| true`), or output cut mid-way (more than 8 KiB is written in pieces, and head may
-# be gone before the second), ends it 0: the reader has what it wanted.
+OTHER = "pcaps/two_offices/echo-gre-in-esp.pcapng"  # its diff from GOLDEN: ~2.5 KB, well inside a pipe's 64 KiB
+# A command whose exit status is its answer keeps it when its output reached the reader: diff writes its few lines
+# in one write (print would write the newline apart, after head may be gone), so they reach `head -1` whole and
+# "they differ" is 1. A reader gone before the first write (`| true`), or a long output cut mid-way, ends it 0: the
+# reader has what it wanted.
 ANSWER = {"pcap diff (different)": 1}
 PRINTING = {
     "help": ["--help"],
