@@ -30,7 +30,7 @@ def test_h1_reaches_h2_through_the_negotiated_esp(net, record_property):
 
 
 def test_a_rekey_mid_stream_loses_no_echo(net, record_property):
-    """r1 rekeys its child SA while h1 streams echoes to h2 (one every 2 ms, on until the old SAs are deleted): the
+    """r1 rekeys its child SA while h1 streams echoes to h2 (one every 5 ms, on until the old SAs are deleted): the
     stream's ESP under new SPIs both ways from then on, every echo answered."""
     ike.established(net, record_property)
     net.ping("h1", "h2")

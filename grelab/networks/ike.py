@@ -177,7 +177,7 @@ class Rekeyed:
     where: str
 
 
-def rekey_mid_stream(net, at: int, after: int = 20, interval: float = 0.002, implementations=None,
+def rekey_mid_stream(net, at: int, after: int = 20, interval: float = 0.005, implementations=None,
                      keys_from: str = "r1", late_ms: int = IKE_LATE_MS) -> Rekeyed:
     """h1 streams echoes to h2 (one every `interval` s, never waiting for replies); once echo `at` left, r1's daemon
     is asked to rekey the child SA (swanctl --rekey, whack --rekey-ipsec; in a thread of its own: the stream goes
