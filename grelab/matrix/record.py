@@ -4,8 +4,7 @@ record per case (grelab.matrix.cells reads them).
 
 On the process running a case it adds to the case's reports what the matrix needs and pytest does not keep: the
 variant's implementation (the row leaves it out), and a failure's first differing field: a grelab.errors.Mismatch's,
-or the golden comparison's. And under --not-applicable=skip, a plan item the DUT refuses as NotApplicable while the
-case body applies it (gre_options applies its tunnel there) is "not applicable" as it is at set-up.
+or the golden comparison's. (A NotApplicable, at set-up or in a case body, is grelab's pytest plugin's to skip.)
 """
 from __future__ import annotations
 
@@ -26,17 +25,6 @@ def pytest_configure(config):
     path = config.getoption("--matrix-results", None)
     if path and not hasattr(config, "workerinput"):  # xdist's workers report to the controller, which writes
         config.pluginmanager.register(Records(Path(path), config.getoption("--dut")), "grelab-matrix-records")
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item):
-    from grelab.dut.base import NotApplicable
-    try:
-        return (yield)
-    except NotApplicable as exc:
-        if item.config.getoption("--not-applicable") == "skip":
-            pytest.skip(f"not applicable: {exc}")
-        raise
 
 
 @pytest.hookimpl(wrapper=True)
