@@ -3,6 +3,7 @@ shard commands run as written (a folder of their own each, as on their machines)
 command joins their reports into a page with every case once, the totals of all and working links; reports that
 overlap differently are refused, naming the case."""
 import json
+import math
 import os
 import re
 import shutil
@@ -121,8 +122,8 @@ def test_the_workflows_shard_and_merge_commands_run_as_written(tmp_path):
     assert sorted(page.cases) == sorted(file_stem(n) for n in nodeids)  # each once
     assert "".join(page.text["h1"]) == "grelab run: 15 of 15 cases passed"
     parts = [json.loads((tmp_path / f"job-{s}/report/run.json").read_text()) for s in shards]
-    steps = sum(sum(v for k, v in step.items() if k in ("setup", "call", "teardown"))
-                for part in parts for step in part["steps"].values())
+    steps = math.fsum(math.fsum(v for k, v in step.items() if k in ("setup", "call", "teardown"))
+                      for part in parts for step in part["steps"].values())  # exact, as the page sums: any order
     assert "".join(page.text["took"]) == (f"The run's {len(parts)} shards took "
                                           + ", ".join(f"{p['took']:.1f}" for p in parts)
                                           + f" s; the cases' steps {steps:.1f} s of worker time.")

@@ -10,6 +10,7 @@ beside it, and the first frame per link that differs from the golden is marked w
 from __future__ import annotations
 
 import html
+import math
 import re
 
 RESULTS = ("failed", "error", "skipped", "passed")  # the page's order: what needs looking at first
@@ -33,7 +34,7 @@ def render(cases: list[dict], took: float | list[float] | None = None) -> str:
     elif took is not None:
         took_text = f"The run took {took:.1f} s"
     if took is not None:
-        body.append(f'<p class="took">{took_text}; the cases\' steps {sum(_seconds(c) for c in cases):.1f} s '
+        body.append(f'<p class="took">{took_text}; the cases\' steps {math.fsum(map(_seconds, cases)):.1f} s '
                     'of worker time.</p>')
     body.append(summary(cases, scenarios))
     body.append(filters(cases, scenarios, counts))
@@ -56,7 +57,7 @@ def render(cases: list[dict], took: float | list[float] | None = None) -> str:
 
 
 def _seconds(c: dict) -> float:
-    return sum(v for k, v in c.get("steps", {}).items() if k in ("setup", "call", "teardown"))
+    return math.fsum(v for k, v in c.get("steps", {}).items() if k in ("setup", "call", "teardown"))
 
 
 def summary(cases: list[dict], scenarios: list[str]) -> str:
@@ -65,7 +66,7 @@ def summary(cases: list[dict], scenarios: list[str]) -> str:
         n = {r: sum(c["outcome"] == r for c in mine) for r in RESULTS}
         bad = n["failed"] + n["error"]
         cells = [(n["passed"], ""), (bad, ' class="bad"' if bad else ""), (n["skipped"], "")]
-        time_ = sum(map(_seconds, mine))
+        time_ = math.fsum(map(_seconds, mine))  # exact: the same total in any order of cases (merged shards)
         return (f'<{tag}>{name}</{tag}>' + "".join(f'<td data-v="{v}"{cls}>{v}</td>' for v, cls in cells)
                 + f'<td data-v="{time_:.3f}">{time_:.2f}</td>')
     ordered = sorted(scenarios, key=lambda s: not any(c["scenario"] == s and c["outcome"] in BAD for c in cases))
